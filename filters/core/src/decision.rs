@@ -1,0 +1,18 @@
+//! What a limiter answers for one request and one rule.
+
+use crate::time::Nanos;
+
+/// The outcome of one rule for one request. Being limited is a value, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The request may pass (as far as this rule is concerned).
+    pub allowed: bool,
+    /// The quota's limit (units per period), as advertised in rate-limit headers.
+    pub limit: u64,
+    /// Units left after this request (0 when denied).
+    pub remaining: u64,
+    /// Time until the key is back to its full quota (window algorithms: until the window resets).
+    pub reset_after: Nanos,
+    /// When denied: time until a request of the same cost would be allowed. 0 when allowed.
+    pub retry_after: Nanos,
+}

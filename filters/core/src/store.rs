@@ -1,0 +1,34 @@
+//! The counter store as the limiter sees it: a key-value map with compare-and-swap, like
+//! proxy-wasm shared data. The limiter does the CAS loop; a store only gets and sets.
+
+use alloc::vec::Vec;
+
+/// The store failed (not a CAS conflict): the rule's failure mode decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The host answered with an unexpected status (its numeric code).
+    Host(u32),
+    /// The host does not offer shared data.
+    Unavailable,
+}
+
+/// Why a `set` did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetError {
+    /// Someone else wrote the key since our `get`: re-read and retry.
+    CasMismatch,
+    Store(StoreError),
+}
+
+/// A shared key-value store with versions (`cas`), e.g. proxy-wasm shared data.
+///
+/// Implementations must follow the weaker of the two proxy-wasm hosts' contracts: on Envoy a
+/// `set` with `cas == 0` is unconditional and a `set` on a missing key succeeds whatever the
+/// cas; on ngx_wasm_module `cas == 0` succeeds only for a missing key. The limiter only ever
+/// passes the cas it read, or 0 for a key it saw missing, which is correct on both.
+pub trait SlotStore {
+    /// The value and its cas, or `None` if the key does not exist.
+    fn get(&mut self, key: &str, value: &mut Vec<u8>) -> Result<Option<u32>, StoreError>;
+    /// Writes `value` if the key's cas still equals `cas` (0: the key was missing).
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
+}
