@@ -11,7 +11,8 @@ pub struct Decision {
     pub limit: u64,
     /// Units left after this request (0 when denied).
     pub remaining: u64,
-    /// Time until the key is back to its full quota (window algorithms: until the window resets).
+    /// Time until the key is back to its full quota, as if it spent nothing from now on (fixed
+    /// window: until the window ends; 0 when nothing is spent).
     pub reset_after: Nanos,
     /// When denied: time until a request of the same cost would be allowed. 0 when allowed.
     pub retry_after: Nanos,

@@ -4,6 +4,16 @@
 //! nanoseconds since the Unix epoch), the counter store and the hash seed come in as arguments,
 //! so the same state can be shared by many proxy-wasm VMs or kept in a Durable Object, and every
 //! behaviour is testable with a fake clock.
+//!
+//! - [`algorithm`]: GCRA, fixed window, sliding window counter and sliding log, each a pure
+//!   function from (previous state, now, cost, quota) to (decision, new state).
+//! - [`state`]: the per-key state and its versioned byte encoding.
+//! - [`table`]: the bounded table of store keys a rule's states live in, so memory stays
+//!   bounded however many distinct keys clients send.
+//! - [`limiter`]: check-then-commit across all of a request's rules over a CAS store, and the
+//!   same over in-memory states.
+//! - [`store`] and [`memory_store`]: the store interface, and an in-memory store that behaves
+//!   like either proxy-wasm host.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -11,16 +21,23 @@ extern crate alloc;
 
 pub mod algorithm;
 pub mod decision;
+mod encoding;
 pub mod limiter;
+pub mod memory_store;
 pub mod mode;
 pub mod quota;
+pub mod state;
 pub mod store;
+pub mod table;
 pub mod time;
 
 pub use algorithm::{Algorithm, Limit};
 pub use decision::Decision;
-pub use limiter::{Check, RuleOutcome, Seed, Status, Verdict};
+pub use limiter::{Check, Limiter, RuleOutcome, Seed, Status, Verdict};
+pub use memory_store::{MemoryStore, Semantics};
 pub use mode::{FailureMode, Mode};
 pub use quota::{Quota, QuotaError};
+pub use state::{State, StateError};
 pub use store::{SetError, SlotStore, StoreError};
+pub use table::RuleTable;
 pub use time::Nanos;

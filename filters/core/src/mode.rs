@@ -3,8 +3,10 @@
 /// `Enforce` denies; `Shadow` lets every request through but counts and logs what it would deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
+    /// Requests the rule denies are denied.
     #[default]
     Enforce,
+    /// Requests the rule would deny pass, reported as [`crate::Status::ShadowDenied`].
     Shadow,
 }
 
@@ -12,7 +14,9 @@ pub enum Mode {
 /// exhausted): `Open` allows the request, `Closed` denies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailureMode {
+    /// Allow the request: an outage of the store does not become an outage of the service.
     #[default]
     Open,
+    /// Deny the request: for rules that protect something that must not be overrun.
     Closed,
 }

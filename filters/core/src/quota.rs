@@ -14,8 +14,11 @@ pub struct Quota {
 /// Why a quota could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaError {
+    /// `limit` is 0.
     ZeroLimit,
+    /// `period` is 0.
     ZeroPeriod,
+    /// `burst` is 0.
     ZeroBurst,
     /// `period / limit` would be below one nanosecond.
     TooFine,
@@ -33,6 +36,15 @@ impl core::fmt::Display for QuotaError {
 }
 
 impl Quota {
+    /// `limit` units per `period` nanoseconds, up to `burst` at once.
+    ///
+    /// ```
+    /// use sluice_core::{Quota, QuotaError};
+    ///
+    /// let per_minute = Quota::new(100, 60_000_000_000, 20).unwrap();
+    /// assert_eq!(per_minute.emission_interval(), 600_000_000);
+    /// assert_eq!(Quota::new(2, 1, 2), Err(QuotaError::TooFine));
+    /// ```
     pub fn new(limit: u64, period: Nanos, burst: u64) -> Result<Quota, QuotaError> {
         if limit == 0 {
             return Err(QuotaError::ZeroLimit);
@@ -46,7 +58,11 @@ impl Quota {
         if period / limit == 0 {
             return Err(QuotaError::TooFine);
         }
-        Ok(Quota { limit, period, burst })
+        Ok(Quota {
+            limit,
+            period,
+            burst,
+        })
     }
 
     /// Units per period.

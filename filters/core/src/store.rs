@@ -3,13 +3,32 @@
 
 use alloc::vec::Vec;
 
-/// The store failed (not a CAS conflict): the rule's failure mode decides.
+/// The store failed (not a single CAS conflict): the rule's failure mode decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreError {
     /// The host answered with an unexpected status (its numeric code).
     Host(u32),
     /// The host does not offer shared data.
     Unavailable,
+    /// Other writers kept changing the rule's counter: every CAS retry the limiter is allowed
+    /// lost a race.
+    Contention,
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StoreError::Host(status) => write!(
+                f,
+                "the proxy's shared data answered status {status} (see the proxy-wasm ABI status codes)"
+            ),
+            StoreError::Unavailable => f.write_str("the proxy offers no shared data"),
+            StoreError::Contention => f.write_str(
+                "the counter kept changing under concurrent writers until the CAS retries ran out \
+                 (more CAS retries, or a larger max_keys so that fewer keys share a bucket, help)",
+            ),
+        }
+    }
 }
 
 /// Why a `set` did not happen.
@@ -17,7 +36,19 @@ pub enum StoreError {
 pub enum SetError {
     /// Someone else wrote the key since our `get`: re-read and retry.
     CasMismatch,
+    /// The store failed.
     Store(StoreError),
+}
+
+impl core::fmt::Display for SetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetError::CasMismatch => {
+                f.write_str("another writer changed the key since it was read")
+            }
+            SetError::Store(e) => e.fmt(f),
+        }
+    }
 }
 
 /// A shared key-value store with versions (`cas`), e.g. proxy-wasm shared data.
@@ -27,7 +58,8 @@ pub enum SetError {
 /// cas; on ngx_wasm_module `cas == 0` succeeds only for a missing key. The limiter only ever
 /// passes the cas it read, or 0 for a key it saw missing, which is correct on both.
 pub trait SlotStore {
-    /// The value and its cas, or `None` if the key does not exist.
+    /// Replaces the contents of `value` with the key's value and returns its cas, or returns
+    /// `None` if the key does not exist.
     fn get(&mut self, key: &str, value: &mut Vec<u8>) -> Result<Option<u32>, StoreError>;
     /// Writes `value` if the key's cas still equals `cas` (0: the key was missing).
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;

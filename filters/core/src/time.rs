@@ -3,7 +3,9 @@
 /// Absolute time in nanoseconds since the Unix epoch, or a duration in nanoseconds.
 pub type Nanos = u64;
 
+/// Nanoseconds in a millisecond.
 pub const NANOS_PER_MILLI: Nanos = 1_000_000;
+/// Nanoseconds in a second.
 pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
 
 /// Whole seconds, rounded up: a client told to wait `ceil` seconds is never early.

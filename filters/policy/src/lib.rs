@@ -1,11 +1,48 @@
 //! sluice's policy: the JSON configuration, parsed and compiled into types that cannot be
 //! invalid; how a request maps to the rules that apply and their keys; how decisions become a
 //! response. Shared by the proxy-wasm filter and the edge worker, so both decide alike.
+//!
+//! - [`Policy::from_json`] compiles a configuration (reference: `CONFIG.md`), or explains in
+//!   one line ([`ConfigError`]) which rule and field is wrong.
+//! - [`Policy::evaluate`] turns a [`Request`] into [`Evaluation::Exempt`] or the core's
+//!   [`Check`](sluice_core::Check)s of the applying rules.
+//! - [`Policy::handle`] does the whole request: evaluate, check with the core's
+//!   [`Limiter`](sluice_core::Limiter) over a store, and render the [`Response`].
+//!
+//! Nothing here reads a clock or does I/O: time, the request and the store come in.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod client_ip;
+mod config;
+pub mod cost;
+mod duration;
+pub mod error;
+pub mod exempt;
+mod json;
+pub mod key;
+pub mod matching;
+pub mod notice;
+mod policy;
 pub mod request;
+pub mod response;
+#[cfg(test)]
+mod test_request;
+mod uri;
 
+pub use client_ip::ClientIpSource;
+pub use config::{
+    DEFAULT_CAS_RETRIES, DEFAULT_MAX_KEYS, MAX_CAS_RETRIES, MAX_KEYS, MAX_NAME_LEN,
+    MAX_RULE_STORE_BYTES, MAX_SLIDING_LOG_REQUESTS,
+};
+pub use cost::CostSpec;
+pub use error::{ConfigError, Problem, RuleRef};
+pub use exempt::Exemptions;
+pub use key::{KeyDisplay, KeyPart, KeySpec, WhenKeyMissing};
+pub use matching::{HostPattern, Match};
+pub use notice::Notice;
+pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
 pub use request::Request;
+pub use response::{HeaderStyle, Response, ResponseConfig};

@@ -1,7 +1,30 @@
 //! The rate-limiting algorithms. Each is a pure function from (previous state, now, cost, quota)
-//! to (decision, new state).
+//! to (decision, new state); [`Limit`] dispatches to the rule's algorithm.
+//!
+//! Rules shared by every algorithm:
+//! - **Cost 0** always passes and consumes nothing.
+//! - **A cost above capacity** (`burst` for GCRA, `limit` for the window algorithms) can never
+//!   pass, however long the client waits: it is denied with `retry_after` = the period, so a
+//!   client that retries blindly does so at the quota's own pace rather than in a tight loop.
+//! - **Every denial has `retry_after` > 0** and `remaining` = 0.
+//! - **The clock may jump or go backwards.** Arithmetic saturates (times near `u64::MAX`, the
+//!   year 2554, clamp rather than wrap) and a counter is never reset because time went
+//!   backwards: a `now` earlier than the stored state is counted as if it happened at the
+//!   stored state's time (in the stored window, after the newest log entry, against the
+//!   stored GCRA arrival time).
+//! - **A state of another algorithm** (which the table's rule signature normally rules out) is
+//!   treated as no state.
 
+mod fixed_window;
+mod gcra;
+mod sliding_log;
+mod sliding_window;
+
+use crate::decision::Decision;
+use crate::encoding::varint_len;
 use crate::quota::Quota;
+use crate::state::State;
+use crate::time::Nanos;
 
 /// Which algorithm a rule uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +40,325 @@ pub enum Algorithm {
     SlidingLog,
 }
 
+impl Algorithm {
+    /// The name used in configuration files and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::Gcra => "gcra",
+            Algorithm::FixedWindow => "fixed_window",
+            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::SlidingLog => "sliding_log",
+        }
+    }
+}
+
 /// An algorithm with its quota: everything needed to decide for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
+    /// How units are counted.
     pub algorithm: Algorithm,
+    /// How many units per period, and how many at once.
     pub quota: Quota,
+}
+
+impl Limit {
+    /// A limit from its parts.
+    pub fn new(algorithm: Algorithm, quota: Quota) -> Limit {
+        Limit { algorithm, quota }
+    }
+
+    /// The largest cost a single request can ever have admitted: `burst` for GCRA, `limit`
+    /// for the window algorithms.
+    pub fn capacity(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Gcra => self.quota.burst(),
+            _ => self.quota.limit(),
+        }
+    }
+
+    /// Decides a request of `cost` units at `now` for a key whose stored state is `prev`
+    /// (`None`: the key has spent nothing).
+    ///
+    /// Returns the decision and the state to store if the request is committed. When the
+    /// request is denied, the returned state is `prev` brought up to `now` (old windows and
+    /// expired log entries dropped): storing it or keeping `prev` is equivalent.
+    ///
+    /// ```
+    /// use sluice_core::{Algorithm, Limit, Quota, time::NANOS_PER_SEC};
+    ///
+    /// let limit = Limit::new(Algorithm::Gcra, Quota::new(2, NANOS_PER_SEC, 2).unwrap());
+    /// let (first, state) = limit.decide(None, 0, 1);
+    /// assert!(first.allowed);
+    /// assert_eq!(first.remaining, 1);
+    /// let (second, state) = limit.decide(Some(&state), 0, 1);
+    /// assert!(second.allowed);
+    /// let (third, _) = limit.decide(Some(&state), 0, 1);
+    /// assert!(!third.allowed);
+    /// // One token comes back every half second.
+    /// assert_eq!(third.retry_after, NANOS_PER_SEC / 2);
+    /// ```
+    pub fn decide(&self, prev: Option<&State>, now: Nanos, cost: u64) -> (Decision, State) {
+        let q = &self.quota;
+        match self.algorithm {
+            Algorithm::Gcra => {
+                let tat = match prev {
+                    Some(State::Gcra { tat }) => Some(*tat),
+                    _ => None,
+                };
+                let (decision, tat) = gcra::decide(q, tat, now, cost);
+                (decision, State::Gcra { tat })
+            }
+            Algorithm::FixedWindow => {
+                let window = match prev {
+                    Some(State::FixedWindow {
+                        window_start,
+                        count,
+                    }) => Some(fixed_window::Window {
+                        start: *window_start,
+                        count: *count,
+                    }),
+                    _ => None,
+                };
+                let (decision, w) = fixed_window::decide(q, window, now, cost);
+                (
+                    decision,
+                    State::FixedWindow {
+                        window_start: w.start,
+                        count: w.count,
+                    },
+                )
+            }
+            Algorithm::SlidingWindow => {
+                let windows = match prev {
+                    Some(State::SlidingWindow {
+                        window_start,
+                        previous,
+                        current,
+                    }) => Some(sliding_window::Windows {
+                        start: *window_start,
+                        previous: *previous,
+                        current: *current,
+                    }),
+                    _ => None,
+                };
+                let (decision, w) = sliding_window::decide(q, windows, now, cost);
+                (
+                    decision,
+                    State::SlidingWindow {
+                        window_start: w.start,
+                        previous: w.previous,
+                        current: w.current,
+                    },
+                )
+            }
+            Algorithm::SlidingLog => {
+                let log = match prev {
+                    Some(State::SlidingLog { log }) => Some(log),
+                    _ => None,
+                };
+                let (decision, log) = sliding_log::decide(q, log, now, cost);
+                (decision, State::SlidingLog { log })
+            }
+        }
+    }
+
+    /// Undoes a committed spend of `cost` units, made by a [`Limit::decide`] at
+    /// `committed_at` (the `now` it was given), in `state` as it is stored now, possibly after
+    /// other requests have been committed on top of it.
+    ///
+    /// Used when a later rule of the same request loses a CAS race, so that a request consumes
+    /// nothing unless all its rules commit. GCRA's undo is exact in every case. The window
+    /// algorithms take the units back from the window (or log entry) the spend went into; when
+    /// that can no longer be identified (the window has rolled past, or the clock had gone
+    /// backwards so the spend was counted at a later stored time) the units stay counted: a
+    /// refund never gives back more than was spent.
+    pub fn refund(&self, state: &State, cost: u64, committed_at: Nanos) -> State {
+        let q = &self.quota;
+        match state {
+            State::Gcra { tat } => State::Gcra {
+                tat: gcra::refund(q, *tat, cost),
+            },
+            State::FixedWindow {
+                window_start,
+                count,
+            } => {
+                let w = fixed_window::refund(
+                    q,
+                    fixed_window::Window {
+                        start: *window_start,
+                        count: *count,
+                    },
+                    cost,
+                    committed_at,
+                );
+                State::FixedWindow {
+                    window_start: w.start,
+                    count: w.count,
+                }
+            }
+            State::SlidingWindow {
+                window_start,
+                previous,
+                current,
+            } => {
+                let w = sliding_window::refund(
+                    q,
+                    sliding_window::Windows {
+                        start: *window_start,
+                        previous: *previous,
+                        current: *current,
+                    },
+                    cost,
+                    committed_at,
+                );
+                State::SlidingWindow {
+                    window_start: w.start,
+                    previous: w.previous,
+                    current: w.current,
+                }
+            }
+            State::SlidingLog { log } => {
+                let mut log = log.clone();
+                log.take_back(committed_at, cost);
+                State::SlidingLog { log }
+            }
+        }
+    }
+
+    /// The absolute time from which `state` decides exactly like no state at all (the key
+    /// has fully recovered). A table entry idle at `now` may be reused for another key; a
+    /// Durable Object may delete the state then.
+    pub fn idle_at(&self, state: &State) -> Nanos {
+        let period = self.quota.period();
+        match state {
+            State::Gcra { tat } => *tat,
+            State::FixedWindow {
+                window_start,
+                count,
+            } => fixed_window::idle_at(period, *window_start, *count),
+            State::SlidingWindow {
+                window_start,
+                previous,
+                current,
+            } => sliding_window::idle_at(period, *window_start, *previous, *current),
+            State::SlidingLog { log } => {
+                log.last_at().map_or(0, |last| last.saturating_add(period))
+            }
+        }
+    }
+
+    /// The largest encoding (in bytes, see [`crate::state`]) a state of this limit can have
+    /// once stored by [`Limit::decide`]. Constant for GCRA and the window algorithms; for the
+    /// sliding log it grows with `limit`, since the log holds up to `limit` entries.
+    pub fn max_state_bytes(&self) -> u64 {
+        // version + algorithm tag
+        let header = 2u64;
+        match self.algorithm {
+            Algorithm::Gcra => header + 8,
+            Algorithm::FixedWindow => header + 16,
+            Algorithm::SlidingWindow => header + 24,
+            Algorithm::SlidingLog => {
+                let limit = self.quota.limit();
+                let units = varint_len(limit) as u64;
+                // Entries lie within one period of each other, so every gap but the first
+                // (an absolute time) is below the period.
+                let gap = varint_len(self.quota.period()) as u64;
+                let first = 10 + units;
+                let others = limit.saturating_sub(1).saturating_mul(gap + units);
+                header
+                    .saturating_add(units) // entry count
+                    .saturating_add(first)
+                    .saturating_add(others)
+            }
+        }
+    }
+}
+
+/// Start of the epoch-aligned window of `period` that contains `now`.
+fn window_start(now: Nanos, period: Nanos) -> Nanos {
+    match now.checked_rem(period) {
+        Some(offset) => now - offset,
+        None => now,
+    }
+}
+
+/// A denial; `retry_after` is kept above zero so a client is never told to retry at once.
+fn denied(quota: &Quota, reset_after: Nanos, retry_after: Nanos) -> Decision {
+    Decision {
+        allowed: false,
+        limit: quota.limit(),
+        remaining: 0,
+        reset_after,
+        retry_after: retry_after.max(1),
+    }
+}
+
+fn allowed(quota: &Quota, remaining: u64, reset_after: Nanos) -> Decision {
+    Decision {
+        allowed: true,
+        limit: quota.limit(),
+        remaining,
+        reset_after,
+        retry_after: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::NANOS_PER_SEC;
+
+    #[test]
+    fn windows_align_to_the_epoch() {
+        assert_eq!(window_start(0, 10), 0);
+        assert_eq!(window_start(19, 10), 10);
+        assert_eq!(window_start(u64::MAX, 10), u64::MAX - 5);
+        // 2026-01-01T00:00:30Z with a one-minute period starts at the minute.
+        let t = 1_767_225_630 * NANOS_PER_SEC;
+        assert_eq!(
+            window_start(t, 60 * NANOS_PER_SEC),
+            1_767_225_600 * NANOS_PER_SEC
+        );
+    }
+
+    #[test]
+    fn max_state_bytes_bounds_a_full_sliding_log() {
+        use crate::state::{Log, LogEntry};
+        let quota = Quota::new(1000, 86_400 * NANOS_PER_SEC, 1000).unwrap();
+        let limit = Limit::new(Algorithm::SlidingLog, quota);
+        // 1000 one-unit entries spread over (almost) a day, starting late in the epoch.
+        let start = u64::MAX / 2;
+        let step = (quota.period() - 1) / 999;
+        let entries = (0..1000)
+            .map(|i| LogEntry {
+                at: start + i * step,
+                units: 1,
+            })
+            .collect();
+        let state = State::SlidingLog {
+            log: Log::from_entries(entries).unwrap(),
+        };
+        assert!(state.encoded_len() as u64 <= limit.max_state_bytes());
+        for (algorithm, state) in [
+            (Algorithm::Gcra, State::Gcra { tat: u64::MAX }),
+            (
+                Algorithm::FixedWindow,
+                State::FixedWindow {
+                    window_start: 1,
+                    count: 2,
+                },
+            ),
+            (
+                Algorithm::SlidingWindow,
+                State::SlidingWindow {
+                    window_start: 1,
+                    previous: 2,
+                    current: 3,
+                },
+            ),
+        ] {
+            let limit = Limit::new(algorithm, quota);
+            assert_eq!(state.encoded_len() as u64, limit.max_state_bytes());
+        }
+    }
 }

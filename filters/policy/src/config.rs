@@ -1,0 +1,353 @@
+//! Compiling the JSON configuration into a [`Policy`]: the top level, the `store` section and
+//! the rules. The other sections are compiled by their own modules.
+//!
+//! The JSON is walked as a `serde_json::Value` rather than derived, so that every error can
+//! name its rule and field path and say what to write instead.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde_json::Value;
+use sluice_core::table::RuleTable;
+use sluice_core::{Algorithm, FailureMode, Limit, Mode, Quota, QuotaError};
+
+use crate::client_ip::ClientIpSource;
+use crate::cost::CostSpec;
+use crate::duration::{DurationError, parse_period};
+use crate::error::{ConfigError, Problem};
+use crate::exempt::Exemptions;
+use crate::json::{self, Fields};
+use crate::key::{KeySpec, WhenKeyMissing};
+use crate::matching::Match;
+use crate::policy::{Policy, Rule};
+use crate::response::ResponseConfig;
+
+/// `store.max_keys` (and a rule's `max_keys`) when not given.
+pub const DEFAULT_MAX_KEYS: u32 = 65_536;
+/// The largest `max_keys`: a table of this many keys is created in shared data when the
+/// proxy starts, and each key costs memory in every proxy process.
+pub const MAX_KEYS: u32 = 16_777_216;
+/// `store.cas_retries` when not given.
+pub const DEFAULT_CAS_RETRIES: u32 = 8;
+/// The largest `store.cas_retries`.
+pub const MAX_CAS_RETRIES: u32 = 100;
+/// The largest `limit.requests` of a `sliding_log` rule, which stores every request's time.
+pub const MAX_SLIDING_LOG_REQUESTS: u64 = 1000;
+/// The most shared memory one rule's table may take in the worst case (every key in use, every
+/// state at its largest): 1 GiB. Enough for the largest `max_keys` with any window algorithm,
+/// and for a `sliding_log` of 1000 requests with the default `max_keys`.
+pub const MAX_RULE_STORE_BYTES: u64 = 1 << 30;
+/// The longest rule name.
+pub const MAX_NAME_LEN: usize = 64;
+
+const TOP_FIELDS: &[&str] = &["client_ip", "exempt", "response", "store", "rules"];
+const STORE_FIELDS: &[&str] = &["max_keys", "cas_retries"];
+const RULE_FIELDS: &[&str] = &[
+    "name",
+    "match",
+    "key",
+    "when_key_missing",
+    "limit",
+    "algorithm",
+    "cost",
+    "mode",
+    "failure_mode",
+    "max_keys",
+];
+const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
+
+const ALGORITHM_NAMES: &[&str] = &["gcra", "fixed_window", "sliding_window", "sliding_log"];
+const ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Gcra,
+    Algorithm::FixedWindow,
+    Algorithm::SlidingWindow,
+    Algorithm::SlidingLog,
+];
+const MODE_NAMES: &[&str] = &["enforce", "shadow"];
+const MODES: &[Mode] = &[Mode::Enforce, Mode::Shadow];
+const FAILURE_MODE_NAMES: &[&str] = &["open", "closed"];
+const FAILURE_MODES: &[FailureMode] = &[FailureMode::Open, FailureMode::Closed];
+
+const MAX_KEYS_WHY: &str = "each rule's table is created in the proxy's shared data at start-up";
+
+/// Parses and validates a configuration.
+pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
+    let value: Value = serde_json::from_slice(config).map_err(|e| {
+        ConfigError::new(
+            "",
+            Problem::Syntax {
+                message: e.to_string(),
+            },
+        )
+    })?;
+    let top = Fields::open(&value, "", TOP_FIELDS)?;
+
+    let client_ip = match top.get("client_ip") {
+        Some(v) => ClientIpSource::parse(v, "client_ip")?,
+        None => ClientIpSource::default(),
+    };
+    let exemptions = match top.get("exempt") {
+        Some(v) => Exemptions::parse(v, "exempt")?,
+        None => Exemptions::default(),
+    };
+    let response = match top.get("response") {
+        Some(v) => ResponseConfig::parse(v, "response")?,
+        None => ResponseConfig::default(),
+    };
+    let (max_keys, cas_retries) = match top.get("store") {
+        Some(v) => store(v)?,
+        None => (DEFAULT_MAX_KEYS, DEFAULT_CAS_RETRIES),
+    };
+
+    let rule_values = match top.get("rules") {
+        Some(v) => json::list(v, "rules")?,
+        None => &[],
+    };
+    if rule_values.is_empty() {
+        return Err(ConfigError::new("rules", Problem::NoRules));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(rule_values.len());
+    for (index, value) in rule_values.iter().enumerate() {
+        let rule = compile_rule(value, index, &rules, max_keys)?;
+        rules.push(rule);
+    }
+
+    Ok(Policy {
+        client_ip,
+        exemptions,
+        response,
+        cas_retries,
+        rules,
+    })
+}
+
+fn store(value: &Value) -> Result<(u32, u32), ConfigError> {
+    let fields = Fields::open(value, "store", STORE_FIELDS)?;
+    let max_keys = match fields.get("max_keys") {
+        Some(v) => max_keys(v, &fields.path("max_keys"))?,
+        None => DEFAULT_MAX_KEYS,
+    };
+    let cas_retries = match fields.get("cas_retries") {
+        Some(v) => {
+            let retries = json::integer(
+                v,
+                &fields.path("cas_retries"),
+                0,
+                u64::from(MAX_CAS_RETRIES),
+                "retries of a lost compare-and-swap race per request; a few are enough",
+            )?;
+            u32::try_from(retries).unwrap_or(DEFAULT_CAS_RETRIES)
+        }
+        None => DEFAULT_CAS_RETRIES,
+    };
+    Ok((max_keys, cas_retries))
+}
+
+fn max_keys(value: &Value, path: &str) -> Result<u32, ConfigError> {
+    let keys = json::integer(value, path, 1, u64::from(MAX_KEYS), MAX_KEYS_WHY)?;
+    Ok(u32::try_from(keys).unwrap_or(DEFAULT_MAX_KEYS))
+}
+
+fn compile_rule(
+    value: &Value,
+    index: usize,
+    earlier: &[Rule],
+    default_max_keys: u32,
+) -> Result<Rule, ConfigError> {
+    // The name first, so that every later error can name the rule.
+    let name = rule_name(value).map_err(|e| e.in_rule(index, None))?;
+    let in_rule = |e: ConfigError| e.in_rule(index, Some(name));
+    if let Some(first) = earlier.iter().position(|r| r.name == name) {
+        return Err(in_rule(ConfigError::new(
+            "name",
+            Problem::DuplicateName {
+                name: String::from(name),
+                first,
+            },
+        )));
+    }
+    rule_body(value, name, default_max_keys).map_err(in_rule)
+}
+
+/// The rule's name, validated; errors are placed in the rule by the caller.
+fn rule_name(value: &Value) -> Result<&str, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            "",
+            Problem::WrongType {
+                expected: "an object",
+                found: json::kind(value),
+            },
+        ));
+    };
+    let Some(name) = map.get("name") else {
+        return Err(ConfigError::new(
+            "name",
+            Problem::Missing {
+                example: "\"name\": \"per-client\"",
+            },
+        ));
+    };
+    let name = json::string(name, "name")?;
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return Err(ConfigError::new(
+            "name",
+            Problem::InvalidName {
+                name: String::from(name),
+            },
+        ));
+    }
+    Ok(name)
+}
+
+fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, ConfigError> {
+    let fields = Fields::open(value, "", RULE_FIELDS)?;
+    let algorithm = match fields.get("algorithm") {
+        Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
+        None => Algorithm::Gcra,
+    };
+    let (limit, capacity_field) = limit(
+        fields.require(
+            "limit",
+            "\"limit\": {\"requests\": 100, \"period\": \"1m\"}",
+        )?,
+        algorithm,
+    )?;
+    let cost = match fields.get("cost") {
+        Some(v) => CostSpec::parse(v, "cost", limit.capacity(), capacity_field)?,
+        None => CostSpec::default(),
+    };
+    let matcher = match fields.get("match") {
+        Some(v) => Match::parse(v, "match")?,
+        None => Match::default(),
+    };
+    let key = KeySpec::parse(fields.require("key", "\"key\": [\"client_ip\"]")?, "key")?;
+    let when_key_missing = match fields.get("when_key_missing") {
+        Some(v) => json::variant(
+            v,
+            "when_key_missing",
+            WhenKeyMissing::NAMES,
+            WhenKeyMissing::VALUES,
+        )?,
+        None => WhenKeyMissing::default(),
+    };
+    let mode = match fields.get("mode") {
+        Some(v) => json::variant(v, "mode", MODE_NAMES, MODES)?,
+        None => Mode::default(),
+    };
+    let failure_mode = match fields.get("failure_mode") {
+        Some(v) => json::variant(v, "failure_mode", FAILURE_MODE_NAMES, FAILURE_MODES)?,
+        None => FailureMode::default(),
+    };
+    let max_keys = match fields.get("max_keys") {
+        Some(v) => max_keys(v, "max_keys")?,
+        None => default_max_keys,
+    };
+    let bytes = RuleTable::new(name, limit, max_keys).max_store_bytes();
+    if bytes > MAX_RULE_STORE_BYTES {
+        return Err(ConfigError::new(
+            "max_keys",
+            Problem::TableTooLarge {
+                bytes,
+                max: MAX_RULE_STORE_BYTES,
+                max_keys,
+            },
+        ));
+    }
+    Ok(Rule {
+        name: String::from(name),
+        matcher,
+        key,
+        when_key_missing,
+        limit,
+        cost,
+        mode,
+        failure_mode,
+        max_keys,
+    })
+}
+
+/// The `limit` section, and which field the rule's capacity (the most a request may cost)
+/// comes from.
+fn limit(value: &Value, algorithm: Algorithm) -> Result<(Limit, &'static str), ConfigError> {
+    let fields = Fields::open(value, "limit", LIMIT_FIELDS)?;
+    let requests_path = fields.path("requests");
+    let requests = json::integer(
+        fields.require("requests", "\"requests\": 100")?,
+        &requests_path,
+        1,
+        u64::MAX,
+        "a rule admits at least one request per period",
+    )?;
+    if algorithm == Algorithm::SlidingLog && requests > MAX_SLIDING_LOG_REQUESTS {
+        return Err(ConfigError::new(
+            requests_path,
+            Problem::SlidingLogTooLarge {
+                requests,
+                max: MAX_SLIDING_LOG_REQUESTS,
+            },
+        ));
+    }
+    let period_path = fields.path("period");
+    let period_text = json::string(
+        fields.require("period", "\"period\": \"1m\"")?,
+        &period_path,
+    )?;
+    let period = parse_period(period_text).map_err(|e| {
+        let text = String::from(period_text);
+        ConfigError::new(
+            period_path.as_str(),
+            match e {
+                DurationError::Malformed => Problem::InvalidDuration { text },
+                DurationError::Zero => Problem::ZeroDuration { text },
+                DurationError::TooLong => Problem::DurationTooLong { text },
+            },
+        )
+    })?;
+    let burst = match fields.get("burst") {
+        Some(v) => {
+            let burst_path = fields.path("burst");
+            if algorithm != Algorithm::Gcra {
+                return Err(ConfigError::new(
+                    burst_path,
+                    Problem::BurstNeedsGcra {
+                        algorithm: algorithm.name(),
+                    },
+                ));
+            }
+            Some(json::integer(
+                v,
+                &burst_path,
+                1,
+                u64::MAX,
+                "the most requests admitted at once",
+            )?)
+        }
+        None => None,
+    };
+    let quota = Quota::new(requests, period, burst.unwrap_or(requests)).map_err(|e| match e {
+        QuotaError::TooFine => {
+            ConfigError::new(requests_path.as_str(), Problem::TooFine { requests })
+        }
+        // Zeros are rejected above; keep the core's own words should that ever change.
+        QuotaError::ZeroLimit | QuotaError::ZeroPeriod | QuotaError::ZeroBurst => ConfigError::new(
+            "limit",
+            Problem::OutOfRange {
+                value: 0,
+                min: 1,
+                max: u64::MAX,
+                why: "",
+            },
+        ),
+    })?;
+    let capacity_field = if burst.is_some() {
+        "limit.burst"
+    } else {
+        "limit.requests"
+    };
+    Ok((Limit::new(algorithm, quota), capacity_field))
+}

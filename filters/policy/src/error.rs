@@ -1,0 +1,420 @@
+//! Configuration errors: where in the file (rule and field path) and what is wrong, in one
+//! line a user can act on.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Why a configuration was rejected.
+///
+/// Displayed as one line: the rule (by name and index) if the problem is inside one, the
+/// field path, and the problem with what to write instead:
+///
+/// ```text
+/// rule "per-client" (rules[0]): limit.period: "5x" is not a duration; use a number with ms, s, m, h or d, e.g. 30s
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    rule: Option<RuleRef>,
+    path: String,
+    problem: Problem,
+}
+
+/// The rule an error is in: its index in `rules`, and its name once that is known to be valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The rule's index in `rules`.
+    pub index: usize,
+    /// The rule's name, if it has a valid one.
+    pub name: Option<String>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(path: impl Into<String>, problem: Problem) -> ConfigError {
+        ConfigError {
+            rule: None,
+            path: path.into(),
+            problem,
+        }
+    }
+
+    /// Places the error in rule `index` (named `name` if known); its path stays relative to
+    /// the rule.
+    pub(crate) fn in_rule(mut self, index: usize, name: Option<&str>) -> ConfigError {
+        self.rule = Some(RuleRef {
+            index,
+            name: name.map(String::from),
+        });
+        self
+    }
+
+    /// The rule the problem is in, if any.
+    pub fn rule(&self) -> Option<&RuleRef> {
+        self.rule.as_ref()
+    }
+
+    /// The field path, e.g. `limit.period` (relative to the rule when [`ConfigError::rule`]
+    /// is set; empty for the configuration as a whole).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// What is wrong.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.rule {
+            Some(RuleRef {
+                index,
+                name: Some(name),
+            }) => write!(f, "rule \"{name}\" (rules[{index}]): ")?,
+            Some(RuleRef { index, name: None }) => write!(f, "rules[{index}]: ")?,
+            None => {}
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        } else if self.rule.is_none() {
+            f.write_str("configuration: ")?;
+        }
+        self.problem.fmt(f)
+    }
+}
+
+/// One thing wrong with a configuration. Displayed without its location (see
+/// [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The text is not JSON.
+    Syntax {
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value of the wrong JSON type.
+    WrongType {
+        /// What the field takes, e.g. "a whole number".
+        expected: &'static str,
+        /// What was found, e.g. "a string".
+        found: &'static str,
+    },
+    /// A field this object does not have (often a typo).
+    UnknownField {
+        /// The unknown field.
+        field: String,
+        /// The fields the object does have.
+        allowed: &'static [&'static str],
+    },
+    /// A required field is absent.
+    Missing {
+        /// An example of the field, as JSON.
+        example: &'static str,
+    },
+    /// A string that is not one of the allowed words.
+    UnknownVariant {
+        /// The value found.
+        value: String,
+        /// The allowed values.
+        allowed: &'static [&'static str],
+    },
+    /// A number outside its allowed range.
+    OutOfRange {
+        /// The value found.
+        value: u64,
+        /// The smallest allowed value.
+        min: u64,
+        /// The largest allowed value.
+        max: u64,
+        /// Why the range is what it is.
+        why: &'static str,
+    },
+    /// A list that must not be empty is empty.
+    EmptyList {
+        /// What an empty list would mean, and what to do instead.
+        hint: &'static str,
+    },
+    /// A string that must not be empty is empty.
+    EmptyString,
+    /// `rules` is missing or empty.
+    NoRules,
+    /// A rule name used twice.
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The index of the rule that has it first.
+        first: usize,
+    },
+    /// A rule name with characters outside `[A-Za-z0-9_.-]` or too long.
+    InvalidName {
+        /// The name found.
+        name: String,
+    },
+    /// A period that is not `<integer><unit>`.
+    InvalidDuration {
+        /// The text found.
+        text: String,
+    },
+    /// A period of zero.
+    ZeroDuration {
+        /// The text found.
+        text: String,
+    },
+    /// A period above the maximum.
+    DurationTooLong {
+        /// The text found.
+        text: String,
+    },
+    /// More than one request per nanosecond.
+    TooFine {
+        /// Requests per period.
+        requests: u64,
+    },
+    /// `burst` given for an algorithm other than GCRA.
+    BurstNeedsGcra {
+        /// The rule's algorithm.
+        algorithm: &'static str,
+    },
+    /// A sliding log above its size limit.
+    SlidingLogTooLarge {
+        /// Requests per period found.
+        requests: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// A cost that can never be admitted.
+    CostAboveCapacity {
+        /// The cost found.
+        cost: u64,
+        /// The rule's capacity.
+        capacity: u64,
+        /// Where the capacity comes from (`limit.burst` or `limit.requests`).
+        capacity_field: &'static str,
+    },
+    /// A header cost whose default is above its maximum.
+    DefaultAboveMax {
+        /// The default found.
+        default: u64,
+        /// The maximum found.
+        max: u64,
+    },
+    /// Not a valid HTTP header (or cookie or query parameter) name.
+    InvalidFieldName {
+        /// The name found.
+        name: String,
+    },
+    /// Not an uppercase HTTP method token.
+    InvalidMethod {
+        /// The method found.
+        method: String,
+    },
+    /// A path that does not start with `/`.
+    InvalidPath {
+        /// The path found.
+        path: String,
+    },
+    /// A host pattern that is neither a host name nor `*.` followed by one.
+    InvalidHostPattern {
+        /// The pattern found.
+        pattern: String,
+    },
+    /// A rule whose table could take more shared memory than allowed.
+    TableTooLarge {
+        /// The rule's worst case, in bytes.
+        bytes: u64,
+        /// The most allowed, in bytes.
+        max: u64,
+        /// The rule's `max_keys`.
+        max_keys: u32,
+    },
+    /// A string that cannot be sent as an HTTP header value.
+    InvalidHeaderValue,
+    /// A key part that is none of the known forms.
+    InvalidKeyPart,
+    /// A key part name that needs an argument, given as a plain string.
+    KeyPartNeedsArgument {
+        /// The part, e.g. `header`.
+        part: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Syntax { message } => write!(f, "not valid JSON: {message}"),
+            Problem::WrongType { expected, found } => {
+                write!(f, "expected {expected}, found {found}")
+            }
+            Problem::UnknownField { field, allowed } => {
+                write!(f, "unknown field \"{field}\"; the fields here are ")?;
+                write_list(f, allowed)
+            }
+            Problem::Missing { example } => write!(f, "required, e.g. {example}"),
+            Problem::UnknownVariant { value, allowed } => {
+                write!(f, "\"{value}\" is not one of ")?;
+                write_list(f, allowed)
+            }
+            Problem::OutOfRange {
+                value,
+                min,
+                max,
+                why,
+            } => {
+                if *max == u64::MAX {
+                    write!(f, "{value} is out of range; use {min} or more")?;
+                } else {
+                    write!(f, "{value} is out of range; use {min} to {max}")?;
+                }
+                if !why.is_empty() {
+                    write!(f, " ({why})")?;
+                }
+                Ok(())
+            }
+            Problem::EmptyList { hint } => write!(f, "must not be empty: {hint}"),
+            Problem::EmptyString => f.write_str("must not be empty"),
+            Problem::NoRules => f.write_str(
+                "at least one rule is required, e.g. [{\"name\": \"per-client\", \"key\": \
+                 [\"client_ip\"], \"limit\": {\"requests\": 100, \"period\": \"1m\"}}]",
+            ),
+            Problem::DuplicateName { name, first } => write!(
+                f,
+                "\"{name}\" is already the name of rules[{first}]; rule names must be unique \
+                 (each rule has its own counters)"
+            ),
+            Problem::InvalidName { name } => write!(
+                f,
+                "\"{name}\" is not a valid rule name; use 1 to 64 characters from A-Z a-z 0-9 _ . -"
+            ),
+            Problem::InvalidDuration { text } => write!(
+                f,
+                "\"{text}\" is not a duration; use a number with ms, s, m, h or d, e.g. 30s"
+            ),
+            Problem::ZeroDuration { text } => {
+                write!(f, "\"{text}\" is zero; a period must be longer than zero")
+            }
+            Problem::DurationTooLong { text } => write!(
+                f,
+                "\"{text}\" is longer than the maximum period of 366d; use a period of a year or less"
+            ),
+            Problem::TooFine { requests } => write!(
+                f,
+                "{requests} requests per period is more than one per nanosecond; lower \
+                 limit.requests or lengthen limit.period"
+            ),
+            Problem::BurstNeedsGcra { algorithm } => write!(
+                f,
+                "only the gcra algorithm has a burst ({algorithm} always allows up to \
+                 limit.requests at once); remove burst or set \"algorithm\": \"gcra\""
+            ),
+            Problem::SlidingLogTooLarge { requests, max } => write!(
+                f,
+                "{requests} is too many for sliding_log, which stores the time of every request \
+                 (at most {max}); use \"algorithm\": \"sliding_window\" for larger limits"
+            ),
+            Problem::CostAboveCapacity {
+                cost,
+                capacity,
+                capacity_field,
+            } => write!(
+                f,
+                "{cost} is more than the rule admits at once ({capacity}, from \
+                 {capacity_field}), so such a request could never pass; use at most {capacity}"
+            ),
+            Problem::DefaultAboveMax { default, max } => write!(
+                f,
+                "default {default} is above max {max}; the default must be at most the max"
+            ),
+            Problem::InvalidFieldName { name } => write!(
+                f,
+                "\"{name}\" is not a valid name; use letters, digits and !#$%&'*+-.^_`|~ only"
+            ),
+            Problem::InvalidMethod { method } => {
+                let upper = method.to_ascii_uppercase();
+                if method.bytes().all(is_token_byte) && upper != *method {
+                    write!(
+                        f,
+                        "\"{method}\" is not uppercase; methods are case-sensitive, use \"{upper}\""
+                    )
+                } else {
+                    write!(
+                        f,
+                        "\"{method}\" is not an HTTP method; use an uppercase token such as \"GET\""
+                    )
+                }
+            }
+            Problem::InvalidPath { path } => write!(
+                f,
+                "\"{path}\" does not start with /; paths are matched from the root, e.g. \"/login\""
+            ),
+            Problem::InvalidHostPattern { pattern } => write!(
+                f,
+                "\"{pattern}\" is not a host pattern; use a host name such as \"api.example.com\" \
+                 or \"*.example.com\" for its subdomains (no port, no scheme)"
+            ),
+            Problem::TableTooLarge {
+                bytes,
+                max,
+                max_keys,
+            } => {
+                f.write_str("the rule's counters for ")?;
+                write!(f, "{max_keys} keys could take up to ")?;
+                write_size(f, *bytes)?;
+                f.write_str(" of the proxy's shared memory, more than the ")?;
+                write_size(f, *max)?;
+                f.write_str(
+                    " allowed per rule; lower max_keys, or for sliding_log lower \
+                     limit.requests or use sliding_window",
+                )
+            }
+            Problem::InvalidHeaderValue => f.write_str(
+                "contains a character that cannot be sent in an HTTP header (control characters \
+                 and line breaks are not allowed)",
+            ),
+            Problem::InvalidKeyPart => f.write_str(
+                "not a key part; use \"client_ip\", \"path\", \"method\", \"host\", or one of \
+                 {\"client_ip\": {\"ipv4_prefix\": 24, \"ipv6_prefix\": 64}}, \
+                 {\"header\": \"x-api-key\"}, {\"cookie\": \"session\"}, {\"query\": \"api_key\"}, \
+                 {\"const\": \"global\"}",
+            ),
+            Problem::KeyPartNeedsArgument { part } => {
+                let example = match part.as_str() {
+                    "header" => "{\"header\": \"x-api-key\"}",
+                    "cookie" => "{\"cookie\": \"session\"}",
+                    "query" => "{\"query\": \"api_key\"}",
+                    _ => "{\"const\": \"global\"}",
+                };
+                write!(f, "\"{part}\" needs a name; write it as {example}")
+            }
+        }
+    }
+}
+
+fn write_list(f: &mut fmt::Formatter<'_>, items: &[&str]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(if i + 1 == items.len() { " or " } else { ", " })?;
+        }
+        f.write_str(item)?;
+    }
+    Ok(())
+}
+
+/// Bytes as MiB or GiB with one decimal, rounded up (a ceiling should not be understated).
+fn write_size(f: &mut fmt::Formatter<'_>, bytes: u64) -> fmt::Result {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    let (unit, name) = if bytes >= GIB {
+        (GIB, "GiB")
+    } else {
+        (MIB, "MiB")
+    };
+    let tenths = u128::from(bytes)
+        .saturating_mul(10)
+        .div_ceil(u128::from(unit));
+    write!(f, "{}.{} {name}", tenths / 10, tenths % 10)
+}
+
+/// `tchar` of RFC 9110 (token characters).
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

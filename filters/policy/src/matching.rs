@@ -1,0 +1,238 @@
+//! Which requests a rule applies to: its `match` section. Every field given must match (AND);
+//! within a field's list, any entry may match (OR); an absent field matches everything.
+//!
+//! Paths are compared byte for byte with the request path (without its query string), as the
+//! proxy passes it to filters: `/login`, `/login/` and `/LOGIN` are different paths. Let the
+//! proxy normalize paths (Envoy: `normalize_path` and `merge_slashes`) if clients could reach
+//! one resource under several spellings, or match by prefix.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde_json::Value;
+
+use crate::error::{ConfigError, Problem, is_token_byte};
+use crate::json::{self, Fields};
+
+/// A compiled `match` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Match {
+    paths: Vec<String>,
+    path_prefixes: Vec<String>,
+    methods: Vec<String>,
+    hosts: Vec<HostPattern>,
+}
+
+/// A host to match, case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this host (stored lowercase).
+    Exact(String),
+    /// Any subdomain of this domain: `*.example.com` is stored as `.example.com` and matches
+    /// `a.example.com` and `a.b.example.com`, not `example.com`.
+    Subdomains(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostPattern::Subdomains(suffix) => host
+                .len()
+                .checked_sub(suffix.len())
+                .filter(|start| *start > 0)
+                .and_then(|start| host.as_bytes().get(start..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes())),
+        }
+    }
+
+    fn parse(text: &str, path: &str) -> Result<HostPattern, ConfigError> {
+        let invalid = || {
+            ConfigError::new(
+                path,
+                Problem::InvalidHostPattern {
+                    pattern: String::from(text),
+                },
+            )
+        };
+        let lower = text.to_ascii_lowercase();
+        let (subdomains, name) = match lower.strip_prefix("*.") {
+            Some(name) => (true, name),
+            None => (false, lower.as_str()),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid_label = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let is_ipv6_literal = name
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .is_some_and(|inner| inner.parse::<core::net::Ipv6Addr>().is_ok());
+        let valid = if is_ipv6_literal {
+            !subdomains
+        } else {
+            !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_label)
+        };
+        if !valid {
+            return Err(invalid());
+        }
+        Ok(if subdomains {
+            let mut suffix = String::with_capacity(name.len() + 1);
+            suffix.push('.');
+            suffix.push_str(name);
+            HostPattern::Subdomains(suffix)
+        } else {
+            HostPattern::Exact(String::from(name))
+        })
+    }
+}
+
+impl Match {
+    /// Parses a `match` section.
+    pub(crate) fn parse(value: &Value, path: &str) -> Result<Match, ConfigError> {
+        let fields = Fields::open(value, path, &["paths", "path_prefixes", "methods", "hosts"])?;
+        const NO_MATCH: &str =
+            "an empty list would match no request; remove the field to match every request";
+        let mut compiled = Match::default();
+        if let Some(v) = fields.get("paths") {
+            compiled.paths =
+                json::string_list(v, &fields.path("paths"), NO_MATCH, json::http_path)?;
+        }
+        if let Some(v) = fields.get("path_prefixes") {
+            compiled.path_prefixes =
+                json::string_list(v, &fields.path("path_prefixes"), NO_MATCH, json::http_path)?;
+        }
+        if let Some(v) = fields.get("methods") {
+            compiled.methods = json::string_list(v, &fields.path("methods"), NO_MATCH, method)?;
+        }
+        if let Some(v) = fields.get("hosts") {
+            compiled.hosts =
+                json::string_list(v, &fields.path("hosts"), NO_MATCH, HostPattern::parse)?;
+        }
+        Ok(compiled)
+    }
+
+    /// Whether a request with this method, path (without query string) and host (without
+    /// port) matches.
+    pub fn matches(&self, method: &str, path: &str, host: &str) -> bool {
+        let path_listed = self.paths.is_empty() && self.path_prefixes.is_empty()
+            || self.paths.iter().any(|p| p == path)
+            || self
+                .path_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str()));
+        path_listed
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
+    }
+
+    /// Whether the rule applies to every request.
+    pub fn matches_everything(&self) -> bool {
+        self.paths.is_empty()
+            && self.path_prefixes.is_empty()
+            && self.methods.is_empty()
+            && self.hosts.is_empty()
+    }
+}
+
+/// An uppercase method token.
+fn method(text: &str, path: &str) -> Result<String, ConfigError> {
+    let valid = !text.is_empty()
+        && text.bytes().all(is_token_byte)
+        && !text.bytes().any(|b| b.is_ascii_lowercase());
+    if !valid {
+        return Err(ConfigError::new(
+            path,
+            Problem::InvalidMethod {
+                method: String::from(text),
+            },
+        ));
+    }
+    Ok(String::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile(v: Value) -> Match {
+        Match::parse(&v, "match").unwrap()
+    }
+
+    #[test]
+    fn an_empty_match_matches_everything() {
+        let m = compile(json!({}));
+        assert!(m.matches_everything());
+        assert!(m.matches("DELETE", "/anything", "other.example"));
+    }
+
+    #[test]
+    fn paths_and_prefixes_are_alternatives_and_exact_paths_are_exact() {
+        let m = compile(json!({"paths": ["/login"], "path_prefixes": ["/api/"]}));
+        assert!(m.matches("GET", "/login", "h"));
+        assert!(m.matches("GET", "/api/items", "h"));
+        assert!(!m.matches("GET", "/login/", "h"));
+        assert!(!m.matches("GET", "/LOGIN", "h"));
+        assert!(!m.matches("GET", "/api", "h"));
+    }
+
+    #[test]
+    fn fields_combine_with_and_and_lists_with_or() {
+        let m = compile(json!({
+            "path_prefixes": ["/api/"],
+            "methods": ["POST", "PUT"],
+            "hosts": ["api.example.com"]
+        }));
+        assert!(m.matches("POST", "/api/x", "api.example.com"));
+        assert!(m.matches("PUT", "/api/x", "API.Example.COM"));
+        assert!(!m.matches("GET", "/api/x", "api.example.com"));
+        assert!(!m.matches("POST", "/other", "api.example.com"));
+        assert!(!m.matches("POST", "/api/x", "www.example.com"));
+    }
+
+    #[test]
+    fn wildcard_hosts_match_subdomains_only() {
+        let m = compile(json!({"hosts": ["*.Example.com"]}));
+        assert!(m.matches("GET", "/", "a.example.com"));
+        assert!(m.matches("GET", "/", "a.b.EXAMPLE.com"));
+        assert!(!m.matches("GET", "/", "example.com"));
+        assert!(!m.matches("GET", "/", "badexample.com"));
+        assert!(!m.matches("GET", "/", ".example.com"));
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        let m = compile(json!({"methods": ["GET"]}));
+        assert!(!m.matches("get", "/", "h"));
+    }
+
+    #[test]
+    fn host_patterns_are_validated() {
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a..b",
+            "api.example.com:443",
+            "http://x",
+            "a*.b",
+            "*.*.b",
+            "[::1]x",
+        ] {
+            let err = Match::parse(&json!({"hosts": [bad]}), "match").unwrap_err();
+            assert_eq!(err.path(), "match.hosts[0]", "{bad}");
+            assert!(
+                matches!(err.problem(), Problem::InvalidHostPattern { .. }),
+                "{bad}"
+            );
+        }
+        let ok = compile(json!({"hosts": ["[2001:db8::1]", "localhost", "api.example.com."]}));
+        assert!(ok.matches("GET", "/", "[2001:DB8::1]"));
+        assert!(ok.matches("GET", "/", "api.example.com"));
+    }
+}

@@ -1,0 +1,308 @@
+//! The compiled configuration and what it makes of a request: exempt, or the checks of the
+//! rules that apply; then, with the limiter's verdict, the response.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use sluice_core::table::RuleTable;
+use sluice_core::{
+    Check, FailureMode, Limit, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Verdict,
+};
+
+use crate::client_ip::ClientIpSource;
+use crate::cost::CostSpec;
+use crate::error::ConfigError;
+use crate::exempt::Exemptions;
+use crate::key::{KeyInput, KeySpec, WhenKeyMissing};
+use crate::matching::Match;
+use crate::notice::Notice;
+use crate::request::Request;
+use crate::response::{Response, ResponseConfig};
+use crate::uri;
+
+/// A configuration that has passed every check; see `CONFIG.md` for the format.
+///
+/// ```
+/// use sluice_policy::Policy;
+///
+/// let policy = Policy::from_json(br#"{
+///     "rules": [{"name": "per-client", "key": ["client_ip"],
+///                "limit": {"requests": 100, "period": "1m"}}]
+/// }"#).unwrap();
+/// assert_eq!(policy.rules()[0].name(), "per-client");
+///
+/// let err = Policy::from_json(br#"{"rules": [{"name": "per-client", "key": ["client_ip"],
+///     "limit": {"requests": 100, "period": "5x"}}]}"#).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "rule \"per-client\" (rules[0]): limit.period: \"5x\" is not a duration; \
+///      use a number with ms, s, m, h or d, e.g. 30s"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub(crate) client_ip: ClientIpSource,
+    pub(crate) exemptions: Exemptions,
+    pub(crate) response: ResponseConfig,
+    pub(crate) cas_retries: u32,
+    pub(crate) rules: Vec<Rule>,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub(crate) name: String,
+    pub(crate) matcher: Match,
+    pub(crate) key: KeySpec,
+    pub(crate) when_key_missing: WhenKeyMissing,
+    pub(crate) limit: Limit,
+    pub(crate) cost: CostSpec,
+    pub(crate) mode: Mode,
+    pub(crate) failure_mode: FailureMode,
+    pub(crate) max_keys: u32,
+}
+
+impl Rule {
+    /// The rule's unique name (`[A-Za-z0-9_.-]{1,64}`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which requests it applies to.
+    pub fn matcher(&self) -> &Match {
+        &self.matcher
+    }
+
+    /// What it counts by.
+    pub fn key(&self) -> &KeySpec {
+        &self.key
+    }
+
+    /// What it does with a request lacking a key part.
+    pub fn when_key_missing(&self) -> WhenKeyMissing {
+        self.when_key_missing
+    }
+
+    /// Its algorithm and quota.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// What a request costs.
+    pub fn cost(&self) -> &CostSpec {
+        &self.cost
+    }
+
+    /// Enforce or shadow.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// What it decides when its counter store fails.
+    pub fn failure_mode(&self) -> FailureMode {
+        self.failure_mode
+    }
+
+    /// The most distinct keys it tracks at once (its memory ceiling).
+    pub fn max_keys(&self) -> u32 {
+        self.max_keys
+    }
+
+    /// The most bytes (store key names and values) the rule's table can ever occupy in the
+    /// counter store.
+    pub fn max_store_bytes(&self) -> u64 {
+        RuleTable::new(&self.name, self.limit, self.max_keys).max_store_bytes()
+    }
+}
+
+/// What a policy makes of a request before any counter is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluation<'p> {
+    /// An exemption matched: no rule looks at the request, and no header is added.
+    Exempt,
+    /// The checks of the rules that apply (possibly none).
+    Rules(AppliedRules<'p>),
+}
+
+/// The checks of the rules that apply to a request, in rule order, with each rule's index in
+/// [`Policy::rules`] (for per-rule metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppliedRules<'p> {
+    checks: Vec<Check<'p>>,
+    rule_indices: Vec<usize>,
+}
+
+impl<'p> AppliedRules<'p> {
+    /// The checks, ready for [`Limiter::check`].
+    pub fn checks(&self) -> &[Check<'p>] {
+        &self.checks
+    }
+
+    /// `rule_indices()[i]` is the index in [`Policy::rules`] of `checks()[i]`'s rule.
+    pub fn rule_indices(&self) -> &[usize] {
+        &self.rule_indices
+    }
+
+    /// Whether no rule applies.
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+}
+
+impl<'p> Evaluation<'p> {
+    /// Whether the request is exempt.
+    pub fn is_exempt(&self) -> bool {
+        matches!(self, Evaluation::Exempt)
+    }
+
+    /// The checks to run (none when exempt).
+    pub fn checks(&self) -> &[Check<'p>] {
+        match self {
+            Evaluation::Exempt => &[],
+            Evaluation::Rules(rules) => rules.checks(),
+        }
+    }
+
+    /// The rule index of each check (none when exempt).
+    pub fn rule_indices(&self) -> &[usize] {
+        match self {
+            Evaluation::Exempt => &[],
+            Evaluation::Rules(rules) => rules.rule_indices(),
+        }
+    }
+}
+
+/// Everything [`Policy::handle`] did for one request.
+#[derive(Debug, Clone)]
+pub struct Handled<'p> {
+    /// Exempt, or the checks of the applying rules.
+    pub evaluation: Evaluation<'p>,
+    /// The limiter's verdict; `None` when exempt or when no rule applies (nothing is read).
+    pub verdict: Option<Verdict>,
+    /// What to do with the request.
+    pub response: Response<'p>,
+    policy: &'p Policy,
+}
+
+impl<'p> Handled<'p> {
+    /// Each applying rule's index in [`Policy::rules`], its check and its outcome.
+    pub fn outcomes(&self) -> impl Iterator<Item = (usize, &Check<'p>, &RuleOutcome)> {
+        let outcomes = self.verdict.iter().flat_map(|v| v.outcomes.iter());
+        self.evaluation
+            .rule_indices()
+            .iter()
+            .copied()
+            .zip(self.evaluation.checks())
+            .zip(outcomes)
+            .map(|((index, check), outcome)| (index, check, outcome))
+    }
+
+    /// What is worth a log line: shadow rules that would have denied, and counter store
+    /// failures. Each displays as one line naming the rule and the key (secret parts
+    /// fingerprinted).
+    pub fn notices(&self) -> impl Iterator<Item = Notice<'_>> {
+        self.outcomes().filter_map(|(index, check, outcome)| {
+            let rule = self.policy.rules.get(index)?;
+            Notice::of(rule, check, outcome)
+        })
+    }
+}
+
+impl Policy {
+    /// Parses and validates a JSON configuration.
+    pub fn from_json(config: &[u8]) -> Result<Policy, ConfigError> {
+        crate::config::compile(config)
+    }
+
+    /// The rules, in configuration order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// CAS retries per request for the limiter (`store.cas_retries`).
+    pub fn cas_retries(&self) -> u32 {
+        self.cas_retries
+    }
+
+    /// Where client addresses come from.
+    pub fn client_ip_source(&self) -> &ClientIpSource {
+        &self.client_ip
+    }
+
+    /// The exempt requests.
+    pub fn exemptions(&self) -> &Exemptions {
+        &self.exemptions
+    }
+
+    /// The denial and header style.
+    pub fn response(&self) -> &ResponseConfig {
+        &self.response
+    }
+
+    /// Decides which rules apply to `request` and builds their checks: the request's key and
+    /// cost for each. Reads only the request (no counter); the client address is worked out
+    /// only if an applying rule's key needs it.
+    pub fn evaluate<R: Request + ?Sized>(&self, request: &R) -> Evaluation<'_> {
+        let (path, query) = uri::split_target(request.path());
+        if self.exemptions.is_exempt(request, path) {
+            return Evaluation::Exempt;
+        }
+        let mut input = KeyInput::new(request, path, query, &self.client_ip);
+        let method = request.method();
+        let mut applied = AppliedRules::default();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.matcher.matches(method, path, input.host) {
+                continue;
+            }
+            // Room for a typical key (an address and a short header) without regrowing.
+            let mut key = Vec::with_capacity(32);
+            let complete = rule.key.build(&mut input, &mut key);
+            if !complete && rule.when_key_missing == WhenKeyMissing::Skip {
+                continue;
+            }
+            applied.checks.push(Check {
+                rule: &rule.name,
+                limit: rule.limit,
+                max_keys: rule.max_keys,
+                key,
+                cost: rule.cost.cost(request),
+                mode: rule.mode,
+                failure_mode: rule.failure_mode,
+            });
+            applied.rule_indices.push(index);
+        }
+        Evaluation::Rules(applied)
+    }
+
+    /// The response for `checks` (from [`Policy::evaluate`]) given the limiter's `verdict`
+    /// on them, e.g. from [`Limiter::decide_all`] where there is no shared store.
+    pub fn respond(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
+        self.response.render(checks, verdict)
+    }
+
+    /// Evaluates `request`, checks the applying rules with `limiter` over `store` at `now`
+    /// (nanoseconds since the Unix epoch), and renders the response: the whole per-request
+    /// path, shared by the filter and the test-vector runners.
+    pub fn handle<R: Request + ?Sized, S: SlotStore>(
+        &self,
+        request: &R,
+        now: Nanos,
+        limiter: &mut Limiter,
+        store: &mut S,
+    ) -> Handled<'_> {
+        let evaluation = self.evaluate(request);
+        let checks = evaluation.checks();
+        let (verdict, response) = if checks.is_empty() {
+            (None, Response::pass())
+        } else {
+            let verdict = limiter.check(checks, now, store);
+            let response = self.respond(checks, &verdict);
+            (Some(verdict), response)
+        };
+        Handled {
+            evaluation,
+            verdict,
+            response,
+            policy: self,
+        }
+    }
+}

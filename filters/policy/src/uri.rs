@@ -1,0 +1,133 @@
+//! The parts of a request target and authority that rules look at, taken apart without
+//! allocating.
+
+use alloc::vec::Vec;
+
+/// Splits a request target (`:path`) into the path and the query string (without `?`). A
+/// fragment, which clients should not send, is dropped.
+pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
+    let target = match target.split_once('#') {
+        Some((before, _)) => before,
+        None => target,
+    };
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// The host of an authority: without a port, and without the trailing dot of a fully
+/// qualified name. An IPv6 literal keeps its brackets (`[2001:db8::1]`).
+pub(crate) fn host_of(authority: &str) -> &str {
+    // Userinfo is not allowed in :authority, but never let it pass as part of the host.
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => host,
+        None => authority,
+    };
+    let host = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => authority.get(..=end).unwrap_or(authority),
+            None => authority,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        }
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+/// The raw (still percent-encoded) value of the first parameter of `query` whose decoded
+/// name is `name`. A parameter without `=` has an empty value.
+pub(crate) fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(key, _)| decoded(key).eq(name.bytes()))
+        .map(|(_, value)| value)
+}
+
+/// Appends the decoded form of a query component to `out`: `%XX` becomes the byte, `+` a
+/// space (form encoding), and a `%` not followed by two hex digits stays as it is.
+pub(crate) fn decode_into(component: &str, out: &mut Vec<u8>) {
+    out.extend(decoded(component));
+}
+
+fn decoded(component: &str) -> impl Iterator<Item = u8> + '_ {
+    let bytes = component.as_bytes();
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        let b = *bytes.get(i)?;
+        i += 1;
+        match b {
+            b'+' => Some(b' '),
+            b'%' => {
+                let hi = bytes.get(i).and_then(|h| hex(*h));
+                let lo = bytes.get(i + 1).and_then(|l| hex(*l));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => {
+                        i += 2;
+                        Some(hi << 4 | lo)
+                    }
+                    _ => Some(b'%'),
+                }
+            }
+            _ => Some(b),
+        }
+    })
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_string_and_fragment_are_split_off() {
+        assert_eq!(split_target("/a/b?x=1&y=2"), ("/a/b", Some("x=1&y=2")));
+        assert_eq!(split_target("/a?"), ("/a", Some("")));
+        assert_eq!(split_target("/a"), ("/a", None));
+        assert_eq!(split_target("/a#frag?x"), ("/a", None));
+        assert_eq!(split_target("/a?x=1#frag"), ("/a", Some("x=1")));
+    }
+
+    #[test]
+    fn the_host_loses_its_port_and_trailing_dot() {
+        assert_eq!(host_of("api.example.com"), "api.example.com");
+        assert_eq!(host_of("api.example.com:8443"), "api.example.com");
+        assert_eq!(host_of("api.example.com.:80"), "api.example.com");
+        assert_eq!(host_of("[2001:db8::1]:443"), "[2001:db8::1]");
+        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("user@evil.example:80"), "evil.example");
+        assert_eq!(host_of(""), "");
+    }
+
+    #[test]
+    fn query_parameters_are_found_by_decoded_name_first_occurrence_first() {
+        let q = "a=1&api%5Fkey=first&api_key=second&flag";
+        assert_eq!(query_value(q, "api_key"), Some("first"));
+        assert_eq!(query_value(q, "a"), Some("1"));
+        assert_eq!(query_value(q, "flag"), Some(""));
+        assert_eq!(query_value(q, "missing"), None);
+        assert_eq!(query_value("", "a"), None);
+    }
+
+    #[test]
+    fn decoding_handles_escapes_plus_and_broken_escapes() {
+        let mut out = Vec::new();
+        decode_into("a%20b+c%2Bd%zz%4", &mut out);
+        assert_eq!(out, b"a b c+d%zz%4");
+        out.clear();
+        decode_into("%ff%00", &mut out);
+        assert_eq!(out, [0xff, 0x00]);
+    }
+}
