@@ -1,1 +1,164 @@
 //! The sluice proxy-wasm HTTP filter.
+//!
+//! A thin layer over `sluice-policy` and `sluice-core`: the root context compiles the plugin
+//! configuration once per VM; each HTTP context asks the policy what to do with its request,
+//! with the proxy's shared data as the counter store, and applies the answer.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod host;
+mod metrics;
+mod request;
+mod seed;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
+use sluice_core::Limiter;
+use sluice_policy::{Policy, Response};
+
+use crate::host::{LogLevel, SharedData, log};
+use crate::metrics::Metrics;
+use crate::request::HostRequest;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(SdkLogLevel::Info);
+    // A panic aborts the VM; say why first, in the proxy's log.
+    std::panic::set_hook(Box::new(|info| {
+        log(LogLevel::Error, &format!("sluice: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SluiceRoot::default()) });
+}}
+
+/// Everything a configured VM needs per request; shared by its HTTP contexts.
+struct Runtime {
+    policy: Policy,
+    limiter: RefCell<Limiter>,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct SluiceRoot {
+    runtime: Option<Rc<Runtime>>,
+}
+
+impl Context for SluiceRoot {}
+
+impl RootContext for SluiceRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        match configure(self.get_plugin_configuration().unwrap_or_default()) {
+            Ok(runtime) => {
+                self.runtime = Some(Rc::new(runtime));
+                true
+            }
+            Err(message) => {
+                log(LogLevel::Error, &format!("sluice: {message}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let runtime = Rc::clone(self.runtime.as_ref()?);
+        Some(Box::new(SluiceHttp {
+            runtime,
+            response_headers: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Compiles the configuration and prepares the shared state. The error is the one log line
+/// a user sees when the proxy rejects the plugin.
+fn configure(config: Vec<u8>) -> Result<Runtime, String> {
+    let policy = Policy::from_json(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut store = SharedData;
+    let seed = seed::shared_seed(&mut store).map_err(|e| e.to_string())?;
+    let limiter = Limiter::new(seed, policy.cas_retries());
+    for rule in policy.rules() {
+        limiter
+            .prepare(rule.name(), &rule.limit(), rule.max_keys(), &mut store)
+            .map_err(|e| {
+                format!(
+                    "rule \"{}\": cannot create its table in shared data: {e}",
+                    rule.name()
+                )
+            })?;
+    }
+    let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
+    log(
+        LogLevel::Info,
+        &format!("sluice: configured {} rules", policy.rules().len()),
+    );
+    Ok(Runtime {
+        policy,
+        limiter: RefCell::new(limiter),
+        metrics,
+    })
+}
+
+struct SluiceHttp {
+    runtime: Rc<Runtime>,
+    /// Rate-limit headers for an allowed request, added to the upstream's response.
+    response_headers: Vec<(&'static str, String)>,
+}
+
+impl Context for SluiceHttp {}
+
+impl HttpContext for SluiceHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(now) = host::now_nanos() else {
+            log(LogLevel::Error, "sluice: the host gave no time; request passed unchecked");
+            return Action::Continue;
+        };
+        let peer = self
+            .get_property(vec!["source", "address"])
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let request = HostRequest::new(self.get_http_request_headers(), peer);
+        let runtime = Rc::clone(&self.runtime);
+        let handled = {
+            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            runtime.policy.handle(&request, now, &mut limiter, &mut SharedData)
+        };
+        if handled.evaluation.is_exempt() {
+            runtime.metrics.record_exempt();
+        }
+        for (rule, _check, outcome) in handled.outcomes() {
+            runtime.metrics.record(rule, outcome);
+        }
+        for notice in handled.notices() {
+            log(LogLevel::Warn, &format!("sluice: {notice}"));
+        }
+        match handled.response {
+            Response::Pass { headers } => {
+                self.response_headers = headers;
+                Action::Continue
+            }
+            Response::Deny {
+                status,
+                body,
+                content_type,
+                headers,
+            } => {
+                let mut local: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
+                local.push(("content-type", content_type));
+                local.extend(headers.iter().map(|(name, value)| (*name, value.as_str())));
+                self.send_http_response(u32::from(status), local, Some(body.as_bytes()));
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            self.add_http_response_header(name, &value);
+        }
+        Action::Continue
+    }
+}

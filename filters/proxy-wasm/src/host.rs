@@ -1,0 +1,154 @@
+//! Raw proxy-wasm host calls for the places where an error is an expected answer.
+//!
+//! The SDK's wrappers panic on any status they do not expect, and a panic takes the plugin
+//! down. Shared data (whose failures the rules' failure modes handle), metrics and logging are
+//! therefore called directly here, with every status turned into a value.
+
+use std::ptr::null_mut;
+
+use sluice_core::{SetError, SlotStore, StoreError};
+
+/// Status codes of ABI v0.2.1 that the filter tells apart.
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
+
+/// proxy-wasm `LogLevel`.
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum LogLevel {
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+}
+
+/// Writes one log line; a host that refuses it is ignored (there is nowhere else to report).
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: the pointer and length describe `message`, valid for the call.
+    unsafe {
+        proxy_log(level as u32, message.as_ptr(), message.len());
+    }
+}
+
+/// The host's wall clock in nanoseconds since the Unix epoch, if it answers.
+pub fn now_nanos() -> Option<u64> {
+    let mut now = 0u64;
+    // SAFETY: `now` is a valid, writable u64 for the duration of the call.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut now) };
+    (status == OK).then_some(now)
+}
+
+/// Defines a counter metric and returns its id.
+pub fn define_counter(name: &str) -> Option<u32> {
+    const COUNTER: u32 = 0;
+    let mut id = 0u32;
+    // SAFETY: `name` is valid for the call and `id` is writable.
+    let status = unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) };
+    (status == OK).then_some(id)
+}
+
+/// Adds `delta` to a counter; zero deltas are skipped (a host rejects them).
+pub fn increment(id: u32, delta: u64) {
+    if delta == 0 {
+        return;
+    }
+    let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+    // SAFETY: plain values only.
+    unsafe {
+        proxy_increment_metric(id, delta);
+    }
+}
+
+/// The proxy's shared data, as the limiter's `SlotStore`.
+#[derive(Debug, Default)]
+pub struct SharedData;
+
+impl SlotStore for SharedData {
+    fn get(&mut self, key: &str, value: &mut Vec<u8>) -> Result<Option<u32>, StoreError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the out-pointers are valid and writable; `key` is valid for the call.
+        let status = unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        value.clear();
+        match status {
+            OK => {
+                if !data.is_null() {
+                    // SAFETY: the host copied `size` bytes into guest memory it obtained from our
+                    // allocator (malloc / proxy_on_memory_allocate), and hands its ownership to us.
+                    *value = unsafe { Vec::from_raw_parts(data, size, size) };
+                }
+                Ok(Some(cas))
+            }
+            NOT_FOUND => Ok(None),
+            other => Err(StoreError::Host(other)),
+        }
+    }
+
+    /// `cas == 0` (a key the limiter saw missing) creates the key only if it is still absent,
+    /// atomically on both hosts; any other cas is a plain compare-and-swap.
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        if cas != 0 {
+            return set_raw(key, value, cas);
+        }
+        // Envoy: a set on a missing key succeeds whatever the cas, and on an existing key only
+        // if the cas matches; a cas no existing key carries therefore creates atomically (cas 0
+        // would overwrite unconditionally). ngx_wasm_module refuses a non-zero cas for a
+        // missing key, and takes cas 0 as an atomic create instead.
+        match set_raw(key, value, CREATE_CAS) {
+            Err(SetError::CasMismatch) => {}
+            other => return other,
+        }
+        let mut existing = Vec::new();
+        match self.get(key, &mut existing) {
+            Ok(Some(_)) => Err(SetError::CasMismatch),
+            Ok(None) => set_raw(key, value, 0),
+            Err(e) => Err(SetError::Store(e)),
+        }
+    }
+}
+
+/// The cas used to create a key on Envoy. Envoy numbers writes from 1 with one process-wide
+/// counter, so an existing key carries this cas only if it was written as the 4,294,967,295th
+/// write and never since; buckets are created once, at start-up.
+const CREATE_CAS: u32 = u32::MAX;
+
+fn set_raw(key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+    // SAFETY: `key` and `value` are valid for the call.
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    match status {
+        OK => Ok(()),
+        CAS_MISMATCH => Err(SetError::CasMismatch),
+        other => Err(SetError::Store(StoreError::Host(other))),
+    }
+}

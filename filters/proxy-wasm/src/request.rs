@@ -1,0 +1,58 @@
+//! The request as the policy sees it, read from the proxy once per request: one host call for
+//! the whole header map and one for the peer address.
+
+use sluice_policy::Request;
+
+/// A request's headers and peer address, as the host gave them.
+#[derive(Debug)]
+pub struct HostRequest {
+    headers: Vec<(String, String)>,
+    peer: Option<String>,
+}
+
+impl HostRequest {
+    pub fn new(headers: Vec<(String, String)>, peer: Option<String>) -> HostRequest {
+        HostRequest { headers, peer }
+    }
+
+    fn pseudo(&self, name: &str) -> &str {
+        self.header(name).unwrap_or_default()
+    }
+}
+
+impl Request for HostRequest {
+    fn method(&self) -> &str {
+        self.pseudo(":method")
+    }
+
+    fn path(&self) -> &str {
+        self.pseudo(":path")
+    }
+
+    fn authority(&self) -> &str {
+        match self.header(":authority") {
+            Some(authority) => authority,
+            None => self.pseudo("host"),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        // Envoy lowercases names; ngx_wasm_module may pass HTTP/1 names as the client sent
+        // them, so compare without case (`name` is lowercase).
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&str)) {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .for_each(|(_, v)| f(v));
+    }
+
+    fn peer_address(&self) -> Option<&str> {
+        self.peer.as_deref()
+    }
+}

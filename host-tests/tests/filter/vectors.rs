@@ -1,0 +1,120 @@
+//! The shared vectors (`vectors/*.json`) through the real filter in the host: the same
+//! decisions and headers as the core gives natively. Every file runs on Envoy's and on
+//! ngx_wasm_module's shared-data semantics, with requests spread over two VMs, so the
+//! counts must be shared through shared data to come out right.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sluice_host::{FaultTimes, HttpRequest, Proxy, Status};
+
+use crate::support::{Host, HOSTS, at_ms, send, start};
+
+fn vector_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "expected the vector files in {}", dir.display());
+    files
+}
+
+#[test]
+fn every_vector_gives_the_same_decisions_through_the_filter() {
+    let mut failures = Vec::new();
+    for file in vector_files() {
+        let text = std::fs::read_to_string(&file).expect("readable vector");
+        let vector: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", file.display()));
+        for host in HOSTS {
+            if let Err(message) = run_vector(&vector, host) {
+                failures.push(format!("{} on {host:?}: {message}", file.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn run_vector(vector: &Value, host: Host) -> Result<(), String> {
+    let proxy = start(host, &vector["config"], 2);
+    let steps = vector["steps"].as_array().ok_or("no steps")?;
+    let mut sent = 0usize;
+    for (index, step) in steps.iter().enumerate() {
+        at_ms(&proxy, step["at_ms"].as_u64().ok_or("at_ms")?);
+        let repeat = step.get("repeat").and_then(Value::as_u64).unwrap_or(1);
+        for round in 0..repeat {
+            let fails = step.get("store_fails").and_then(Value::as_bool).unwrap_or(false);
+            if fails {
+                let store = proxy.shared_data_store();
+                store.fail_gets(Status::InternalFailure, FaultTimes::Always);
+                store.fail_sets(Status::InternalFailure, FaultTimes::Always);
+            }
+            // Alternate VMs: the second request of a key is seen by the other worker.
+            let exchange = send(&proxy, sent % proxy.workers(), request(&step["request"])?);
+            sent += 1;
+            if fails {
+                proxy.shared_data_store().clear_faults();
+            }
+            check(&proxy, &step["expect"], &exchange)
+                .map_err(|m| format!("step {index} (repeat {round}): {m}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn request(spec: &Value) -> Result<HttpRequest, String> {
+    let text = |name: &str| spec[name].as_str().ok_or(format!("request.{name}"));
+    let mut request = HttpRequest::new(text("method")?, text("path")?, text("authority")?);
+    match spec.get("peer").and_then(Value::as_str) {
+        Some(peer) => request = request.source_address(peer),
+        None => request = request.without_source_address(),
+    }
+    for pair in spec.get("headers").and_then(Value::as_array).into_iter().flatten() {
+        let name = pair[0].as_str().ok_or("header name")?;
+        let value = pair[1].as_str().ok_or("header value")?;
+        request = request.header(name, value);
+    }
+    Ok(request)
+}
+
+fn check(_proxy: &Proxy, expect: &Value, exchange: &sluice_host::Exchange) -> Result<(), String> {
+    let client = &exchange.client;
+    let want = expect["status"].as_u64().ok_or("expect.status")?;
+    let got = client.status().ok_or("the stream was reset")?;
+    if u64::from(got) != want {
+        return Err(format!("status {got}, expected {want}; headers {:?}", headers_of(client)));
+    }
+    if let Some(headers) = expect.get("headers").and_then(Value::as_object) {
+        for (name, value) in headers {
+            let want = value.as_str().ok_or("header value")?;
+            match client.header(name) {
+                Some(got) if got == want => {}
+                got => return Err(format!("header {name}: {got:?}, expected {want:?}")),
+            }
+        }
+    }
+    for name in expect.get("absent").and_then(Value::as_array).into_iter().flatten() {
+        let name = name.as_str().ok_or("absent name")?;
+        if let Some(got) = client.header(name) {
+            return Err(format!("header {name} should be absent, is {got:?}"));
+        }
+    }
+    if let Some(body) = expect.get("body").and_then(Value::as_str) {
+        let got = String::from_utf8_lossy(client.body());
+        // ngx_wasm_module ends local-response bodies with a newline of its own.
+        if got != body && got.strip_suffix('\n') != Some(body) {
+            return Err(format!("body {got:?}, expected {body:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn headers_of(client: &sluice_host::ClientResponse) -> Vec<(String, String)> {
+    match client {
+        sluice_host::ClientResponse::Response { headers, .. } => headers.clone(),
+        sluice_host::ClientResponse::Reset => Vec::new(),
+    }
+}

@@ -1,0 +1,92 @@
+//! Calls this host does not support answer `UNIMPLEMENTED` (12) rather than
+//! trap, and say so in the logs; calls with arguments the ABI does not
+//! define answer `BAD_ARGUMENT` (2).
+
+mod common;
+
+use common::{exchange, options, probe, probe_request, result, start};
+use sluice_host::LogLevel;
+
+fn raw(operations: &[&str]) -> (sluice_host::Proxy, sluice_host::Exchange) {
+    let proxy = start(options());
+    let instructions: Vec<(&str, &str)> = operations
+        .iter()
+        .map(|operation| ("x-probe-raw", *operation))
+        .collect();
+    let done = exchange(&proxy, probe_request(&instructions));
+    (proxy, done)
+}
+
+#[test]
+fn calls_the_host_does_not_support_answer_unimplemented() {
+    let operations = [
+        "http-call",
+        "grpc-call",
+        "grpc-stream",
+        "grpc-send",
+        "grpc-cancel",
+        "grpc-close",
+        "foreign-function",
+        "register-queue",
+        "resolve-queue",
+        "enqueue-queue",
+        "dequeue-queue",
+    ];
+    let (proxy, done) = raw(&operations);
+    for operation in operations {
+        assert_eq!(
+            result(&done, &format!("raw-{operation}")).as_deref(),
+            Some("12"),
+            "{operation}"
+        );
+    }
+    assert!(proxy.logs().records().iter().any(|record| {
+        record.level == LogLevel::Warn && record.message.contains("proxy_http_call")
+    }));
+    assert_eq!(done.status(), Some(200), "the stream carries on");
+}
+
+#[test]
+fn an_import_the_host_does_not_know_answers_unimplemented() {
+    assert_eq!(probe().unknown_imports(), ["proxy_probe_unknown_hostcall"]);
+    let (proxy, done) = raw(&["unknown-hostcall"]);
+    assert_eq!(result(&done, "raw-unknown-hostcall").as_deref(), Some("12"));
+    assert!(proxy.logs().contains("env.proxy_probe_unknown_hostcall"));
+}
+
+#[test]
+fn lifecycle_calls_answer_as_envoy_does() {
+    let (_proxy, done) = raw(&["get-status", "done", "effective-context-unknown"]);
+    assert_eq!(
+        result(&done, "raw-get-status").as_deref(),
+        Some("0 value=0:"),
+        "no call was made: code 0, no message"
+    );
+    assert_eq!(
+        result(&done, "raw-done").as_deref(),
+        Some("1"),
+        "no context is pending"
+    );
+    assert_eq!(
+        result(&done, "raw-effective-context-unknown").as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
+fn values_outside_the_abi_enumerations_are_bad_arguments() {
+    let operations = [
+        "continue-bad-type",
+        "buffer-bad-type",
+        "map-bad-type",
+        "log-bad-level",
+    ];
+    let (_proxy, done) = raw(&operations);
+    for operation in operations {
+        assert_eq!(
+            result(&done, &format!("raw-{operation}")).as_deref(),
+            Some("2"),
+            "{operation}"
+        );
+    }
+}
