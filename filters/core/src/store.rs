@@ -53,10 +53,11 @@ impl core::fmt::Display for SetError {
 
 /// A shared key-value store with versions (`cas`), e.g. proxy-wasm shared data.
 ///
-/// Implementations must follow the weaker of the two proxy-wasm hosts' contracts: on Envoy a
-/// `set` with `cas == 0` is unconditional and a `set` on a missing key succeeds whatever the
-/// cas; on ngx_wasm_module `cas == 0` succeeds only for a missing key. The limiter only ever
-/// passes the cas it read, or 0 for a key it saw missing, which is correct on both.
+/// The limiter only ever passes the cas it read, or 0 for a key it saw missing. A `set` with
+/// `cas == 0` therefore means "create the key if it is still absent": a store should make that
+/// atomic where its host allows it (the filter's shared-data store does, on Envoy and on
+/// ngx_wasm_module). `MemoryStore` models the hosts' raw calls instead, where Envoy's cas 0 is
+/// unconditional, so tests can show what an unguarded create would lose.
 pub trait SlotStore {
     /// Replaces the contents of `value` with the key's value and returns its cas, or returns
     /// `None` if the key does not exist.

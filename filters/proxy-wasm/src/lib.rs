@@ -3,7 +3,12 @@
 //! A thin layer over `sluice-policy` and `sluice-core`: the root context compiles the plugin
 //! configuration once per VM; each HTTP context asks the policy what to do with its request,
 //! with the proxy's shared data as the counter store, and applies the answer.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod host;
 mod metrics;
@@ -112,7 +117,10 @@ impl Context for SluiceHttp {}
 impl HttpContext for SluiceHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(now) = host::now_nanos() else {
-            log(LogLevel::Error, "sluice: the host gave no time; request passed unchecked");
+            log(
+                LogLevel::Error,
+                "sluice: the host gave no time; request passed unchecked",
+            );
             return Action::Continue;
         };
         let peer = self
@@ -124,7 +132,9 @@ impl HttpContext for SluiceHttp {
             let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
                 return Action::Continue;
             };
-            runtime.policy.handle(&request, now, &mut limiter, &mut SharedData)
+            runtime
+                .policy
+                .handle(&request, now, &mut limiter, &mut SharedData)
         };
         if handled.evaluation.is_exempt() {
             runtime.metrics.record_exempt();

@@ -27,7 +27,8 @@ pub struct Metrics {
 impl Metrics {
     /// Defines the counters of every rule.
     pub fn define<'a>(rule_names: impl Iterator<Item = &'a str>) -> Metrics {
-        let counter = |rule: &str, what: &str| host::define_counter(&format!("sluice.{rule}.{what}"));
+        let counter =
+            |rule: &str, what: &str| host::define_counter(&format!("sluice.{rule}.{what}"));
         Metrics {
             rules: rule_names
                 .map(|rule| RuleCounters {
@@ -58,7 +59,10 @@ impl Metrics {
         };
         bump(status, 1);
         bump(counters.cas_retries, u64::from(outcome.cas_retries));
-        bump(counters.store_errors, u64::from(outcome.store_error.is_some()));
+        bump(
+            counters.store_errors,
+            u64::from(outcome.store_error.is_some()),
+        );
     }
 
     /// Counts a request that an exemption let through unchecked.

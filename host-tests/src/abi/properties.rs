@@ -143,7 +143,9 @@ fn resolve(env: &ProxyEnv, stream: Option<&StreamData>, raw_path: &[u8]) -> Opti
         [b"node", b"id"] => Some(Value::text(env.node.id.as_str())),
         [b"node", b"cluster"] => Some(Value::text(env.node.cluster.as_str())),
         [b"source", b"address"] => match &stream?.facts.source_address {
-            SourceAddress::FromSource => address_field(env.flavor, Some(stream?.facts.source), b"address"),
+            SourceAddress::FromSource => {
+                address_field(env.flavor, Some(stream?.facts.source), b"address")
+            }
             SourceAddress::Text(text) => Some(Value::text(text.as_str())),
             SourceAddress::Missing => None,
         },

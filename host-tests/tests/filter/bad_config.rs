@@ -42,14 +42,20 @@ fn burst_on_a_window_algorithm_is_rejected() {
     let text = rejection(json!({"rules": [{
         "name": "w", "key": ["client_ip"], "algorithm": "fixed_window",
         "limit": {"requests": 10, "period": "1m", "burst": 5}}]}));
-    assert!(text.contains("rule \"w\"") && text.contains("burst"), "{text}");
+    assert!(
+        text.contains("rule \"w\"") && text.contains("burst"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_config_that_is_not_json_is_rejected() {
     match Proxy::start(options(Host::Envoy, &json!(null), 1).plugin_config("{ not json")) {
         Ok(_) => panic!("accepted garbage"),
-        Err(error) => assert!(error.to_string().contains("sluice: invalid configuration"), "{error}"),
+        Err(error) => assert!(
+            error.to_string().contains("sluice: invalid configuration"),
+            "{error}"
+        ),
     }
 }
 
@@ -57,6 +63,9 @@ fn a_config_that_is_not_json_is_rejected() {
 fn an_empty_configuration_is_rejected() {
     match Proxy::start(options(Host::Envoy, &json!(null), 1).plugin_config("")) {
         Ok(_) => panic!("accepted an empty configuration"),
-        Err(error) => assert!(error.to_string().contains("sluice: invalid configuration"), "{error}"),
+        Err(error) => assert!(
+            error.to_string().contains("sluice: invalid configuration"),
+            "{error}"
+        ),
     }
 }

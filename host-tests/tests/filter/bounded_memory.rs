@@ -25,7 +25,11 @@ fn a_million_distinct_clients_do_not_grow_shared_data() {
     let proxy = start(Host::Envoy, &config, 2);
     let shared = proxy.shared_data();
     // 4096 keys / 4 ways = 1024 buckets, plus the hash seed.
-    assert_eq!(shared.len(), 1024 + 1, "the table is created whole at configure time");
+    assert_eq!(
+        shared.len(),
+        1024 + 1,
+        "the table is created whole at configure time"
+    );
     let ceiling = 1024 * 98 + 1024 * "sluice/per-client/1023".len() + 64;
 
     let keys = flood_keys();
@@ -37,7 +41,11 @@ fn a_million_distinct_clients_do_not_grow_shared_data() {
         at_ms(&proxy, now_ms);
         let ip = std::net::Ipv4Addr::from(0x0a00_0000u32 + i);
         let exchange = send(&proxy, (i % 2) as usize, get("/", &format!("{ip}:5000")));
-        assert_eq!(status(&exchange), 200, "each flood client sends one request");
+        assert_eq!(
+            status(&exchange),
+            200,
+            "each flood client sends one request"
+        );
         // The steady client sends 50 a second against its 10 a second.
         if i % 200 == 0 {
             steady_sent += 1;
@@ -48,7 +56,11 @@ fn a_million_distinct_clients_do_not_grow_shared_data() {
         }
         if i % 100_000 == 0 {
             assert_eq!(shared.len(), 1025, "no key is ever added");
-            assert!(shared.total_bytes() <= ceiling, "{} > {ceiling}", shared.total_bytes());
+            assert!(
+                shared.total_bytes() <= ceiling,
+                "{} > {ceiling}",
+                shared.total_bytes()
+            );
         }
     }
     eprintln!(
@@ -59,12 +71,19 @@ fn a_million_distinct_clients_do_not_grow_shared_data() {
         10 * u64::from(keys / 10).div_ceil(1000) + 10
     );
     assert_eq!(shared.len(), 1025);
-    assert!(shared.total_bytes() <= ceiling, "{} > {ceiling}", shared.total_bytes());
+    assert!(
+        shared.total_bytes() <= ceiling,
+        "{} > {ceiling}",
+        shared.total_bytes()
+    );
     // The steady client may pass 10 a second (plus its first burst of 10); being the key
     // furthest from idle in its bucket, the flood never evicts it.
     let seconds = u64::from(keys / 10).div_ceil(1000);
     let allowed = 10 * seconds + 10;
-    assert!(steady_sent > allowed, "the steady client must exceed its limit for the test to mean anything");
+    assert!(
+        steady_sent > allowed,
+        "the steady client must exceed its limit for the test to mean anything"
+    );
     assert!(
         steady_admitted <= allowed,
         "steady client admitted {steady_admitted} of {steady_sent}, limit {allowed}"

@@ -25,7 +25,10 @@ fn admitted(algorithm: &str, limit: u64, host: crate::support::Host) -> (u64, u6
         })
         .collect();
     let admitted = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    let retries = proxy.metrics().counter("sluice.one-key.cas_retries").unwrap_or(0);
+    let retries = proxy
+        .metrics()
+        .counter("sluice.one-key.cas_retries")
+        .unwrap_or(0);
     (admitted, retries)
 }
 
@@ -34,7 +37,10 @@ fn eight_vms_admit_exactly_the_limit_for_one_key() {
     for host in HOSTS {
         for algorithm in ["gcra", "fixed_window", "sliding_log", "sliding_window"] {
             let (admitted, retries) = admitted(algorithm, 100, host);
-            assert_eq!(admitted, 100, "{algorithm} on {host:?} ({retries} CAS retries)");
+            assert_eq!(
+                admitted, 100,
+                "{algorithm} on {host:?} ({retries} CAS retries)"
+            );
         }
     }
 }

@@ -23,21 +23,31 @@ fn yaml(name: &str) -> serde_yaml_ng::Value {
 /// The filter's plugin configuration inside `envoy.yaml`.
 fn envoy_plugin_config() -> String {
     let doc = yaml("envoy.yaml");
-    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"];
+    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"];
     let wasm = filters
         .as_sequence()
-        .and_then(|f| f.iter().find(|f| f["name"].as_str() == Some("envoy.filters.http.wasm")))
+        .and_then(|f| {
+            f.iter()
+                .find(|f| f["name"].as_str() == Some("envoy.filters.http.wasm"))
+        })
         .expect("envoy.yaml has the wasm HTTP filter");
     let config = &wasm["typed_config"]["config"];
-    assert_eq!(config["vm_config"]["vm_id"].as_str(), Some("sluice"), "a shared vm_id");
+    assert_eq!(
+        config["vm_config"]["vm_id"].as_str(),
+        Some("sluice"),
+        "a shared vm_id"
+    );
     assert!(
         config["vm_config"]["code"]["local"]["filename"]
             .as_str()
             .is_some_and(|f| f.ends_with("sluice_filter.wasm")),
         "loads the built .wasm"
     );
-    config["configuration"]["value"].as_str().expect("a StringValue configuration").to_string()
+    config["configuration"]["value"]
+        .as_str()
+        .expect("a StringValue configuration")
+        .to_string()
 }
 
 /// Istio's `pluginConfig`, as the JSON document Istio hands the filter.
@@ -51,8 +61,14 @@ fn istio_plugin_config() -> String {
 /// The single-quoted configuration of the `proxy_wasm sluice '...'` directive.
 fn nginx_plugin_config() -> String {
     let text = read("nginx.conf");
-    assert!(text.contains("shm_kv sluice "), "the sluice shm zone is declared");
-    let start = text.find("proxy_wasm sluice '").expect("a proxy_wasm directive") + "proxy_wasm sluice '".len();
+    assert!(
+        text.contains("shm_kv sluice "),
+        "the sluice shm zone is declared"
+    );
+    let start = text
+        .find("proxy_wasm sluice '")
+        .expect("a proxy_wasm directive")
+        + "proxy_wasm sluice '".len();
     let len = text[start..].find('\'').expect("a closing quote");
     text[start..start + len].to_string()
 }
@@ -62,7 +78,12 @@ fn configs() -> Vec<(String, String)> {
         .expect("envoy-config/")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("readable")))
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).expect("readable"),
+            )
+        })
         .collect();
     assert!(configs.len() >= 3, "the example configs");
     configs.push(("envoy.yaml".into(), envoy_plugin_config()));
@@ -78,7 +99,11 @@ fn every_shipped_config_is_valid_and_loads_in_the_filter() {
             panic!("{name}: {error}");
         }
         let value: Value = serde_json::from_str(&config).expect("JSON");
-        let host = if name == "nginx.conf" { Host::Ngx } else { Host::Envoy };
+        let host = if name == "nginx.conf" {
+            Host::Ngx
+        } else {
+            Host::Envoy
+        };
         drop(start(host, &value, 1));
     }
 }

@@ -7,6 +7,7 @@ mod bounded_memory;
 mod contention;
 mod deployable_configs;
 mod failure_modes;
+mod hash_seed;
 mod metrics_and_logs;
 mod support;
 mod vectors;

@@ -32,12 +32,19 @@ fn shadow_denials_pass_are_counted_and_logged_without_the_secret() {
                    "limit": {"requests": 1, "period": "1m"}, "mode": "shadow"}]});
     let proxy = start(Host::Envoy, &config, 1);
     for _ in 0..3 {
-        let exchange = send(&proxy, 0, get("/", "203.0.113.5:1000").header("x-api-key", "sk-live-SECRET"));
+        let exchange = send(
+            &proxy,
+            0,
+            get("/", "203.0.113.5:1000").header("x-api-key", "sk-live-SECRET"),
+        );
         assert_eq!(status(&exchange), 200, "shadow mode never denies");
         assert_eq!(exchange.client.header("retry-after"), None);
     }
     assert_eq!(proxy.metrics().counter("sluice.keys.allowed"), Some(1));
-    assert_eq!(proxy.metrics().counter("sluice.keys.shadow_denied"), Some(2));
+    assert_eq!(
+        proxy.metrics().counter("sluice.keys.shadow_denied"),
+        Some(2)
+    );
     let lines: Vec<String> = proxy
         .logs()
         .messages()
@@ -45,7 +52,12 @@ fn shadow_denials_pass_are_counted_and_logged_without_the_secret() {
         .filter(|line| line.contains("would deny"))
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines.iter().all(|l| l.contains("\"keys\"") && !l.contains("SECRET")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("\"keys\"") && !l.contains("SECRET")),
+        "{lines:?}"
+    );
 }
 
 #[test]

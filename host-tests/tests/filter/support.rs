@@ -78,4 +78,3 @@ pub fn status(exchange: &Exchange) -> u16 {
 
 /// Both shared-data flavours, for tests that must hold on every host.
 pub const HOSTS: [Host; 2] = [Host::Envoy, Host::Ngx];
-

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sluice_host::{FaultTimes, HttpRequest, Proxy, Status};
 
-use crate::support::{Host, HOSTS, at_ms, send, start};
+use crate::support::{HOSTS, Host, at_ms, send, start};
 
 fn vector_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
@@ -18,7 +18,11 @@ fn vector_files() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected the vector files in {}", dir.display());
+    assert!(
+        files.len() >= 20,
+        "expected the vector files in {}",
+        dir.display()
+    );
     files
 }
 
@@ -35,7 +39,12 @@ fn every_vector_gives_the_same_decisions_through_the_filter() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn run_vector(vector: &Value, host: Host) -> Result<(), String> {
@@ -46,7 +55,10 @@ fn run_vector(vector: &Value, host: Host) -> Result<(), String> {
         at_ms(&proxy, step["at_ms"].as_u64().ok_or("at_ms")?);
         let repeat = step.get("repeat").and_then(Value::as_u64).unwrap_or(1);
         for round in 0..repeat {
-            let fails = step.get("store_fails").and_then(Value::as_bool).unwrap_or(false);
+            let fails = step
+                .get("store_fails")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if fails {
                 let store = proxy.shared_data_store();
                 store.fail_gets(Status::InternalFailure, FaultTimes::Always);
@@ -72,7 +84,12 @@ fn request(spec: &Value) -> Result<HttpRequest, String> {
         Some(peer) => request = request.source_address(peer),
         None => request = request.without_source_address(),
     }
-    for pair in spec.get("headers").and_then(Value::as_array).into_iter().flatten() {
+    for pair in spec
+        .get("headers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = pair[0].as_str().ok_or("header name")?;
         let value = pair[1].as_str().ok_or("header value")?;
         request = request.header(name, value);
@@ -85,7 +102,10 @@ fn check(_proxy: &Proxy, expect: &Value, exchange: &sluice_host::Exchange) -> Re
     let want = expect["status"].as_u64().ok_or("expect.status")?;
     let got = client.status().ok_or("the stream was reset")?;
     if u64::from(got) != want {
-        return Err(format!("status {got}, expected {want}; headers {:?}", headers_of(client)));
+        return Err(format!(
+            "status {got}, expected {want}; headers {:?}",
+            headers_of(client)
+        ));
     }
     if let Some(headers) = expect.get("headers").and_then(Value::as_object) {
         for (name, value) in headers {
@@ -96,7 +116,12 @@ fn check(_proxy: &Proxy, expect: &Value, exchange: &sluice_host::Exchange) -> Re
             }
         }
     }
-    for name in expect.get("absent").and_then(Value::as_array).into_iter().flatten() {
+    for name in expect
+        .get("absent")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = name.as_str().ok_or("absent name")?;
         if let Some(got) = client.header(name) {
             return Err(format!("header {name} should be absent, is {got:?}"));

@@ -20,5 +20,9 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
             },
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

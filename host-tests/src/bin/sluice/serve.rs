@@ -75,7 +75,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let policy = sluice_policy::Policy::from_json(&config).map_err(|error| {
         anyhow::anyhow!(
             "{}: {error}",
-            args.config.as_deref().map_or("built-in config".into(), |p| p.display().to_string())
+            args.config
+                .as_deref()
+                .map_or("built-in config".into(), |p| p.display().to_string())
         )
     })?;
     let module = match &args.wasm {
@@ -100,10 +102,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                 bail!("--upstream must be an http://host:port URL, got {uri}");
             }
-            let client = hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build_http();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
             Some(Upstream { uri, client })
         }
     };
@@ -157,21 +158,37 @@ fn forward_log() -> sluice_host::LogForwarder {
 }
 
 impl Server {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         match self.pass(request, peer).await {
             Ok(response) => response,
             Err(error) => {
                 eprintln!("sluice: {error:#}");
-                plain(StatusCode::BAD_GATEWAY, "sluice: upstream or filter error\n")
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    "sluice: upstream or filter error\n",
+                )
             }
         }
     }
 
-    async fn pass(self: &Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> anyhow::Result<Response<Full<Bytes>>> {
+    async fn pass(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> anyhow::Result<Response<Full<Bytes>>> {
         let (parts, body) = request.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")),
+            Err(_) => {
+                return Ok(plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large\n",
+                ));
+            }
         };
         let authority = parts
             .uri
@@ -179,8 +196,13 @@ impl Server {
             .map(|a| a.to_string())
             .or_else(|| header_str(&parts.headers, "host"))
             .unwrap_or_default();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        let mut host_request = HttpRequest::new(parts.method.as_str(), &path, &authority).from(peer);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut host_request =
+            HttpRequest::new(parts.method.as_str(), &path, &authority).from(peer);
         for (name, value) in &parts.headers {
             if name == hyper::header::HOST {
                 continue;
@@ -243,7 +265,10 @@ impl Server {
 }
 
 impl Upstream {
-    async fn send(&self, forwarded: &sluice_host::ForwardedRequest) -> anyhow::Result<HttpResponse> {
+    async fn send(
+        &self,
+        forwarded: &sluice_host::ForwardedRequest,
+    ) -> anyhow::Result<HttpResponse> {
         let path = forwarded.header(":path").unwrap_or("/");
         let mut uri = format!("{}", self.uri).trim_end_matches('/').to_string();
         uri.push_str(path);
@@ -259,9 +284,17 @@ impl Upstream {
             builder = builder.header(name, value);
         }
         let request = builder.body(Full::new(Bytes::from(forwarded.body.clone())))?;
-        let response = self.client.request(request).await.context("calling the upstream")?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .context("calling the upstream")?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.context("reading the upstream's body")?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .context("reading the upstream's body")?
+            .to_bytes();
         let mut out = HttpResponse::new(parts.status.as_u16()).body(body.to_vec());
         for (name, value) in &parts.headers {
             if let Ok(value) = value.to_str() {
@@ -273,11 +306,16 @@ impl Upstream {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await.context("a filter call panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("a filter call panicked")
 }
 
 fn header_str(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn status(code: u16) -> StatusCode {
@@ -295,7 +333,10 @@ fn build(code: u16, headers: &[(String, String)], body: Vec<u8>) -> Response<Ful
     *response.status_mut() = status(code);
     for (name, value) in headers {
         // Pseudo-headers and hop-by-hop framing are the server's to set.
-        if name.starts_with(':') || name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+        if name.starts_with(':')
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
