@@ -123,10 +123,7 @@ impl HttpContext for SluiceHttp {
             );
             return Action::Continue;
         };
-        let peer = self
-            .get_property(vec!["source", "address"])
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let request = HostRequest::new(self.get_http_request_headers(), peer);
+        let request = HostRequest::new(self.get_http_request_headers());
         let runtime = Rc::clone(&self.runtime);
         let handled = {
             let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {

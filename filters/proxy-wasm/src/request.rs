@@ -1,18 +1,24 @@
-//! The request as the policy sees it, read from the proxy once per request: one host call for
-//! the whole header map and one for the peer address.
+//! The request as the policy sees it: one host call for the whole header map, and one for the
+//! peer address only if a rule's key or the client-IP source needs it.
 
+use std::cell::OnceCell;
+
+use proxy_wasm::hostcalls;
 use sluice_policy::Request;
 
-/// A request's headers and peer address, as the host gave them.
+/// A request's headers, and its peer address once asked for.
 #[derive(Debug)]
 pub struct HostRequest {
     headers: Vec<(String, String)>,
-    peer: Option<String>,
+    peer: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
-    pub fn new(headers: Vec<(String, String)>, peer: Option<String>) -> HostRequest {
-        HostRequest { headers, peer }
+    pub fn new(headers: Vec<(String, String)>) -> HostRequest {
+        HostRequest {
+            headers,
+            peer: OnceCell::new(),
+        }
     }
 
     fn pseudo(&self, name: &str) -> &str {
@@ -53,6 +59,14 @@ impl Request for HostRequest {
     }
 
     fn peer_address(&self) -> Option<&str> {
-        self.peer.as_deref()
+        self.peer
+            .get_or_init(|| {
+                // Envoy: `IP:port` / `[IPv6]:port`; ngx_wasm_module: the IP alone.
+                hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+            })
+            .as_deref()
     }
 }
