@@ -7,6 +7,10 @@
 //! so that it never waits on the lock of the build running this script, and
 //! runs without the outer build's flags (which are for the host, not for
 //! wasm).
+//!
+//! `SLUICE_PREBUILT_FILTERS=<dir>` skips the nested build and takes both
+//! `.wasm` files from `<dir>`: for builds on a toolchain that has no wasm
+//! target, such as the nightly that cargo-fuzz needs (`fuzz/README.md`).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -112,6 +116,25 @@ fn main() {
         "rust-toolchain.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+
+    println!("cargo:rerun-if-env-changed=SLUICE_PREBUILT_FILTERS");
+    if let Some(dir) = env::var_os("SLUICE_PREBUILT_FILTERS") {
+        let dir = PathBuf::from(dir);
+        for filter in FILTERS {
+            let path = dir.join(filter.file);
+            if !path.exists() {
+                fail(&format!(
+                    "SLUICE_PREBUILT_FILTERS is set but {} is missing: build it with `cargo \
+                     build --release --target {TARGET} -p {}`",
+                    path.display(),
+                    filter.package
+                ));
+            }
+            println!("cargo:rerun-if-changed={}", path.display());
+            println!("cargo:rustc-env={}={}", filter.variable, path.display());
+        }
+        return;
     }
 
     ensure_wasm_target();

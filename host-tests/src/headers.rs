@@ -29,6 +29,18 @@ impl HeaderMap {
         map
     }
 
+    /// A request's map: its text pairs, then its pairs with byte values.
+    pub(crate) fn from_request(
+        text: &[(String, String)],
+        bytes: &[(String, Vec<u8>)],
+    ) -> HeaderMap {
+        let mut map = HeaderMap::from_pairs(text);
+        for (name, value) in bytes {
+            map.add(name.as_bytes(), value);
+        }
+        map
+    }
+
     /// The pairs as text, invalid UTF-8 replaced.
     pub(crate) fn to_pairs(&self) -> Vec<(String, String)> {
         self.entries
@@ -241,5 +253,21 @@ mod tests {
         assert_eq!(map.len(), 2);
         assert_eq!(map.byte_size(), 3 + 1 + 3 + 1);
         assert_eq!(HeaderMap::default().serialize(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_requests_byte_values_follow_its_text_ones_unchanged() {
+        let text = [("X-Text".to_string(), "t".to_string())];
+        let bytes = [("X-Bytes".to_string(), vec![0x80, 0xff])];
+        let map = HeaderMap::from_request(&text, &bytes);
+        assert_eq!(map.get(b"x-text"), Some(&b"t"[..]));
+        assert_eq!(map.get(b"x-bytes"), Some(&[0x80, 0xff][..]));
+        assert_eq!(
+            deserialize_pairs(&map.serialize()),
+            Ok(vec![
+                (b"x-text".to_vec(), b"t".to_vec()),
+                (b"x-bytes".to_vec(), vec![0x80, 0xff])
+            ])
+        );
     }
 }

@@ -17,6 +17,10 @@ pub struct HttpRequest {
     /// Every header, including the pseudo-headers `:method`, `:path`,
     /// `:authority` and `:scheme`. Names are lower-cased on entry.
     pub headers: Vec<(String, String)>,
+    /// Headers whose values are bytes, not necessarily UTF-8, after `headers`: HTTP allows
+    /// `obs-text` (bytes 0x80–0xFF) in values, and Envoy passes such values to filters as
+    /// they came.
+    pub byte_headers: Vec<(String, Vec<u8>)>,
     /// The body; empty means no body (the headers end the stream).
     pub body: Vec<u8>,
     /// Trailers, if the request has any.
@@ -42,6 +46,7 @@ impl HttpRequest {
                 (":authority".to_string(), authority.to_string()),
                 (":scheme".to_string(), "http".to_string()),
             ],
+            byte_headers: Vec::new(),
             body: Vec::new(),
             trailers: None,
             source: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000),
@@ -59,6 +64,12 @@ impl HttpRequest {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> HttpRequest {
         self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a header whose value is raw bytes (see [`HttpRequest::byte_headers`]).
+    pub fn header_bytes(mut self, name: &str, value: impl Into<Vec<u8>>) -> HttpRequest {
+        self.byte_headers.push((name.to_string(), value.into()));
         self
     }
 

@@ -69,6 +69,7 @@ mod abi;
 mod clock;
 mod error;
 mod headers;
+mod host_calls;
 mod http;
 mod logs;
 mod metrics;
@@ -83,6 +84,7 @@ mod worker;
 
 pub use clock::{Clock, FakeClock};
 pub use error::{FilterLogs, HostError};
+pub use host_calls::{HostCallCounting, HostCalls};
 pub use http::{
     ClientResponse, ForwardedRequest, ForwardedResponse, HttpRequest, HttpResponse, LocalResponse,
     RequestOutcome, ResponseOutcome, SourceAddress, StreamFailure, header_value,

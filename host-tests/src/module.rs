@@ -11,6 +11,7 @@ use wasmtime::{
 
 use crate::abi;
 use crate::error::HostError;
+use crate::host_calls::{self, CountedImports, HostCallCounting};
 use crate::state::HostState;
 use crate::types::{LogLevel, Status};
 
@@ -35,6 +36,9 @@ struct ModuleInner {
     instance_pre: InstancePre<HostState>,
     metering: FuelMetering,
     unknown_imports: Vec<String>,
+    /// With host-call counting, what each VM's counter needs.
+    counted_imports: Option<CountedImports>,
+    uncounted_imports: Vec<String>,
 }
 
 /// An export the host calls: its name, and how many `i32` it takes and
@@ -182,6 +186,16 @@ impl FilterModule {
     /// Compiles a filter, checks its exports against the ABI, and links it
     /// to the host.
     pub fn compile(wasm: &[u8], metering: FuelMetering) -> Result<FilterModule, HostError> {
+        FilterModule::compile_instrumented(wasm, metering, HostCallCounting::Off)
+    }
+
+    /// Like [`FilterModule::compile`], optionally counting the host calls of
+    /// each stream ([`StreamReport::host_calls`](crate::StreamReport::host_calls)).
+    pub fn compile_instrumented(
+        wasm: &[u8],
+        metering: FuelMetering,
+        counting: HostCallCounting,
+    ) -> Result<FilterModule, HostError> {
         let mut config = Config::new();
         config.consume_fuel(metering == FuelMetering::On);
         let engine = Engine::new(&config).map_err(|error| HostError::Compile {
@@ -196,6 +210,16 @@ impl FilterModule {
             message: format!("{error:?}"),
         })?;
         let unknown_imports = define_unknown_imports(&mut linker, &module);
+        let (linker, counted_imports, uncounted_imports) = match counting {
+            HostCallCounting::Off => (linker, None, Vec::new()),
+            HostCallCounting::On => {
+                let (counting, counted, uncounted) = host_calls::counting_linker(&linker, &module)
+                    .map_err(|error| HostError::Link {
+                        message: format!("{error:?}"),
+                    })?;
+                (counting, Some(counted), uncounted)
+            }
+        };
         let instance_pre = linker
             .instantiate_pre(&module)
             .map_err(|error| HostError::Link {
@@ -207,6 +231,8 @@ impl FilterModule {
                 instance_pre,
                 metering,
                 unknown_imports,
+                counted_imports,
+                uncounted_imports,
             }),
         })
     }
@@ -214,6 +240,24 @@ impl FilterModule {
     /// Whether callbacks are fuel-metered.
     pub fn metering(&self) -> FuelMetering {
         self.inner.metering
+    }
+
+    /// Whether the host counts each stream's host calls.
+    pub fn host_call_counting(&self) -> HostCallCounting {
+        match self.inner.counted_imports {
+            Some(_) => HostCallCounting::On,
+            None => HostCallCounting::Off,
+        }
+    }
+
+    /// With host-call counting, the imports whose calls are not counted
+    /// (`module.name`; see [`HostCalls`](crate::HostCalls)).
+    pub fn uncounted_imports(&self) -> &[String] {
+        &self.inner.uncounted_imports
+    }
+
+    pub(crate) fn counted_imports(&self) -> Option<&CountedImports> {
+        self.inner.counted_imports.as_ref()
     }
 
     /// The `env` imports the host did not know, answered with
@@ -235,6 +279,7 @@ impl fmt::Debug for FilterModule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FilterModule")
             .field("metering", &self.inner.metering)
+            .field("host_call_counting", &self.host_call_counting())
             .field("unknown_imports", &self.inner.unknown_imports)
             .finish_non_exhaustive()
     }

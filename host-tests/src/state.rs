@@ -10,6 +10,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::clock::Clock;
 use crate::headers::{HeaderMap, Pairs};
+use crate::host_calls::Counter;
 use crate::logs::{LogOrigin, LogRecord, LogSink, VmLabel};
 use crate::metrics::{MetricKind, Metrics};
 use crate::options::{HostFlavor, NodeInfo};
@@ -196,6 +197,8 @@ pub(crate) struct HostState {
     pub tick_period: Option<Duration>,
     pub tick_period_changed: bool,
     pub deferred: Vec<DeferredAction>,
+    /// With host-call counting, the counts of the call in progress.
+    pub host_calls: Option<Counter>,
 }
 
 impl HostState {
@@ -217,6 +220,7 @@ impl HostState {
             tick_period: None,
             tick_period_changed: false,
             deferred: Vec::new(),
+            host_calls: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub(crate) struct Called<R> {
     pub fuel: u64,
     /// What the filter asked for during the call, to carry out now.
     pub deferred: Vec<DeferredAction>,
+    /// With host-call counting, the calls it made (by the module's counted
+    /// imports, in order).
+    pub host_calls: Option<Vec<u64>>,
 }
 
 impl<R> Called<R> {
@@ -47,6 +50,7 @@ impl<R> Called<R> {
             value: (),
             fuel: self.fuel,
             deferred: self.deferred,
+            host_calls: self.host_calls,
         }
     }
 }
@@ -200,6 +204,15 @@ impl Vm {
             None => export(&instance, &mut store, "proxy_on_memory_allocate")?,
         };
         let exports = Exports::of(&instance, &mut store)?;
+        if let Some(counted) = module.counted_imports() {
+            let counter = counted
+                .counter(&mut store)
+                .map_err(|error| HostError::Instantiate {
+                    worker: label.worker,
+                    message: format!("{error:?}"),
+                })?;
+            store.data_mut().host_calls = Some(counter);
+        }
         let state = store.data_mut();
         state.memory = Some(memory);
         state.allocator = allocator;
@@ -257,6 +270,15 @@ impl Vm {
         Ok(())
     }
 
+    /// The names of the counted imports, with host-call counting.
+    pub(crate) fn host_call_names(&self) -> Option<Arc<[String]>> {
+        self.store
+            .data()
+            .host_calls
+            .as_ref()
+            .map(|counter| Arc::clone(&counter.names))
+    }
+
     pub(crate) fn label(&self) -> VmLabel {
         self.label
     }
@@ -301,11 +323,13 @@ impl Vm {
             effective_context: state.root_context_id,
         };
         let deferred = std::mem::take(&mut state.deferred);
+        let host_calls = state.host_calls.as_mut().map(|counter| counter.take());
         match result {
             Ok(value) => Ok(Called {
                 value,
                 fuel,
                 deferred,
+                host_calls,
             }),
             Err(error) => Err(Trap::of(&error)),
         }

@@ -151,6 +151,12 @@ struct Scratch {
 #[derive(Debug, Clone)]
 struct RuleSlot {
     key: String,
+    /// The rule, limit and table size `signature`, `buckets` and the prefix of `key` were
+    /// computed for: the same rule comes back in the same slot request after request, so
+    /// its table is worked out once, not per request.
+    table_of: Option<(String, Limit, u32)>,
+    buckets: u32,
+    key_prefix_len: usize,
     fingerprint: u64,
     signature: u64,
     raw: Vec<u8>,
@@ -167,6 +173,9 @@ impl Default for RuleSlot {
     fn default() -> RuleSlot {
         RuleSlot {
             key: String::new(),
+            table_of: None,
+            buckets: 0,
+            key_prefix_len: 0,
             fingerprint: 0,
             signature: 0,
             raw: Vec::new(),
@@ -181,11 +190,26 @@ impl Default for RuleSlot {
 
 impl RuleSlot {
     fn locate(&mut self, check: &Check<'_>, seed: &Seed) {
-        let table = RuleTable::new(check.rule, check.limit, check.max_keys);
+        let cached = matches!(
+            &self.table_of,
+            Some((rule, limit, max_keys))
+                if rule == check.rule && *limit == check.limit && *max_keys == check.max_keys
+        );
+        if !cached {
+            let table = RuleTable::new(check.rule, check.limit, check.max_keys);
+            self.signature = table.signature();
+            self.buckets = table.bucket_count();
+            self.key.clear();
+            table.write_key_prefix(&mut self.key);
+            self.key_prefix_len = self.key.len();
+            self.table_of = Some((String::from(check.rule), check.limit, check.max_keys));
+        }
+        let table =
+            RuleTable::with_signature(check.rule, check.limit, self.buckets, self.signature);
         let placement = table.place(seed, &check.key);
-        table.write_bucket_key(placement.bucket, &mut self.key);
+        self.key.truncate(self.key_prefix_len);
+        crate::table::push_decimal(&mut self.key, placement.bucket);
         self.fingerprint = placement.fingerprint;
-        self.signature = table.signature();
         self.conflicts = 0;
         self.next = None;
     }

@@ -44,7 +44,6 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write as _;
 use core::hash::Hasher as _;
 
 use siphasher::sip::SipHasher13;
@@ -142,8 +141,32 @@ impl<'a> RuleTable<'a> {
     /// its contents.
     pub fn write_bucket_key(&self, bucket: u32, out: &mut String) {
         out.clear();
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{ZONE}/{}/{bucket}", self.rule);
+        self.write_key_prefix(out);
+        push_decimal(out, bucket);
+    }
+
+    /// Appends `sluice/<rule>/`, the part of the store key shared by every bucket.
+    pub(crate) fn write_key_prefix(&self, out: &mut String) {
+        out.push_str(ZONE);
+        out.push('/');
+        out.push_str(self.rule);
+        out.push('/');
+    }
+
+    /// A table whose signature is already known (computed by [`RuleTable::new`] for the same
+    /// rule, limit and size), so the per-request path does not hash the configuration again.
+    pub(crate) fn with_signature(
+        rule: &'a str,
+        limit: Limit,
+        buckets: u32,
+        signature: u64,
+    ) -> Self {
+        RuleTable {
+            rule,
+            limit,
+            buckets,
+            signature,
+        }
     }
 
     /// The store key of `bucket`.
@@ -170,6 +193,26 @@ impl<'a> RuleTable<'a> {
         let digits = last.checked_ilog10().unwrap_or(0) as u64 + 1;
         let key = (ZONE.len() + 1 + self.rule.len() + 1) as u64 + digits;
         u64::from(self.buckets).saturating_mul(key.saturating_add(self.max_bucket_bytes()))
+    }
+}
+
+/// Appends `n` in decimal. The bucket key is built on every request: this avoids
+/// `core::fmt`, which costs several times more than the digits.
+pub(crate) fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(d));
     }
 }
 
@@ -435,6 +478,17 @@ mod tests {
 
     fn gcra(limit: u64) -> Limit {
         Limit::new(Algorithm::Gcra, Quota::new(limit, 1_000, limit).unwrap())
+    }
+
+    #[test]
+    fn bucket_keys_are_zone_rule_and_decimal_bucket() {
+        let table = RuleTable::new("per-client", gcra(1), 1 << 20);
+        for bucket in [0, 7, 10, 99, 100, 65_535, u32::MAX] {
+            assert_eq!(
+                table.bucket_key(bucket),
+                alloc::format!("sluice/per-client/{bucket}")
+            );
+        }
     }
 
     #[test]

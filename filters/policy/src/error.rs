@@ -75,7 +75,8 @@ impl fmt::Display for ConfigError {
             None => {}
         }
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            // The path can hold a field name from the configuration (an unknown field).
+            write!(f, "{}: ", self.path.escape_debug())?;
         } else if self.rule.is_none() {
             f.write_str("configuration: ")?;
         }
@@ -246,12 +247,16 @@ impl fmt::Display for Problem {
                 write!(f, "expected {expected}, found {found}")
             }
             Problem::UnknownField { field, allowed } => {
-                write!(f, "unknown field \"{field}\"; the fields here are ")?;
+                write!(
+                    f,
+                    "unknown field {field}; the fields here are ",
+                    field = Quoted(field)
+                )?;
                 write_list(f, allowed)
             }
             Problem::Missing { example } => write!(f, "required, e.g. {example}"),
             Problem::UnknownVariant { value, allowed } => {
-                write!(f, "\"{value}\" is not one of ")?;
+                write!(f, "{value} is not one of ", value = Quoted(value))?;
                 write_list(f, allowed)
             }
             Problem::OutOfRange {
@@ -278,23 +283,31 @@ impl fmt::Display for Problem {
             ),
             Problem::DuplicateName { name, first } => write!(
                 f,
-                "\"{name}\" is already the name of rules[{first}]; rule names must be unique \
-                 (each rule has its own counters)"
+                "{name} is already the name of rules[{first}]; rule names must be unique \
+                 (each rule has its own counters)",
+                name = Quoted(name)
             ),
             Problem::InvalidName { name } => write!(
                 f,
-                "\"{name}\" is not a valid rule name; use 1 to 64 characters from A-Z a-z 0-9 _ . -"
+                "{name} is not a valid rule name; use 1 to 64 characters from A-Z a-z 0-9 _ . -",
+                name = Quoted(name)
             ),
             Problem::InvalidDuration { text } => write!(
                 f,
-                "\"{text}\" is not a duration; use a number with ms, s, m, h or d, e.g. 30s"
+                "{text} is not a duration; use a number with ms, s, m, h or d, e.g. 30s",
+                text = Quoted(text)
             ),
             Problem::ZeroDuration { text } => {
-                write!(f, "\"{text}\" is zero; a period must be longer than zero")
+                write!(
+                    f,
+                    "{text} is zero; a period must be longer than zero",
+                    text = Quoted(text)
+                )
             }
             Problem::DurationTooLong { text } => write!(
                 f,
-                "\"{text}\" is longer than the maximum period of 366d; use a period of a year or less"
+                "{text} is longer than the maximum period of 366d; use a period of a year or less",
+                text = Quoted(text)
             ),
             Problem::TooFine { requests } => write!(
                 f,
@@ -326,30 +339,35 @@ impl fmt::Display for Problem {
             ),
             Problem::InvalidFieldName { name } => write!(
                 f,
-                "\"{name}\" is not a valid name; use letters, digits and !#$%&'*+-.^_`|~ only"
+                "{name} is not a valid name; use letters, digits and !#$%&'*+-.^_`|~ only",
+                name = Quoted(name)
             ),
             Problem::InvalidMethod { method } => {
                 let upper = method.to_ascii_uppercase();
                 if method.bytes().all(is_token_byte) && upper != *method {
                     write!(
                         f,
-                        "\"{method}\" is not uppercase; methods are case-sensitive, use \"{upper}\""
+                        "{method} is not uppercase; methods are case-sensitive, use \"{upper}\"",
+                        method = Quoted(method)
                     )
                 } else {
                     write!(
                         f,
-                        "\"{method}\" is not an HTTP method; use an uppercase token such as \"GET\""
+                        "{method} is not an HTTP method; use an uppercase token such as \"GET\"",
+                        method = Quoted(method)
                     )
                 }
             }
             Problem::InvalidPath { path } => write!(
                 f,
-                "\"{path}\" does not start with /; paths are matched from the root, e.g. \"/login\""
+                "{path} does not start with /; paths are matched from the root, e.g. \"/login\"",
+                path = Quoted(path)
             ),
             Problem::InvalidHostPattern { pattern } => write!(
                 f,
-                "\"{pattern}\" is not a host pattern; use a host name such as \"api.example.com\" \
-                 or \"*.example.com\" for its subdomains (no port, no scheme)"
+                "{pattern} is not a host pattern; use a host name such as \"api.example.com\" \
+                 or \"*.example.com\" for its subdomains (no port, no scheme)",
+                pattern = Quoted(pattern)
             ),
             Problem::TableTooLarge {
                 bytes,
@@ -383,9 +401,24 @@ impl fmt::Display for Problem {
                     "query" => "{\"query\": \"api_key\"}",
                     _ => "{\"const\": \"global\"}",
                 };
-                write!(f, "\"{part}\" needs a name; write it as {example}")
+                write!(
+                    f,
+                    "{part} needs a name; write it as {example}",
+                    part = Quoted(part)
+                )
             }
         }
+    }
+}
+
+/// Text from the configuration, in quotes, escaped as a Rust string literal would be (quotes,
+/// backslashes, line breaks and other control characters), so that an error is always one
+/// unambiguous log line whatever the configuration holds.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_debug())
     }
 }
 

@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "count-allocations")]
+mod allocations;
 mod host;
 mod metrics;
 mod request;
@@ -95,6 +97,8 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
             })?;
     }
     let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
+    #[cfg(feature = "count-allocations")]
+    allocations::define();
     log(
         LogLevel::Info,
         &format!("sluice: configured {} rules", policy.rules().len()),
@@ -116,6 +120,8 @@ impl Context for SluiceHttp {}
 
 impl HttpContext for SluiceHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "count-allocations")]
+        allocations::flush();
         let Some(now) = host::now_nanos() else {
             log(
                 LogLevel::Error,
@@ -123,7 +129,7 @@ impl HttpContext for SluiceHttp {
             );
             return Action::Continue;
         };
-        let request = HostRequest::new(self.get_http_request_headers());
+        let request = HostRequest::from_host(self.get_http_request_headers_bytes());
         let runtime = Rc::clone(&self.runtime);
         let handled = {
             let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
@@ -166,6 +172,8 @@ impl HttpContext for SluiceHttp {
         for (name, value) in std::mem::take(&mut self.response_headers) {
             self.add_http_response_header(name, &value);
         }
+        #[cfg(feature = "count-allocations")]
+        allocations::flush();
         Action::Continue
     }
 }

@@ -14,7 +14,20 @@ pub struct HostRequest {
 }
 
 impl HostRequest {
-    pub fn new(headers: Vec<(String, String)>) -> HostRequest {
+    /// The request with the header map as the host gives it. Values need not be UTF-8 (HTTP
+    /// allows bytes 0x80-0xFF in them, and Envoy passes them on as they came): invalid
+    /// sequences become U+FFFD, so such a value is never read as an address and otherwise
+    /// counts like any other value. (The SDK's text accessor would panic on them, and a panic
+    /// fails every stream of the VM.)
+    pub fn from_host(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8(value)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                (name, value)
+            })
+            .collect();
         HostRequest {
             headers,
             peer: OnceCell::new(),

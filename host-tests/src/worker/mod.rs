@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::HostError;
+use crate::host_calls::HostCalls;
 use crate::http::{HttpRequest, HttpResponse, RequestOutcome, ResponseOutcome, StreamFailure};
 use crate::logs::VmLabel;
 use crate::module::FilterModule;
@@ -61,6 +62,9 @@ pub struct StreamReport {
     /// The fuel the filter used for this stream, from context creation to
     /// `proxy_on_delete` (with a fuel-metered module).
     pub fuel_consumed: Option<u64>,
+    /// The host calls the filter made for this stream, from context creation
+    /// to `proxy_on_delete` (with a module that counts them).
+    pub host_calls: Option<HostCalls>,
     /// A trap in `proxy_on_log`, `proxy_on_done` or `proxy_on_delete` (the
     /// VM was replaced).
     pub trap: Option<String>,

@@ -6,6 +6,7 @@ use std::sync::mpsc::Sender;
 
 use super::{StreamEvent, StreamId, StreamReport, Worker};
 use crate::headers::{HeaderMap, Pairs};
+use crate::host_calls::{HostCallCounting, HostCalls};
 use crate::http::{
     ForwardedRequest, ForwardedResponse, HttpRequest, HttpResponse, LocalResponse, RequestOutcome,
     ResponseOutcome, StreamFailure,
@@ -97,6 +98,7 @@ pub(super) struct StreamState {
     final_response: Option<ResponseOutcome>,
     failed: bool,
     fuel: u64,
+    host_calls: HostCalls,
 }
 
 impl StreamState {
@@ -163,7 +165,10 @@ impl Worker {
             phase: Phase::Request(Step::Headers),
             flags: Flags::default(),
             request: Pending {
-                headers: Some(HeaderMap::from_pairs(&request.headers)),
+                headers: Some(HeaderMap::from_request(
+                    &request.headers,
+                    &request.byte_headers,
+                )),
                 body: (!request.body.is_empty()).then_some(request.body),
                 trailers: request.trailers.as_deref().map(HeaderMap::from_pairs),
             },
@@ -172,6 +177,7 @@ impl Worker {
             final_response: None,
             failed: false,
             fuel: 0,
+            host_calls: HostCalls::default(),
         };
         let Some(vm) = self.vm.as_mut() else {
             let reason = format!(
@@ -216,9 +222,7 @@ impl Worker {
                 None
             }
             Ok(called) => {
-                if let Some(stream) = self.streams.get_mut(&id) {
-                    stream.fuel = stream.fuel.saturating_add(called.fuel);
-                }
+                self.book(id, called.fuel, called.host_calls.as_deref());
                 self.apply_deferred(called.deferred, Some(id));
                 if self.interrupt(id) {
                     None
@@ -799,9 +803,7 @@ impl Worker {
                 };
                 match result {
                     Ok(called) => {
-                        if let Some(stream) = self.streams.get_mut(&id) {
-                            stream.fuel = stream.fuel.saturating_add(called.fuel);
-                        }
+                        self.book(id, called.fuel, called.host_calls.as_deref());
                         self.apply_deferred(called.deferred, Some(id));
                     }
                     Err(failed) => {
@@ -821,10 +823,32 @@ impl Worker {
                 self.contexts.remove(&context_id);
             }
         }
-        let fuel = self.streams.remove(&id).map_or(0, |stream| stream.fuel);
+        let counting = self.config.module.host_call_counting() == HostCallCounting::On;
+        let (fuel, host_calls) = self
+            .streams
+            .remove(&id)
+            .map_or((0, HostCalls::default()), |stream| {
+                (stream.fuel, stream.host_calls)
+            });
         StreamReport {
             fuel_consumed: metered.then_some(fuel),
+            host_calls: counting.then_some(host_calls),
             trap,
+        }
+    }
+
+    /// Adds a call's fuel and host calls to its stream.
+    fn book(&mut self, id: StreamId, fuel: u64, host_calls: Option<&[u64]>) {
+        let names = match host_calls {
+            Some(_) => self.vm.as_ref().and_then(Vm::host_call_names),
+            None => None,
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.fuel = stream.fuel.saturating_add(fuel);
+        if let (Some(names), Some(counts)) = (names, host_calls) {
+            stream.host_calls.add(&names, counts);
         }
     }
 }

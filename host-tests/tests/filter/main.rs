@@ -4,10 +4,32 @@
 
 mod bad_config;
 mod bounded_memory;
+mod clock_faults;
 mod contention;
+mod contention_exhaustion;
+mod damaged_shared_data;
 mod deployable_configs;
 mod failure_modes;
+mod flood_limits;
+mod fuzz_corpus;
+mod hash_placement;
 mod hash_seed;
 mod metrics_and_logs;
+mod non_utf8_headers;
+mod shared_data_errors;
+mod spoofing;
 mod support;
 mod vectors;
+mod vm_trap;
+
+// The `filter` fuzz target's body and what it needs, shared with `fuzz/` (see fuzz_corpus).
+#[path = "../../../fuzz/src/filter.rs"]
+mod fuzz_filter;
+#[path = "../../../fuzz/src/fuzzed_request.rs"]
+mod fuzzed_request;
+#[allow(dead_code)]
+#[path = "../../../fuzz/src/input.rs"]
+mod input;
+#[allow(dead_code)]
+#[path = "../../../fuzz/src/replay.rs"]
+mod replay;

@@ -99,8 +99,13 @@ pub(super) fn decide(
         return (denied(quota, reset_after(w.current), period), w);
     }
     let budget = u128::from(limit) * p;
-    let used_after = weighted_previous
-        .saturating_add(u128::from(w.current).saturating_add(u128::from(cost)) * p);
+    // Saturating: with a period near the top of the `u64` range and a stored count near its
+    // top, `(current + cost) × P` exceeds even `u128` (and then is certainly over budget).
+    let used_after = weighted_previous.saturating_add(
+        u128::from(w.current)
+            .saturating_add(u128::from(cost))
+            .saturating_mul(p),
+    );
     if used_after <= budget {
         let remaining = ((budget - used_after) / p) as u64;
         let current = w.current.saturating_add(cost);

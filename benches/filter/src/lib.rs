@@ -1,0 +1,263 @@
+//! The sluice filter against a pass-through filter, in the wasmtime host (`sluice-host`):
+//! what one request costs in wasm fuel (instructions, deterministic), in host calls (by ABI
+//! function, deterministic) and in time; and the size of the shipped `.wasm`.
+//!
+//! The pass-through filter (`benches/passthrough-filter`) reads what sluice reads per
+//! request (the header map, the clock, `source.address`) and does nothing else, so the
+//! difference is the rate limiting. Both run with the same requests, the same fake clock
+//! (one millisecond per request) and quotas large enough that every request is allowed: the
+//! allowed path is the longer one (it writes the counters and adds the rate-limit headers).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sluice_host::{
+    Clock, Exchange, FilterModule, FuelMetering, HostCallCounting, HostCalls, HttpRequest,
+    HttpResponse, LogLevel, Proxy, ProxyOptions, RequestOutcome,
+};
+
+/// The pass-through filter, built by this crate's build script.
+pub const PASSTHROUGH_FILTER_WASM: &str = env!("PASSTHROUGH_FILTER_WASM");
+/// The sluice filter, built by host-tests' build script (the release build that ships).
+pub const SLUICE_FILTER_WASM: &str = sluice_host::test_filters::SLUICE_FILTER_WASM;
+
+/// The sluice filter built with its `count-allocations` feature, in bench builds only.
+pub const SLUICE_ALLOCATIONS_WASM: Option<&str> = option_env!("SLUICE_ALLOCATIONS_WASM");
+
+/// 2026-01-01T00:00:00Z.
+const T0_NS: u64 = 1_767_225_600_000_000_000;
+/// Distinct clients the requests come from.
+const CLIENTS: u32 = 256;
+
+/// One rule keyed by client address: the smallest useful configuration.
+pub const ONE_RULE: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}}
+]}"#;
+
+/// Five rules that all apply to every benchmark request, one per kind of key and every
+/// algorithm but the sliding log (whose state grows with its limit).
+pub const FIVE_RULES: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}},
+  {"name": "per-api-key", "match": {"path_prefixes": ["/api/"]},
+   "key": [{"header": "x-api-key", "secret": true}], "when_key_missing": "skip",
+   "limit": {"requests": 1000000, "period": "1h"}, "algorithm": "fixed_window"},
+  {"name": "per-route", "match": {"methods": ["GET", "POST"]}, "key": ["method", "path"],
+   "limit": {"requests": 1000000, "period": "1m"}, "algorithm": "sliding_window"},
+  {"name": "per-host", "match": {"hosts": ["*.example.com"]}, "key": ["host"],
+   "limit": {"requests": 1000000, "period": "1s"}},
+  {"name": "global", "key": [{"const": "global"}],
+   "limit": {"requests": 10000000, "period": "1s"}, "algorithm": "fixed_window"}
+]}"#;
+
+/// The one rule, with no rate-limit headers on responses.
+pub const ONE_RULE_NO_HEADERS: &str = r#"{"response": {"headers": "none"}, "rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}}
+]}"#;
+
+/// One rule that no benchmark request matches: the policy's work without the limiter's.
+pub const NO_RULE_APPLIES: &str = r#"{"rules": [
+  {"name": "login", "match": {"paths": ["/login"]}, "key": ["client_ip"],
+   "limit": {"requests": 100000, "period": "1s"}}
+]}"#;
+
+/// A filter and its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    PassThrough,
+    SluiceOneRule,
+    SluiceFiveRules,
+    /// For attributing the cost: the one rule without response headers.
+    SluiceOneRuleNoHeaders,
+    /// For attributing the cost: a rule that does not apply.
+    SluiceNoRuleApplies,
+}
+
+impl Subject {
+    /// The subjects of the targets.
+    pub const ALL: [Subject; 3] = [
+        Subject::PassThrough,
+        Subject::SluiceOneRule,
+        Subject::SluiceFiveRules,
+    ];
+
+    /// Variants that split sluice's cost into its parts.
+    pub const ATTRIBUTION: [Subject; 2] = [
+        Subject::SluiceNoRuleApplies,
+        Subject::SluiceOneRuleNoHeaders,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Subject::PassThrough => "pass-through",
+            Subject::SluiceOneRule => "sluice, 1 rule",
+            Subject::SluiceFiveRules => "sluice, 5 rules",
+            Subject::SluiceOneRuleNoHeaders => "sluice, 1 rule, no headers",
+            Subject::SluiceNoRuleApplies => "sluice, no rule applies",
+        }
+    }
+
+    pub fn wasm_path(&self) -> &'static str {
+        match self {
+            Subject::PassThrough => PASSTHROUGH_FILTER_WASM,
+            _ => SLUICE_FILTER_WASM,
+        }
+    }
+
+    pub fn config(&self) -> &'static str {
+        match self {
+            Subject::PassThrough => "",
+            Subject::SluiceOneRule => ONE_RULE,
+            Subject::SluiceFiveRules => FIVE_RULES,
+            Subject::SluiceOneRuleNoHeaders => ONE_RULE_NO_HEADERS,
+            Subject::SluiceNoRuleApplies => NO_RULE_APPLIES,
+        }
+    }
+
+    /// The filter compiled plain (for timing) or with fuel metering and host-call counting
+    /// (for the deterministic costs).
+    pub fn module(&self, instrumented: bool) -> FilterModule {
+        let wasm = std::fs::read(self.wasm_path())
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", self.wasm_path()));
+        let (metering, counting) = match instrumented {
+            true => (FuelMetering::On, HostCallCounting::On),
+            false => (FuelMetering::Off, HostCallCounting::Off),
+        };
+        FilterModule::compile_instrumented(&wasm, metering, counting)
+            .unwrap_or_else(|error| panic!("{} does not compile: {error}", self.wasm_path()))
+    }
+
+    /// A one-worker Envoy-like proxy running the filter, with a fake clock at T0.
+    pub fn start(&self, module: FilterModule) -> Proxy {
+        let options = ProxyOptions::new(module)
+            .plugin_config(self.config())
+            .clock(Clock::fake(T0_NS))
+            .log_level(LogLevel::Warn);
+        Proxy::start(options)
+            .unwrap_or_else(|error| panic!("{} does not start: {error}", self.name()))
+    }
+}
+
+/// The `index`th benchmark request: a typical API call (11 headers) from one of 256
+/// clients, with one of 32 API keys and 64 paths.
+pub fn request(index: u64) -> HttpRequest {
+    let client = (index % u64::from(CLIENTS)) as u8;
+    let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, client)), 40_000);
+    HttpRequest::new(
+        "GET",
+        &format!("/api/v1/items/{}?page=2", index % 64),
+        "api.example.com",
+    )
+    .header("user-agent", "bench-client/1.0 (linux)")
+    .header("accept", "application/json")
+    .header("accept-encoding", "gzip, br")
+    .header("x-api-key", &format!("key-{:08x}", index % 32))
+    .header("x-request-id", &format!("{index:016x}"))
+    .header("cookie", "session=abc123; theme=dark")
+    .header("x-forwarded-proto", "https")
+    .from(source)
+}
+
+/// Sends request `index` at T0 + `index` ms; panics unless the filter forwarded it.
+pub fn exchange(proxy: &Proxy, index: u64) -> Exchange {
+    if let Some(clock) = proxy.clock().as_fake() {
+        clock.set_ns(T0_NS + index * 1_000_000);
+    }
+    let done = proxy
+        .exchange(0, request(index), |_| HttpResponse::new(200))
+        .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
+    assert!(
+        matches!(done.request, RequestOutcome::Forward(_)),
+        "the benchmark requests are all allowed: {:?}",
+        done.request
+    );
+    done
+}
+
+/// What a filter spends on average per request, over a stretch of requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Costs {
+    pub requests: u64,
+    /// Fuel of all the requests (each stream from context creation to deletion).
+    pub fuel: u64,
+    /// Host calls of all the requests.
+    pub host_calls: HostCalls,
+}
+
+impl Costs {
+    pub fn fuel_per_request(&self) -> f64 {
+        self.fuel as f64 / self.requests.max(1) as f64
+    }
+
+    /// Calls to `function` per request.
+    pub fn calls_per_request(&self, function: &str) -> f64 {
+        self.host_calls.get(function) as f64 / self.requests.max(1) as f64
+    }
+
+    pub fn total_calls_per_request(&self) -> f64 {
+        self.host_calls.total() as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// Runs `warmup` requests, then measures `requests` more, with an instrumented module.
+pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
+    let proxy = subject.start(subject.module(true));
+    for index in 0..warmup {
+        exchange(&proxy, index);
+    }
+    let mut fuel = 0;
+    let mut host_calls = HostCalls::default();
+    for index in warmup..warmup + requests {
+        let report = exchange(&proxy, index).report;
+        fuel += report.fuel_consumed.unwrap_or(0);
+        if let Some(calls) = &report.host_calls {
+            host_calls.merge(calls);
+        }
+    }
+    Costs {
+        requests,
+        fuel,
+        host_calls,
+    }
+}
+
+/// Allocations in the guest per request (mean of `requests` after `warmup`), counted by the
+/// filter built with `count-allocations` (`wasm`); `None` for the pass-through.
+pub fn allocations_per_request(
+    subject: Subject,
+    wasm: &str,
+    warmup: u64,
+    requests: u64,
+) -> Option<f64> {
+    if subject == Subject::PassThrough {
+        return None;
+    }
+    let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("cannot read {wasm}: {error}"));
+    let module = FilterModule::from_bytes(&bytes)
+        .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
+    let proxy = subject.start(module);
+    for index in 0..warmup {
+        exchange(&proxy, index);
+    }
+    let before = proxy.metrics().counter("sluice_allocations")?;
+    for index in warmup..warmup + requests {
+        exchange(&proxy, index);
+    }
+    let after = proxy.metrics().counter("sluice_allocations")?;
+    Some(after.saturating_sub(before) as f64 / requests.max(1) as f64)
+}
+
+/// Times `requests` exchanges starting at request `first`.
+pub fn time_requests(proxy: &Proxy, first: u64, requests: u64) -> Duration {
+    let started = Instant::now();
+    for index in first..first + requests {
+        std::hint::black_box(exchange(proxy, index));
+    }
+    started.elapsed()
+}
+
+/// The size of a file in bytes.
+pub fn file_size(path: &str) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+        .len()
+}

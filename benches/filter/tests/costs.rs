@@ -1,0 +1,96 @@
+//! What one request costs the sluice filter, in the deterministic units the benchmark reports
+//! (host calls and wasm fuel, see BENCHMARKS.md), pinned so a change that adds work to the
+//! request path fails here rather than being noticed later in a benchmark.
+
+use sluice_filter_bench::{Costs, Subject, costs};
+
+const WARMUP: u64 = 300;
+const REQUESTS: u64 = 100;
+
+fn per_request(costs: &Costs, function: &str) -> f64 {
+    costs.calls_per_request(function)
+}
+
+/// The reads every filter makes: the header map once, the clock once, the peer once.
+fn assert_reads_once(costs: &Costs, name: &str) {
+    for function in [
+        "proxy_get_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_get_property",
+    ] {
+        assert_eq!(per_request(costs, function), 1.0, "{name}: {function}");
+    }
+}
+
+#[test]
+fn the_pass_through_reads_what_sluice_reads_and_nothing_more() {
+    let passthrough = costs(Subject::PassThrough, 10, REQUESTS);
+    assert_reads_once(&passthrough, "pass-through");
+    assert_eq!(passthrough.total_calls_per_request(), 3.0);
+}
+
+#[test]
+fn a_request_costs_one_read_and_one_write_per_rule_and_nothing_parsed_again() {
+    for (subject, rules) in [
+        (Subject::SluiceOneRule, 1.0),
+        (Subject::SluiceFiveRules, 5.0),
+    ] {
+        let costs = costs(subject, WARMUP, REQUESTS);
+        let name = subject.name();
+        assert_reads_once(&costs, name);
+        assert_eq!(
+            per_request(&costs, "proxy_get_shared_data"),
+            rules,
+            "{name}"
+        );
+        assert_eq!(
+            per_request(&costs, "proxy_set_shared_data"),
+            rules,
+            "{name}"
+        );
+        assert_eq!(
+            per_request(&costs, "proxy_increment_metric"),
+            rules,
+            "{name}"
+        );
+        // RateLimit-Policy and RateLimit on the response.
+        assert_eq!(
+            per_request(&costs, "proxy_add_header_map_value"),
+            2.0,
+            "{name}"
+        );
+        // Nothing read or set up at configure time is redone per request, and nothing is
+        // logged for an allowed request.
+        for function in [
+            "proxy_get_buffer_bytes",
+            "proxy_define_metric",
+            "proxy_log",
+            "fd_write",
+        ] {
+            assert_eq!(per_request(&costs, function), 0.0, "{name}: {function}");
+        }
+        assert_eq!(
+            costs.total_calls_per_request(),
+            3.0 + 3.0 * rules + 2.0,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
+    let base = costs(Subject::PassThrough, WARMUP, REQUESTS).fuel_per_request();
+    let one = costs(Subject::SluiceOneRule, WARMUP, REQUESTS).fuel_per_request() / base;
+    let five = costs(Subject::SluiceFiveRules, WARMUP, REQUESTS).fuel_per_request() / base;
+    // BENCHMARKS.md: 2.57x and 4.95x the pass-through (targets 1.2x and 2x, not met); these
+    // bounds leave 10% for changes that do not add work. Update both together.
+    assert!(
+        one <= 2.57 * 1.1,
+        "1 rule: {one:.2}x the pass-through's fuel"
+    );
+    assert!(
+        five <= 4.95 * 1.1,
+        "5 rules: {five:.2}x the pass-through's fuel"
+    );
+    assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");
+}

@@ -1,0 +1,229 @@
+//! sluice as a Cloudflare Worker: the filter's configuration, policy and core, with each
+//! key's counter in a Durable Object.
+//!
+//! A request flows through [`handle`]: the policy (same JSON as the filter) says whether it is
+//! exempt and which rules apply with which keys; a remembered denial ([`negative_cache`])
+//! answers at once; otherwise the limiter objects that own the keys decide ([`gateway`],
+//! [`placement`], [`limiter_object`]); a denial is answered by the worker, an allowed request
+//! goes to the origin ([`origin`]) and gets the rate-limit headers on its response.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod config;
+pub mod gateway;
+pub mod limiter_object;
+pub mod negative_cache;
+pub mod origin;
+pub mod placement;
+pub mod protocol;
+pub mod request_view;
+pub mod stats;
+pub mod test_hooks;
+
+use std::time::Duration;
+
+use sluice_core::time::{NANOS_PER_MILLI, ceil_secs};
+use sluice_core::{Check, FailureMode, Mode, Status, Verdict};
+use sluice_policy::{Policy, Response as Decision};
+use worker::{
+    Context, Date, Env, Headers, Request, Response, Result, console_error, console_log, event,
+};
+
+use crate::gateway::Objects;
+use crate::request_view::RequestView;
+use crate::test_hooks::TestHooks;
+
+/// The Durable Object namespace binding of the limiter objects.
+pub const LIMITER_BINDING: &str = "LIMITER";
+/// The variable setting the limiter object timeout, in milliseconds.
+pub const TIMEOUT_VARIABLE: &str = "SLUICE_OBJECT_TIMEOUT_MS";
+/// The default limiter object timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+    handle(request, env).await
+}
+
+/// Forwards to the origin; an unreachable origin is a 502 that says so (and a log line).
+async fn pass(
+    env: &Env,
+    request: Request,
+    hooks: &TestHooks,
+    headers: &[(&str, String)],
+) -> Result<Response> {
+    match origin::forward(env, request, hooks, headers).await {
+        Ok(response) => Ok(response),
+        Err(error) => {
+            console_error!("sluice: the origin could not be reached: {error}");
+            Response::error(
+                format!("sluice: the origin could not be reached: {error}\n"),
+                502,
+            )
+        }
+    }
+}
+
+/// The whole per-request path.
+pub async fn handle(request: Request, env: Env) -> Result<Response> {
+    let hooks = TestHooks::read(&env, &request);
+    let policy = match config::policy(&env) {
+        Ok(policy) => policy,
+        Err(error) => {
+            console_error!("sluice: {error}");
+            return Response::error(format!("sluice: {error}\n"), 500);
+        }
+    };
+    let view = RequestView::new(&request, &hooks);
+    let evaluation = policy.evaluate(&view);
+    let checks = evaluation.checks();
+    if checks.is_empty() {
+        return pass(&env, request, &hooks, &[]).await;
+    }
+    let now = hooks
+        .now
+        .unwrap_or_else(|| Date::now().as_millis().saturating_mul(NANOS_PER_MILLI));
+    let namespace = match env.durable_object(LIMITER_BINDING) {
+        Ok(namespace) => namespace,
+        Err(error) => {
+            let message = format!(
+                "sluice: no Durable Object binding {LIMITER_BINDING} (class SluiceLimiter, see \
+                 wrangler.toml): {error}"
+            );
+            console_error!("{message}");
+            return Response::error(format!("{message}\n"), 500);
+        }
+    };
+    let objects = Objects {
+        namespace: &namespace,
+        timeout: timeout(&env),
+        test_now: hooks.now,
+        fault: hooks.fault.clone(),
+    };
+    if hooks.inspect_rows {
+        let rows: Vec<String> = gateway::rows(&objects, checks)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(rows) => serde_json::to_string(&rows).unwrap_or_default(),
+                Err(error) => serde_json::to_string(&error.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        return Response::ok(format!("[{}]", rows.join(",")));
+    }
+
+    // An injected object failure stands for a store that fails on every read, as the shared
+    // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
+    // outage leaves the cache answering: a remembered denial needs no object.)
+    let objects_fail = hooks.fault.as_ref().is_some_and(|fault| fault.fail);
+    let cached = if objects_fail {
+        None
+    } else {
+        negative_cache::with(|cache| cache.lookup(checks, now))
+    };
+    let (verdict, object_calls, cache_hit) = match cached {
+        Some(verdict) => (verdict, 0, true),
+        None => {
+            let decided = gateway::decide(&objects, checks, now).await;
+            log_failures(&policy, checks, &decided);
+            negative_cache::with(|cache| cache.record(checks, &decided.verdict, now));
+            (decided.verdict, decided.object_calls, false)
+        }
+    };
+    log_shadow_denials(&policy, checks, &verdict, evaluation.rule_indices());
+
+    let debug: Vec<(&str, String)> = if hooks.enabled {
+        vec![
+            (test_hooks::OBJECT_CALLS_HEADER, object_calls.to_string()),
+            (
+                test_hooks::CACHE_HEADER,
+                if cache_hit { "hit" } else { "miss" }.to_owned(),
+            ),
+            (
+                test_hooks::FAILURES_HEADER,
+                stats::object_failures().to_string(),
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+
+    match policy.respond(checks, &verdict) {
+        Decision::Pass { mut headers } => {
+            headers.extend(debug);
+            pass(&env, request, &hooks, &headers).await
+        }
+        Decision::Deny {
+            status,
+            body,
+            content_type,
+            headers,
+        } => {
+            let out = Headers::new();
+            out.set("content-type", content_type)?;
+            for (name, value) in headers.iter().chain(&debug) {
+                out.append(name, value)?;
+            }
+            Ok(Response::from_bytes(body.as_bytes().to_vec())?
+                .with_status(status)
+                .with_headers(out))
+        }
+    }
+}
+
+fn timeout(env: &Env) -> Duration {
+    env.var(TIMEOUT_VARIABLE)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+}
+
+/// One line per rule whose object call failed: what failed and what the failure mode did.
+fn log_failures(policy: &Policy, checks: &[Check<'_>], decided: &gateway::Decided) {
+    for (indices, error) in &decided.failures {
+        for &index in indices {
+            let Some(check) = checks.get(index) else {
+                continue;
+            };
+            let Some(rule) = policy.rules().iter().find(|r| r.name() == check.rule) else {
+                continue;
+            };
+            let what = match (check.failure_mode, check.mode) {
+                (FailureMode::Open, _) => "failing open, the rule did not count the request",
+                (FailureMode::Closed, Mode::Enforce) => "failing closed, the request was denied",
+                (FailureMode::Closed, Mode::Shadow) => {
+                    "failing closed in shadow mode, the request passed"
+                }
+            };
+            console_error!(
+                "sluice: rule \"{}\": counter store failed for key {}: {error}; {what} ({} limiter object failures in this isolate)",
+                check.rule,
+                rule.key().display(&check.key),
+                stats::object_failures()
+            );
+        }
+    }
+}
+
+/// One line per shadow rule that would have denied, as the filter logs it.
+fn log_shadow_denials(policy: &Policy, checks: &[Check<'_>], verdict: &Verdict, indices: &[usize]) {
+    for ((check, outcome), &index) in checks.iter().zip(&verdict.outcomes).zip(indices) {
+        if outcome.status != Status::ShadowDenied || outcome.store_error.is_some() {
+            continue;
+        }
+        let Some(rule) = policy.rules().get(index) else {
+            continue;
+        };
+        console_log!(
+            "sluice: rule \"{}\" (shadow) would deny key {}; retry after {}s; the request passed",
+            check.rule,
+            rule.key().display(&check.key),
+            ceil_secs(outcome.decision.retry_after).max(1)
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The Durable Object that owns the counters of some (rule, key) pairs.
+//!
+//! An object is single-threaded and does a whole decide (read every state, decide every
+//! rule, commit them all or none) without yielding between reading and writing, so it needs
+//! no compare-and-swap: it decides with `Limiter::decide_all` over states it holds in memory.
+//!
+//! # Storage
+//!
+//! Hot states are in memory; every commit is also written to the object's SQLite storage
+//! (before the answer leaves the object: the runtime holds outgoing messages until the write
+//! is durable), so an object that is evicted or restarted carries on where it was:
+//!
+//! ```text
+//! states(name TEXT PRIMARY KEY,      -- "<rule>/<key as hex>"
+//!        limit TEXT NOT NULL,        -- "<algorithm>:<limit>:<period ns>:<burst>"
+//!        state BLOB NOT NULL,        -- sluice_core::State::encode_into (versioned)
+//!        idle_at_ms INTEGER NOT NULL) -- when the state has fully recovered (Limit::idle_at)
+//! ```
+//!
+//! A row written under another `limit` (the rule changed) or that does not decode is treated
+//! as no state, as the filter does with its table signature.
+//!
+//! # Clean-up
+//!
+//! An alarm is kept at the earliest `idle_at` of the stored states; when it fires, every state
+//! that has fully recovered is deleted (it is equivalent to no state), and the alarm moves to
+//! the next one. Storage therefore holds only keys that are still limited.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sluice_core::time::NANOS_PER_MILLI;
+use sluice_core::{Check, Limit, Limiter, State};
+use worker::{
+    Date, Delay, DurableObject, Env, Request, Response, Result, SqlStorageValue, State as Object,
+    durable_object,
+};
+
+use crate::protocol::{
+    DECIDE_PATH, DecideRequest, DecideResponse, REFUND_PATH, ROWS_PATH, RefundRequest,
+    RefundResponse, RowsResponse, WireCheck, WireOutcome,
+};
+use crate::test_hooks;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS states (\
+    name TEXT PRIMARY KEY, \
+    limit_sig TEXT NOT NULL, \
+    state BLOB NOT NULL, \
+    idle_at_ms INTEGER NOT NULL)";
+const SCHEMA_INDEX: &str = "CREATE INDEX IF NOT EXISTS states_idle_at ON states (idle_at_ms)";
+
+/// One key's state as the object holds it.
+#[derive(Debug, Clone)]
+struct Slot {
+    limit_sig: String,
+    state: State,
+}
+
+/// The limiter object (class `SluiceLimiter`, binding `LIMITER`).
+#[allow(
+    missing_debug_implementations,
+    reason = "holds runtime handles without Debug"
+)]
+#[durable_object]
+pub struct SluiceLimiter {
+    object: Object,
+    /// States read or written so far; `None`: known to have no row.
+    slots: RefCell<HashMap<String, Option<Slot>>>,
+    /// When the alarm is set for (object clock, milliseconds), if this instance set one.
+    alarm_at_ms: Cell<Option<u64>>,
+    /// Test clock minus the runtime's clock (nanoseconds), from the latest test request.
+    clock_offset: Cell<i64>,
+    hooks: bool,
+    /// Why the schema could not be created, if it could not.
+    schema_error: Option<String>,
+}
+
+/// The storage name of a check's state.
+fn slot_name(check: &WireCheck) -> String {
+    format!("{}/{}", check.rule, check.key)
+}
+
+fn real_now_ns() -> u64 {
+    Date::now().as_millis().saturating_mul(NANOS_PER_MILLI)
+}
+
+/// A JSON answer written by serde_json (exact u64 times, unlike the runtime's JSON).
+fn json_response<T: serde::Serialize>(value: &T) -> Result<Response> {
+    let text = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::ok(text)?.with_headers(headers))
+}
+
+fn error_response(status: u16, message: &str) -> Result<Response> {
+    Response::error(message, status)
+}
+
+impl SluiceLimiter {
+    /// The object's clock: the runtime's, or the test clock of the request.
+    fn now(&self, test_now: Option<u64>) -> u64 {
+        let real = real_now_ns();
+        match test_now.filter(|_| self.hooks) {
+            Some(now) => {
+                let offset = i128::from(now) - i128::from(real);
+                self.clock_offset
+                    .set(i64::try_from(offset).unwrap_or_default());
+                now
+            }
+            None => self.clock_now(real),
+        }
+    }
+
+    /// The runtime's `real` time on the clock of the latest request (for alarms).
+    fn clock_now(&self, real: u64) -> u64 {
+        let shifted = i128::from(real) + i128::from(self.clock_offset.get());
+        u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
+    }
+
+    fn load(&self, name: &str, limit_sig: &str) -> Result<Option<State>> {
+        if let Some(slot) = self.slots.borrow().get(name) {
+            return Ok(slot
+                .as_ref()
+                .filter(|slot| slot.limit_sig == limit_sig)
+                .map(|slot| slot.state.clone()));
+        }
+        let cursor = self.object.storage().sql().exec(
+            "SELECT limit_sig, state FROM states WHERE name = ?",
+            vec![SqlStorageValue::from(name)],
+        )?;
+        let mut stored = None;
+        if let Some(row) = cursor.raw().next()
+            && let [SqlStorageValue::String(sig), SqlStorageValue::Blob(bytes)] = row?.as_slice()
+            && let Ok(state) = State::decode(bytes)
+        {
+            stored = Some(Slot {
+                limit_sig: sig.clone(),
+                state,
+            });
+        }
+        let state = stored
+            .as_ref()
+            .filter(|slot| slot.limit_sig == limit_sig)
+            .map(|slot| slot.state.clone());
+        self.slots.borrow_mut().insert(name.to_owned(), stored);
+        Ok(state)
+    }
+
+    /// Writes a state to memory and storage; returns when it has fully recovered.
+    fn store(&self, name: &str, limit_sig: &str, limit: &Limit, state: State) -> Result<u64> {
+        let idle_at_ms = limit.idle_at(&state).div_ceil(NANOS_PER_MILLI);
+        let mut bytes = Vec::with_capacity(state.encoded_len());
+        state.encode_into(&mut bytes);
+        self.object.storage().sql().exec(
+            "INSERT OR REPLACE INTO states (name, limit_sig, state, idle_at_ms) VALUES (?, ?, ?, ?)",
+            vec![
+                SqlStorageValue::from(name),
+                SqlStorageValue::from(limit_sig),
+                SqlStorageValue::Blob(bytes),
+                SqlStorageValue::Integer(i64::try_from(idle_at_ms).unwrap_or(i64::MAX)),
+            ],
+        )?;
+        self.slots.borrow_mut().insert(
+            name.to_owned(),
+            Some(Slot {
+                limit_sig: limit_sig.to_owned(),
+                state,
+            }),
+        );
+        Ok(idle_at_ms)
+    }
+
+    /// Makes sure an alarm fires by `idle_at_ms` (object clock).
+    async fn alarm_by(&self, idle_at_ms: Option<u64>) -> Result<()> {
+        let Some(idle_at_ms) = idle_at_ms else {
+            return Ok(());
+        };
+        if self.alarm_at_ms.get().is_some_and(|at| at <= idle_at_ms) {
+            return Ok(());
+        }
+        let now_ms = self.clock_now(real_now_ns()) / NANOS_PER_MILLI;
+        let offset = i64::try_from(idle_at_ms.saturating_sub(now_ms)).unwrap_or(i64::MAX);
+        self.object
+            .storage()
+            .set_alarm(offset.saturating_add(1))
+            .await?;
+        self.alarm_at_ms.set(Some(idle_at_ms));
+        Ok(())
+    }
+
+    async fn decide(&self, request: DecideRequest) -> Result<Response> {
+        if let Some(fault) = request.fault.filter(|_| self.hooks) {
+            if fault.delay_ms > 0 {
+                Delay::from(Duration::from_millis(fault.delay_ms)).await;
+            }
+            if fault.fail {
+                return error_response(503, "sluice: injected limiter object failure");
+            }
+        }
+        let now = self.now(request.now);
+        let checks = match request
+            .checks
+            .iter()
+            .map(WireCheck::to_check)
+            .collect::<std::result::Result<Vec<Check<'_>>, _>>()
+        {
+            Ok(checks) => checks,
+            Err(error) => return error_response(400, &format!("sluice: bad check: {error}")),
+        };
+        let mut states = Vec::with_capacity(checks.len());
+        for wire in &request.checks {
+            states.push(self.load(&slot_name(wire), &wire.limit_signature())?);
+        }
+        let before = states.clone();
+        let verdict = Limiter::decide_all(&checks, &mut states, now);
+        let mut committed = vec![false; checks.len()];
+        let mut earliest_idle: Option<u64> = None;
+        if verdict.allowed {
+            for (index, (wire, check)) in request.checks.iter().zip(&checks).enumerate() {
+                let (Some(Some(after)), Some(prior)) = (states.get(index), before.get(index))
+                else {
+                    continue;
+                };
+                if prior.as_ref() == Some(after) {
+                    continue;
+                }
+                let idle = self.store(
+                    &slot_name(wire),
+                    &wire.limit_signature(),
+                    &check.limit,
+                    after.clone(),
+                )?;
+                earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
+                if let Some(flag) = committed.get_mut(index) {
+                    *flag = true;
+                }
+            }
+        }
+        let outcomes = verdict
+            .outcomes
+            .iter()
+            .filter_map(|outcome| WireOutcome::new(outcome.status, &outcome.decision))
+            .collect();
+        self.alarm_by(earliest_idle).await?;
+        json_response(&DecideResponse {
+            now,
+            committed,
+            outcomes,
+        })
+    }
+
+    async fn refund(&self, request: RefundRequest) -> Result<Response> {
+        let mut earliest_idle: Option<u64> = None;
+        let mut refunded = 0;
+        for wire in &request.checks {
+            let Ok(check) = wire.to_check() else {
+                continue;
+            };
+            let name = slot_name(wire);
+            let sig = wire.limit_signature();
+            if let Some(state) = self.load(&name, &sig)? {
+                let given_back = check.limit.refund(&state, check.cost, request.committed_at);
+                let idle = self.store(&name, &sig, &check.limit, given_back)?;
+                earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
+                refunded += 1;
+            }
+        }
+        self.alarm_by(earliest_idle).await?;
+        json_response(&RefundResponse { refunded })
+    }
+
+    fn rows(&self) -> Result<Response> {
+        let rows = self
+            .object
+            .storage()
+            .sql()
+            .exec("SELECT name FROM states", None)?
+            .raw()
+            .count();
+        let in_memory = self
+            .slots
+            .borrow()
+            .values()
+            .filter(|slot| slot.is_some())
+            .count();
+        json_response(&RowsResponse {
+            rows: u64::try_from(rows).unwrap_or(u64::MAX),
+            in_memory: u64::try_from(in_memory).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+impl DurableObject for SluiceLimiter {
+    fn new(object: Object, env: Env) -> Self {
+        let sql = object.storage().sql();
+        let schema_error = sql
+            .exec(SCHEMA, None)
+            .and_then(|_| sql.exec(SCHEMA_INDEX, None))
+            .err()
+            .map(|error| error.to_string());
+        SluiceLimiter {
+            object,
+            slots: RefCell::new(HashMap::new()),
+            alarm_at_ms: Cell::new(None),
+            clock_offset: Cell::new(0),
+            hooks: test_hooks::enabled(&env),
+            schema_error,
+        }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        if let Some(error) = &self.schema_error {
+            return error_response(500, &format!("sluice: limiter storage unusable: {error}"));
+        }
+        // Parsed by serde_json, not the runtime's JSON: times are u64 nanoseconds, beyond
+        // what a JavaScript number holds exactly.
+        let text = request.text().await?;
+        match request.path().as_str() {
+            DECIDE_PATH => match serde_json::from_str::<DecideRequest>(&text) {
+                Ok(body) => self.decide(body).await,
+                Err(error) => error_response(400, &format!("sluice: bad decide call: {error}")),
+            },
+            REFUND_PATH => match serde_json::from_str::<RefundRequest>(&text) {
+                Ok(body) => self.refund(body).await,
+                Err(error) => error_response(400, &format!("sluice: bad refund call: {error}")),
+            },
+            ROWS_PATH if self.hooks => self.rows(),
+            _ => error_response(404, "sluice: no such limiter call"),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now_ms = self.clock_now(real_now_ns()) / NANOS_PER_MILLI;
+        let sql = self.object.storage().sql();
+        let removed: Vec<String> = sql
+            .exec(
+                "DELETE FROM states WHERE idle_at_ms <= ? RETURNING name",
+                vec![SqlStorageValue::Integer(
+                    i64::try_from(now_ms).unwrap_or(i64::MAX),
+                )],
+            )?
+            .raw()
+            .filter_map(|row| match row.ok()?.as_slice() {
+                [SqlStorageValue::String(name)] => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        {
+            let mut slots = self.slots.borrow_mut();
+            for name in &removed {
+                slots.remove(name);
+            }
+            // "No row" markers are cheap to rebuild; drop them so memory follows storage.
+            slots.retain(|_, slot| slot.is_some());
+        }
+        self.alarm_at_ms.set(None);
+        let next = sql
+            .exec("SELECT MIN(idle_at_ms) FROM states", None)?
+            .raw()
+            .next()
+            .and_then(|row| match row.ok()?.as_slice() {
+                [SqlStorageValue::Integer(ms)] => u64::try_from(*ms).ok(),
+                _ => None,
+            });
+        self.alarm_by(next).await?;
+        Response::ok("swept")
+    }
+}

@@ -1,0 +1,176 @@
+// Reading the shared vectors (vectors/README.md) strictly: a field not described there, or a
+// value of the wrong type, is an error, as in filters/policy/tests/vectors.rs.
+import fs from "node:fs";
+import path from "node:path";
+import { VECTORS_DIR } from "./runtime.js";
+
+export function vectorFiles() {
+  return fs
+    .readdirSync(VECTORS_DIR)
+    .filter((f) => f.endsWith(".json"))
+    .sort()
+    .map((f) => path.join(VECTORS_DIR, f));
+}
+
+function fields(value, at, allowed) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${at}: expected an object`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new Error(`${at}: unknown field ${JSON.stringify(key)} (allowed: ${allowed.join(", ")})`);
+    }
+  }
+  return value;
+}
+
+function string(map, field, at) {
+  if (typeof map[field] !== "string") throw new Error(`${at}.${field}: expected a string`);
+  return map[field];
+}
+
+function wholeNumber(value, at, min = 0) {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new Error(`${at}: expected a whole number${min ? ` of at least ${min}` : ""}`);
+  }
+  return value;
+}
+
+function lowercasePairs(value, at) {
+  if (!Array.isArray(value)) throw new Error(`${at}: expected a list of [name, value] pairs`);
+  return value.map((pair, i) => {
+    if (
+      !Array.isArray(pair) ||
+      pair.length !== 2 ||
+      typeof pair[0] !== "string" ||
+      typeof pair[1] !== "string" ||
+      pair[0] !== pair[0].toLowerCase()
+    ) {
+      throw new Error(`${at}[${i}]: expected [name, value] with a lowercase name`);
+    }
+    return pair;
+  });
+}
+
+export function loadVector(file) {
+  const value = JSON.parse(fs.readFileSync(file, "utf8"));
+  const map = fields(value, "vector", ["description", "config", "steps"]);
+  if (string(map, "description", "vector").trim() === "") {
+    throw new Error("description: say what the vector proves");
+  }
+  if (map.config === undefined) throw new Error("config: required");
+  if (!Array.isArray(map.steps) || map.steps.length === 0) {
+    throw new Error("steps: expected a non-empty list");
+  }
+  const steps = map.steps.map((step, i) => parseStep(step, `steps[${i}]`));
+  return { config: map.config, steps };
+}
+
+function parseStep(value, at) {
+  const map = fields(value, at, ["at_ms", "note", "request", "repeat", "store_fails", "expect"]);
+  if (map.note !== undefined && typeof map.note !== "string") {
+    throw new Error(`${at}.note: expected a string`);
+  }
+  const atMs = wholeNumber(map.at_ms, `${at}.at_ms`);
+  const repeat = map.repeat === undefined ? 1 : wholeNumber(map.repeat, `${at}.repeat`, 1);
+  if (map.store_fails !== undefined && typeof map.store_fails !== "boolean") {
+    throw new Error(`${at}.store_fails: expected true or false`);
+  }
+  if (map.request === undefined) throw new Error(`${at}.request: required`);
+  if (map.expect === undefined) throw new Error(`${at}.expect: required`);
+  const r = fields(map.request, `${at}.request`, ["method", "path", "authority", "peer", "headers"]);
+  if (r.peer !== undefined && typeof r.peer !== "string") {
+    throw new Error(`${at}.request.peer: expected a string`);
+  }
+  const request = {
+    method: string(r, "method", `${at}.request`),
+    path: string(r, "path", `${at}.request`),
+    authority: string(r, "authority", `${at}.request`),
+    peer: r.peer,
+    headers: r.headers === undefined ? [] : lowercasePairs(r.headers, `${at}.request.headers`),
+  };
+  const e = fields(map.expect, `${at}.expect`, ["status", "headers", "absent", "body"]);
+  if (!Number.isInteger(e.status) || e.status < 100 || e.status > 65535) {
+    throw new Error(`${at}.expect.status: expected a status code`);
+  }
+  const headers = [];
+  if (e.headers !== undefined) {
+    fields(e.headers, `${at}.expect.headers`, Object.keys(e.headers));
+    for (const [name, v] of Object.entries(e.headers)) {
+      if (typeof v !== "string" || name !== name.toLowerCase()) {
+        throw new Error(`${at}.expect.headers.${name}: expected a string value and a lowercase name`);
+      }
+      headers.push([name, v]);
+    }
+  }
+  const absent = e.absent ?? [];
+  if (!Array.isArray(absent) || absent.some((n) => typeof n !== "string" || n !== n.toLowerCase())) {
+    throw new Error(`${at}.expect.absent: expected lowercase header names`);
+  }
+  if (e.body !== undefined && typeof e.body !== "string") {
+    throw new Error(`${at}.expect.body: expected a string`);
+  }
+  return {
+    atMs,
+    repeat,
+    storeFails: map.store_fails ?? false,
+    request,
+    expect: { status: e.status, headers, absent, body: e.body },
+  };
+}
+
+/**
+ * The request of a step as the worker receives it: the vector's clock, peer and
+ * CF-Connecting-IP header through the test hooks, and its store failure as failing limiter
+ * objects. Repeated cookie lines are joined with "; ", as an HTTP/2 hop does (RFC 9113
+ * 8.2.3) before a request reaches a worker; other repeated lines are kept as repeated lines.
+ */
+export function stepRequest(step) {
+  const headers = new Headers();
+  const cookies = [];
+  for (const [name, value] of step.request.headers) {
+    if (name === "cookie") cookies.push(value);
+    // The dev runtime sets its own CF-Connecting-IP; the vector's goes through the hook.
+    else if (name === "cf-connecting-ip") headers.append("x-sluice-test-cf-connecting-ip", value);
+    else headers.append(name, value);
+  }
+  if (cookies.length > 0) headers.set("cookie", cookies.join("; "));
+  headers.set("x-sluice-test-now-ms", String(step.atMs));
+  headers.set("x-sluice-test-peer", step.request.peer ?? "none");
+  if (step.storeFails) headers.set("x-sluice-test-object-fails", "1");
+  return {
+    url: `http://${step.request.authority}${step.request.path}`,
+    init: { method: step.request.method, headers },
+  };
+}
+
+/** Every way `response` (status, headers, body) differs from `expect`; empty if it matches. */
+export function compare(response, body, expect) {
+  const differences = [];
+  if (response.status !== expect.status) {
+    differences.push(`status: expected ${expect.status}, got ${response.status}`);
+  }
+  for (const [name, value] of expect.headers) {
+    const actual = response.headers.get(name);
+    if (actual === null) differences.push(`${name}: expected ${JSON.stringify(value)}, but it is absent`);
+    else if (actual !== value) {
+      differences.push(`${name}: expected ${JSON.stringify(value)}, got ${JSON.stringify(actual)}`);
+    }
+  }
+  for (const name of expect.absent) {
+    const actual = response.headers.get(name);
+    if (actual !== null) differences.push(`${name}: expected absent, got ${JSON.stringify(actual)}`);
+  }
+  if (expect.body !== undefined) {
+    if (response.status === 200) {
+      differences.push(`body: expected the local response ${JSON.stringify(expect.body)}, but the request was passed`);
+    } else if (body !== expect.body) {
+      differences.push(`body: expected ${JSON.stringify(expect.body)}, got ${JSON.stringify(body)}`);
+    }
+  }
+  if (differences.length > 0) {
+    const all = [...response.headers].map(([n, v]) => `${n}: ${v}`).join(" | ");
+    differences.push(`(all headers: ${all})`);
+  }
+  return differences;
+}

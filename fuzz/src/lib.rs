@@ -1,0 +1,15 @@
+//! The bodies of sluice's fuzz targets, one module per target. Each `run` takes the raw input
+//! and panics only when it finds a bug: a panic in the code under test, or a broken invariant.
+//!
+//! The `fuzz_targets/` binaries call them under libFuzzer; the main workspace's stable
+//! `cargo test` includes the same files and replays `corpus/<target>/` through them, plus
+//! seeded mutations of it (`replay`).
+
+pub mod config;
+#[cfg(feature = "filter")]
+pub mod filter;
+pub mod fuzzed_request;
+pub mod input;
+pub mod replay;
+pub mod request;
+pub mod state;

@@ -1,0 +1,173 @@
+//! Target `request`: arbitrary requests (method, target, authority, headers, peer address)
+//! through the policy's matching, exemptions, client-address and key code, with each client
+//! address source.
+//!
+//! Nothing panics, and two properties hold for every request:
+//! - **Spoofing**: with `x_forwarded_for` and N trusted hops, once the header holds at least N
+//!   entries, entries a client adds on the left change neither its address nor any rule's key.
+//! - **IPv6 prefixes**: the default `client_ip` key groups an IPv6 /64: another interface
+//!   identifier in the same /64 gives the same key.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::OnceLock;
+
+use sluice_core::{Limiter, MemoryStore, Seed, Semantics};
+use sluice_policy::client_ip::parse_address;
+use sluice_policy::{ClientIpSource, Evaluation, Policy, Request};
+
+use crate::fuzzed_request::FuzzRequest;
+use crate::input::Input;
+
+/// 2026-01-01T00:00:00Z in nanoseconds.
+const NOW: u64 = 1_767_225_600_000_000_000;
+
+/// The rules every policy here has: one per kind of key part, several algorithms and modes.
+const RULES: &str = r#"[
+    {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 5, "period": "10s"}},
+    {"name": "per-prefix", "key": [{"client_ip": {"ipv4_prefix": 24, "ipv6_prefix": 48}}],
+     "when_key_missing": "skip", "algorithm": "fixed_window",
+     "limit": {"requests": 100, "period": "1m"}},
+    {"name": "by-credentials", "match": {"path_prefixes": ["/api/"], "methods": ["GET", "POST"]},
+     "key": [{"header": "x-api-key", "secret": true}, {"cookie": "session"}, {"query": "user"},
+             "path", "method", "host"],
+     "algorithm": "sliding_log", "limit": {"requests": 3, "period": "1s"},
+     "cost": {"header": "x-cost", "default": 1, "max": 3}},
+    {"name": "by-host", "match": {"hosts": ["*.example.com", "example.org"]},
+     "key": ["host", {"const": "all"}], "algorithm": "sliding_window",
+     "limit": {"requests": 2, "period": "500ms"}, "mode": "shadow", "failure_mode": "closed"}
+]"#;
+
+/// The client address sources fuzzed: the peer, `X-Forwarded-For` with 1, 2 and 3 trusted
+/// hops, and a header.
+const SOURCES: [&str; 5] = [
+    r#"{"source": "peer"}"#,
+    r#"{"source": "x_forwarded_for", "trusted_hops": 1}"#,
+    r#"{"source": "x_forwarded_for", "trusted_hops": 2}"#,
+    r#"{"source": "x_forwarded_for", "trusted_hops": 3}"#,
+    r#"{"source": "header", "name": "cf-connecting-ip"}"#,
+];
+
+fn policies() -> &'static [Policy] {
+    static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
+    POLICIES.get_or_init(|| {
+        SOURCES
+            .iter()
+            .map(|source| {
+                let config = format!(
+                    r#"{{"client_ip": {source},
+                        "exempt": {{"paths": ["/healthz"], "path_prefixes": ["/metrics"],
+                                    "cors_preflight": true}},
+                        "response": {{"headers": "both"}},
+                        "store": {{"max_keys": 64}},
+                        "rules": {RULES}}}"#
+                );
+                Policy::from_json(config.as_bytes()).expect("the fuzzed policies compile")
+            })
+            .collect()
+    })
+}
+
+/// The keys of every applying rule, by rule index (`None`: exempt).
+fn keys(policy: &Policy, request: &FuzzRequest) -> Option<Vec<(usize, Vec<u8>)>> {
+    match policy.evaluate(request) {
+        Evaluation::Exempt => None,
+        rules => Some(
+            rules
+                .rule_indices()
+                .iter()
+                .copied()
+                .zip(rules.checks().iter().map(|c| c.key.clone()))
+                .collect(),
+        ),
+    }
+}
+
+fn forwarded_entries(request: &FuzzRequest) -> usize {
+    let mut total = 0;
+    request.for_each_header("x-forwarded-for", &mut |line| {
+        total += line
+            .split(',')
+            .filter(|e| !e.trim_matches([' ', '\t']).is_empty())
+            .count();
+    });
+    total
+}
+
+pub fn run(data: &[u8]) {
+    let mut input = Input::new(data);
+    let request = FuzzRequest::read(&mut input);
+    let prepended = input.text();
+    let interface = (u64::from(input.u32()) << 32) | u64::from(input.u32());
+
+    for text in [request.peer.as_deref().unwrap_or_default(), &request.path] {
+        if let Some(ip) = parse_address(text) {
+            assert_eq!(parse_address(&ip.to_string()), Some(ip), "{text:?}");
+        }
+    }
+
+    for policy in policies() {
+        let mut limiter = Limiter::new(Seed { k0: 7, k1: 11 }, policy.cas_retries());
+        let mut store = MemoryStore::new(Semantics::Envoy);
+        for _ in 0..2 {
+            let handled = policy.handle(&request, NOW, &mut limiter, &mut store);
+            let _ = handled.response.headers();
+            for (index, check, _) in handled.outcomes() {
+                let _ = policy.rules()[index].key().display(&check.key).to_string();
+            }
+            for notice in handled.notices() {
+                let _ = notice.to_string();
+            }
+        }
+        let address = policy.client_ip_source().client_ip(&request);
+        let keys_before = keys(policy, &request);
+
+        if let ClientIpSource::XForwardedFor { trusted_hops } = policy.client_ip_source()
+            && forwarded_entries(&request) >= usize::from(*trusted_hops)
+        {
+            let mut spoofed = request.clone();
+            match spoofed
+                .headers
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+            {
+                Some((_, line)) => *line = format!("{prepended},{line}"),
+                None => unreachable!("at least one entry means at least one line"),
+            }
+            // An extra line before the others is also to the left.
+            spoofed
+                .headers
+                .insert(0, ("x-forwarded-for".to_string(), prepended.clone()));
+            assert_eq!(
+                policy.client_ip_source().client_ip(&spoofed),
+                address,
+                "prepending {prepended:?} changed the client address"
+            );
+            assert_eq!(
+                keys(policy, &spoofed),
+                keys_before,
+                "prepending {prepended:?} changed a key"
+            );
+        }
+
+        if matches!(policy.client_ip_source(), ClientIpSource::Peer)
+            && let Some(IpAddr::V6(ip)) = address
+        {
+            let network = u128::from(ip) & !u128::from(u64::MAX);
+            let neighbour = Ipv6Addr::from(network | u128::from(interface));
+            let mut moved = request.clone();
+            moved.peer = Some(format!("[{neighbour}]:443"));
+            let moved_address = policy.client_ip_source().client_ip(&moved);
+            // A neighbour in ::ffff:0:0/96 would be an IPv4 client: not the same family.
+            if matches!(moved_address, Some(IpAddr::V6(_))) {
+                let per_client = |keys: Option<Vec<(usize, Vec<u8>)>>| {
+                    keys.and_then(|keys| keys.into_iter().find(|(index, _)| *index == 0))
+                };
+                assert_eq!(
+                    per_client(keys(policy, &moved)),
+                    per_client(keys_before.clone()),
+                    "{ip} and {neighbour} are in one /64 but got different keys"
+                );
+            }
+        }
+    }
+}
