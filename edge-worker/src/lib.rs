@@ -34,7 +34,6 @@ use worker::{
 };
 
 use crate::gateway::Objects;
-use crate::request_view::RequestView;
 use crate::test_hooks::TestHooks;
 
 /// The Durable Object namespace binding of the limiter objects.
@@ -78,7 +77,7 @@ pub async fn handle(request: Request, env: Env) -> Result<Response> {
             return Response::error(format!("sluice: {error}\n"), 500);
         }
     };
-    let view = RequestView::new(&request, &hooks);
+    let view = request_view::read(&request, &hooks);
     let evaluation = policy.evaluate(&view);
     let checks = evaluation.checks();
     if checks.is_empty() {

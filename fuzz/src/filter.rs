@@ -14,7 +14,7 @@ use sluice_host::{
     Clock, FilterModule, HttpRequest, HttpResponse, LogLevel, Proxy, ProxyOptions, RequestOutcome,
 };
 
-use crate::fuzzed_request::{FuzzRequest, NAMES};
+use crate::fuzzed_request::{self, NAMES};
 use crate::input::Input;
 
 /// 2026-01-01T00:00:00Z in nanoseconds.
@@ -79,7 +79,7 @@ pub fn run(data: &[u8]) {
     };
     clock.set_ns(next);
 
-    let fuzzed = FuzzRequest::read(&mut input);
+    let fuzzed = fuzzed_request::read(&mut input);
     let mut request = HttpRequest::new(&fuzzed.method, &fuzzed.path, &fuzzed.authority);
     for (name, value) in &fuzzed.headers {
         request = request.header(name, value);

@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics};
 use sluice_policy::client_ip::parse_address;
-use sluice_policy::{ClientIpSource, Evaluation, Policy, Request};
+use sluice_policy::{ClientIpSource, Evaluation, OwnedRequest, Policy, Request};
 
-use crate::fuzzed_request::FuzzRequest;
+use crate::fuzzed_request;
 use crate::input::Input;
 
 /// 2026-01-01T00:00:00Z in nanoseconds.
@@ -68,7 +68,7 @@ fn policies() -> &'static [Policy] {
 }
 
 /// The keys of every applying rule, by rule index (`None`: exempt).
-fn keys(policy: &Policy, request: &FuzzRequest) -> Option<Vec<(usize, Vec<u8>)>> {
+fn keys(policy: &Policy, request: &OwnedRequest) -> Option<Vec<(usize, Vec<u8>)>> {
     match policy.evaluate(request) {
         Evaluation::Exempt => None,
         rules => Some(
@@ -82,7 +82,7 @@ fn keys(policy: &Policy, request: &FuzzRequest) -> Option<Vec<(usize, Vec<u8>)>>
     }
 }
 
-fn forwarded_entries(request: &FuzzRequest) -> usize {
+fn forwarded_entries(request: &OwnedRequest) -> usize {
     let mut total = 0;
     request.for_each_header("x-forwarded-for", &mut |line| {
         total += line
@@ -95,7 +95,7 @@ fn forwarded_entries(request: &FuzzRequest) -> usize {
 
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
-    let request = FuzzRequest::read(&mut input);
+    let request = fuzzed_request::read(&mut input);
     let prepended = input.text();
     let interface = (u64::from(input.u32()) << 32) | u64::from(input.u32());
 

@@ -44,5 +44,5 @@ pub use key::{KeyDisplay, KeyPart, KeySpec, WhenKeyMissing};
 pub use matching::{HostPattern, Match};
 pub use notice::Notice;
 pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
-pub use request::Request;
+pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};

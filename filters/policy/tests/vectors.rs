@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sluice_core::time::NANOS_PER_MILLI;
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics, StoreError};
-use sluice_policy::{Policy, Request, Response};
+use sluice_policy::{OwnedRequest, Policy, Response};
 
 /// `at_ms: 0`: 2026-01-01T00:00:00Z, a day boundary, so windows of a day or less start there.
 const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
@@ -91,7 +91,7 @@ struct Vector {
 
 struct Step {
     at_ms: u64,
-    request: VectorRequest,
+    request: OwnedRequest,
     repeat: u64,
     store_fails: bool,
     expect: Expect,
@@ -102,48 +102,6 @@ struct Expect {
     headers: Vec<(String, String)>,
     absent: Vec<String>,
     body: Option<String>,
-}
-
-#[derive(Debug)]
-struct VectorRequest {
-    method: String,
-    path: String,
-    authority: String,
-    peer: Option<String>,
-    headers: Vec<(String, String)>,
-}
-
-impl Request for VectorRequest {
-    fn method(&self) -> &str {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn authority(&self) -> &str {
-        &self.authority
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&str)) {
-        for (n, v) in &self.headers {
-            if n.eq_ignore_ascii_case(name) {
-                f(v);
-            }
-        }
-    }
-
-    fn peer_address(&self) -> Option<&str> {
-        self.peer.as_deref()
-    }
 }
 
 fn run(vector: &Vector, semantics: Semantics, seed: Seed) -> Result<(), String> {
@@ -349,7 +307,7 @@ fn parse_step(value: &Value, at: &str) -> Result<Step, String> {
     })
 }
 
-fn parse_request(value: &Value, at: &str) -> Result<VectorRequest, String> {
+fn parse_request(value: &Value, at: &str) -> Result<OwnedRequest, String> {
     let map = object(
         value,
         at,
@@ -367,7 +325,7 @@ fn parse_request(value: &Value, at: &str) -> Result<VectorRequest, String> {
         None => Vec::new(),
         Some(v) => pairs(v, &format!("{at}.headers"))?,
     };
-    Ok(VectorRequest {
+    Ok(OwnedRequest {
         method: string(map, "method", at)?,
         path: string(map, "path", at)?,
         authority: string(map, "authority", at)?,
