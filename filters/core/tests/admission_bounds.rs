@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::{admitted, units_between};
 use proptest::prelude::*;
 use sluice_core::{Algorithm, Limit, Nanos, Quota};
 
@@ -31,29 +32,6 @@ fn scenario() -> impl Strategy<Value = (u64, Nanos, u64, Nanos, Vec<(Nanos, u64)
                 .collect();
             (limit, period, burst, start, requests)
         })
-}
-
-/// Runs the requests through one key, returning what was admitted (time, units).
-fn admitted(limit: &Limit, requests: &[(Nanos, u64)]) -> Vec<(Nanos, u64)> {
-    let mut state = None;
-    let mut out = Vec::new();
-    for &(t, cost) in requests {
-        let (decision, next) = limit.decide(state.as_ref(), t, cost);
-        if decision.allowed && cost > 0 {
-            state = Some(next);
-            out.push((t, cost));
-        }
-    }
-    out
-}
-
-/// Units admitted at times in `[from, to)`.
-fn units_between(admitted: &[(Nanos, u64)], from: Nanos, to: Nanos) -> u64 {
-    admitted
-        .iter()
-        .filter(|(t, _)| *t >= from && *t < to)
-        .map(|(_, c)| c)
-        .sum()
 }
 
 proptest! {

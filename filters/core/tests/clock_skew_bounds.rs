@@ -5,6 +5,9 @@
 //! every admission placed at the latest admission time so far. (Requests that spend nothing,
 //! denied ones and cost 0, leave no state, so their times do not count.)
 
+mod common;
+
+use common::{admitted, units_between};
 use proptest::prelude::*;
 use sluice_core::{Algorithm, Limit, Nanos, Quota};
 
@@ -38,31 +41,6 @@ fn scenario() -> impl Strategy<Value = (u64, Nanos, u64, Vec<(Nanos, u64)>)> {
                 .collect();
             (limit, period, burst, requests)
         })
-}
-
-/// Runs the requests through one key; each admission is placed at the latest admission time
-/// so far (the time it is counted at).
-fn admitted(limit: &Limit, requests: &[(Nanos, u64)]) -> Vec<(Nanos, u64)> {
-    let mut state = None;
-    let mut latest = 0;
-    let mut out = Vec::new();
-    for &(t, cost) in requests {
-        let (decision, next) = limit.decide(state.as_ref(), t, cost);
-        if decision.allowed && cost > 0 {
-            state = Some(next);
-            latest = latest.max(t);
-            out.push((latest, cost));
-        }
-    }
-    out
-}
-
-fn units_between(admitted: &[(Nanos, u64)], from: Nanos, to: Nanos) -> u64 {
-    admitted
-        .iter()
-        .filter(|(t, _)| *t >= from && *t < to)
-        .map(|(_, c)| c)
-        .sum()
 }
 
 proptest! {

@@ -129,3 +129,30 @@ pub fn remaining(store: &sluice_core::MemoryStore, check: &Check<'_>, now: Nanos
     let state = stored_state(store, check);
     check.limit.decide(state.as_ref(), now, 0).0.remaining
 }
+
+/// Runs `requests` (time, cost) through one key and returns what was admitted (time, units).
+/// Each admission is placed at the latest time seen so far, the time it is counted at: with
+/// non-decreasing times that is its own time; with a clock that goes back, the later one.
+pub fn admitted(limit: &Limit, requests: &[(Nanos, u64)]) -> Vec<(Nanos, u64)> {
+    let mut state = None;
+    let mut latest = 0;
+    let mut out = Vec::new();
+    for &(t, cost) in requests {
+        let (decision, next) = limit.decide(state.as_ref(), t, cost);
+        if decision.allowed && cost > 0 {
+            state = Some(next);
+            latest = latest.max(t);
+            out.push((latest, cost));
+        }
+    }
+    out
+}
+
+/// Units admitted at times in `[from, to)`.
+pub fn units_between(admitted: &[(Nanos, u64)], from: Nanos, to: Nanos) -> u64 {
+    admitted
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, c)| c)
+        .sum()
+}
