@@ -33,9 +33,32 @@ pub fn worker_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// `target/edge-worker/` at the workspace root.
+/// Cargo's target directory for this run: the one holding the running test binary (cargo
+/// marks the root of a target directory with `CACHEDIR.TAG`), so `CARGO_TARGET_DIR` and
+/// `build.target-dir` are honoured; else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .skip(1)
+                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| worker_dir().join("../target"))
+}
+
+/// `edge-worker/` under the target directory: the worker's tools, its build and test files.
 pub fn work_dir() -> PathBuf {
-    worker_dir().join("../target/edge-worker")
+    target_dir().join("edge-worker")
+}
+
+/// The worker's build (`edge-worker/build.sh`) in the target directory of this run, so a
+/// second checkout sharing it reuses the built tools.
+pub fn build_command() -> Command {
+    let mut build = clean_command("bash");
+    build.arg("build.sh").env("CARGO_TARGET_DIR", target_dir());
+    build
 }
 
 /// A command with the outer build's variables removed and wrangler kept offline.

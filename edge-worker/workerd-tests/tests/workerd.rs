@@ -1,18 +1,20 @@
 //! Builds the edge worker and runs its whole test suite in workerd: the shared vectors, the
-//! config features, concurrency, restart, origin, failure modes, object calls, clean-up, bad
+//! config features, concurrency, restart, origin, failure modes, object calls, the negative
+//! cache (one isolate and two sharing objects), clean-up on the real and the test clock, bad
 //! configs, client IP and `wrangler deploy --dry-run` (one file per behaviour in
 //! `edge-worker/test/`). Fails with the suite's output if anything fails; prints the suite's
 //! summary either way.
 //!
 //! A fresh clone needs nothing but cargo and npm: `build.sh` installs wasm-bindgen-cli and
-//! worker-build into `target/edge-worker/tools` and runs `npm ci` from the committed lock.
+//! worker-build into `edge-worker/tools` of the target directory this test runs from (so
+//! `CARGO_TARGET_DIR` is honoured) and runs `npm ci` from the committed lock.
 
 use std::fs;
 use std::io::Write as _;
 use std::time::Duration;
 
 use sluice_edge_worker_tests::{
-    clean_command, expected_config_errors, run, run_with_limit, work_dir,
+    build_command, clean_command, expected_config_errors, run, run_with_limit, work_dir,
 };
 
 /// However the suite ends, `cargo test` does not wait longer than this for it.
@@ -33,11 +35,12 @@ fn summary_count(output: &str, label: &str) -> Option<u64> {
 #[test]
 fn the_worker_passes_its_suite_in_workerd() {
     let work = work_dir();
-    fs::create_dir_all(&work).expect("create target/edge-worker");
+    fs::create_dir_all(&work).expect("create edge-worker/ in the target directory");
 
-    let mut build = clean_command("bash");
-    build.arg("build.sh");
-    if let Err(error) = run(build, "building the worker (edge-worker/build.sh)") {
+    if let Err(error) = run(
+        build_command(),
+        "building the worker (edge-worker/build.sh)",
+    ) {
         panic!("{error}");
     }
 
