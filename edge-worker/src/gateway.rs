@@ -11,18 +11,24 @@
 //! the timeout gives each of that object's checks its rule's failure mode (via
 //! `Limiter::decide_all` with no state, as a failing store does in the core), is counted, and
 //! is logged once per rule.
+//!
+//! Every answer carries the states the object holds after it, with their version; what the
+//! request saw last of each key (after its refund, if it sent one) is returned in
+//! [`Decided::seen`] for the negative cache. A key whose object call failed, or whose refund
+//! failed, is unknown: the object may or may not have applied the call.
 
 use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use sluice_core::{Check, Limiter, Nanos, RuleOutcome, Status, Verdict};
+use sluice_core::{Check, Limiter, Nanos, RuleOutcome, State, Status, Verdict};
 use worker::wasm_bindgen::JsValue;
 use worker::{Delay, Method, ObjectNamespace, Request, RequestInit, Response};
 
 use crate::protocol::{
-    DECIDE_PATH, DecideRequest, DecideResponse, REFUND_PATH, ROWS_PATH, RefundRequest,
-    RefundResponse, RowsResponse, WireCheck, WireFault,
+    DECIDE_PATH, DecideRequest, DecideResponse, ObjectVersion, REFUND_PATH, ROWS_PATH,
+    RefundRequest, RefundResponse, RowsRequest, RowsResponse, WireCheck, WireFault,
+    state_from_wire,
 };
 use crate::{placement, stats};
 
@@ -80,6 +86,32 @@ pub struct Decided {
     pub object_calls: u32,
     /// Each failed object call: the indices of its checks and what went wrong.
     pub failures: Vec<(Vec<usize>, ObjectError)>,
+    /// Per check: the key's state as its object last reported it to this request (`None`:
+    /// unknown).
+    pub seen: Vec<Option<Seen>>,
+}
+
+/// A key's state as its object reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The state (`None`: the object holds no state for the key).
+    pub state: Option<State>,
+    /// The version of the object's states it belongs to.
+    pub version: ObjectVersion,
+}
+
+/// The states of an answer as [`Seen`]s; `None` for a state that does not decode.
+fn seen_states(states: &[Option<String>], version: ObjectVersion) -> Vec<Option<Seen>> {
+    states
+        .iter()
+        .map(|wire| {
+            let state = match wire {
+                Some(wire) => Some(state_from_wire(wire)?),
+                None => None,
+            };
+            Some(Seen { state, version })
+        })
+        .collect()
 }
 
 async fn call<T: serde::de::DeserializeOwned>(
@@ -141,10 +173,14 @@ async fn decide_share(
         objects.timeout,
     )
     .await?;
-    if answer.outcomes.len() != checks.len() || answer.committed.len() != checks.len() {
+    if answer.outcomes.len() != checks.len()
+        || answer.committed.len() != checks.len()
+        || answer.states.len() != checks.len()
+    {
         return Err(ObjectError::BadAnswer(format!(
-            "{} outcomes for {} checks",
+            "{} outcomes and {} states for {} checks",
             answer.outcomes.len(),
+            answer.states.len(),
             checks.len()
         )));
     }
@@ -168,10 +204,17 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
     let mut object_calls = u32::try_from(groups.len()).unwrap_or(u32::MAX);
 
     let mut outcomes: Vec<Option<RuleOutcome>> = vec![None; checks.len()];
+    let mut seen: Vec<Option<Seen>> = vec![None; checks.len()];
     let mut failures = Vec::new();
     for (((_, indices), share), answer) in groups.iter().zip(&shares).zip(&answers) {
         match answer {
             Ok(answer) => {
+                let states = seen_states(&answer.states, answer.version);
+                for (&index, state) in indices.iter().zip(states) {
+                    if let Some(slot) = seen.get_mut(index) {
+                        *slot = state;
+                    }
+                }
                 for (&index, wire) in indices.iter().zip(&answer.outcomes) {
                     if let Some(slot) = outcomes.get_mut(index) {
                         *slot = Some(RuleOutcome {
@@ -206,40 +249,69 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
             .iter()
             .zip(&shares)
             .zip(&answers)
-            .filter_map(|(((object, _), share), answer)| {
+            .filter_map(|(((object, indices), share), answer)| {
                 let answer = answer.as_ref().ok()?;
-                let committed: Vec<WireCheck> = share
+                let (refunded, committed): (Vec<usize>, Vec<WireCheck>) = indices
                     .iter()
+                    .zip(share)
                     .zip(&answer.committed)
                     .filter(|(_, committed)| **committed)
-                    .map(|(check, _)| WireCheck::from_check(check))
-                    .collect();
+                    .map(|((&index, check), _)| (index, WireCheck::from_check(check)))
+                    .unzip();
                 if committed.is_empty() {
                     return None;
                 }
                 let body = to_json(&RefundRequest {
                     checks: committed,
                     committed_at: answer.now,
-                })
-                .ok()?;
+                });
                 Some(async move {
-                    let result: Result<RefundResponse, ObjectError> =
-                        call(objects.namespace, object, REFUND_PATH, body, objects.timeout).await;
-                    if let Err(error) = result {
+                    let result: Result<RefundResponse, ObjectError> = match body {
+                        Ok(body) => {
+                            call(objects.namespace, object, REFUND_PATH, body, objects.timeout)
+                                .await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    let result = result.and_then(|answer| {
+                        if answer.states.len() == refunded.len() {
+                            Ok(answer)
+                        } else {
+                            Err(ObjectError::BadAnswer(format!(
+                                "{} states for {} refunded checks",
+                                answer.states.len(),
+                                refunded.len()
+                            )))
+                        }
+                    });
+                    if let Err(error) = &result {
                         worker::console_error!(
                             "sluice: refund to limiter object {object} failed, its units stay spent: {error}"
                         );
                     }
+                    (refunded, result)
                 })
             })
             .collect::<Vec<_>>();
         object_calls = object_calls.saturating_add(u32::try_from(refunds.len()).unwrap_or(0));
-        join_all(refunds).await;
+        for (refunded, result) in join_all(refunds).await {
+            let states = match result {
+                Ok(answer) => seen_states(&answer.states, answer.version),
+                // The refund may or may not have been applied.
+                Err(_) => vec![None; refunded.len()],
+            };
+            for (index, state) in refunded.into_iter().zip(states) {
+                if let Some(slot) = seen.get_mut(index) {
+                    *slot = state;
+                }
+            }
+        }
     }
     Decided {
         verdict: Verdict { allowed, outcomes },
         object_calls,
         failures,
+        seen,
     }
 }
 
@@ -249,14 +321,14 @@ pub async fn rows(
     checks: &[Check<'_>],
 ) -> Vec<Result<RowsResponse, ObjectError>> {
     let groups = placement::group(checks);
+    let body = to_json(&RowsRequest {
+        now: objects.test_now,
+    });
     join_all(groups.iter().map(|(object, _)| {
-        call::<RowsResponse>(
-            objects.namespace,
-            object,
-            ROWS_PATH,
-            String::new(),
-            objects.timeout,
-        )
+        let body = body.clone();
+        async move {
+            call::<RowsResponse>(objects.namespace, object, ROWS_PATH, body?, objects.timeout).await
+        }
     }))
     .await
 }

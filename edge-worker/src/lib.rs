@@ -17,6 +17,7 @@ pub mod config;
 pub mod gateway;
 pub mod limiter_object;
 pub mod negative_cache;
+pub mod object_clock;
 pub mod origin;
 pub mod placement;
 pub mod protocol;
@@ -127,9 +128,12 @@ pub async fn handle(request: Request, env: Env) -> Result<Response> {
     let (verdict, object_calls, cache_hit) = match cached {
         Some(verdict) => (verdict, 0, true),
         None => {
+            let in_flight = negative_cache::with(|cache| cache.begin(checks));
             let decided = gateway::decide(&objects, checks, now).await;
             log_failures(&policy, checks, &decided);
-            negative_cache::with(|cache| cache.record(checks, &decided.verdict, now));
+            negative_cache::with(|cache| {
+                cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
+            });
             (decided.verdict, decided.object_calls, false)
         }
     };

@@ -20,11 +20,22 @@
 //! A row written under another `limit` (the rule changed) or that does not decode is treated
 //! as no state, as the filter does with its table signature.
 //!
+//! and a version of the states, which every commit and refund increments and every answer
+//! carries (with the states it touched), so the worker's negative cache can keep the newest
+//! state of a key it has seen:
+//!
+//! ```text
+//! meta(name TEXT PRIMARY KEY,        -- "epoch": when this storage was first used (ms);
+//!      value INTEGER NOT NULL)       -- "seq": changes made to the states so far
+//! ```
+//!
 //! # Clean-up
 //!
 //! An alarm is kept at the earliest `idle_at` of the stored states; when it fires, every state
 //! that has fully recovered is deleted (it is equivalent to no state), and the alarm moves to
-//! the next one. Storage therefore holds only keys that are still limited.
+//! the next one. Storage therefore holds only keys that are still limited. Decisions, the
+//! alarm and the clean-up all read one clock ([`ObjectClock`]), so a state is only ever deleted
+//! once it has recovered at the time the object decides by.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -37,9 +48,11 @@ use worker::{
     durable_object,
 };
 
+use crate::object_clock::ObjectClock;
 use crate::protocol::{
-    DECIDE_PATH, DecideRequest, DecideResponse, REFUND_PATH, ROWS_PATH, RefundRequest,
-    RefundResponse, RowsResponse, WireCheck, WireOutcome,
+    DECIDE_PATH, DecideRequest, DecideResponse, ObjectVersion, REFUND_PATH, ROWS_PATH,
+    RefundRequest, RefundResponse, RowsRequest, RowsResponse, WireCheck, WireOutcome,
+    state_to_wire,
 };
 use crate::test_hooks;
 
@@ -49,6 +62,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS states (\
     state BLOB NOT NULL, \
     idle_at_ms INTEGER NOT NULL)";
 const SCHEMA_INDEX: &str = "CREATE INDEX IF NOT EXISTS states_idle_at ON states (idle_at_ms)";
+const SCHEMA_META: &str =
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)";
 
 /// One key's state as the object holds it.
 #[derive(Debug, Clone)]
@@ -67,10 +82,14 @@ pub struct SluiceLimiter {
     object: Object,
     /// States read or written so far; `None`: known to have no row.
     slots: RefCell<HashMap<String, Option<Slot>>>,
-    /// When the alarm is set for (object clock, milliseconds), if this instance set one.
-    alarm_at_ms: Cell<Option<u64>>,
-    /// Test clock minus the runtime's clock (nanoseconds), from the latest test request.
-    clock_offset: Cell<i64>,
+    /// The time everything in the object goes by.
+    clock: Cell<ObjectClock>,
+    /// The earliest time (object clock, milliseconds) a stored state has fully recovered.
+    due_ms: Cell<Option<u64>>,
+    /// The clean-up time an alarm is set for, if this instance set one.
+    armed_ms: Cell<Option<u64>>,
+    /// The version of the states (see the module docs).
+    version: Cell<ObjectVersion>,
     hooks: bool,
     /// Why the schema could not be created, if it could not.
     schema_error: Option<String>,
@@ -81,8 +100,52 @@ fn slot_name(check: &WireCheck) -> String {
     format!("{}/{}", check.rule, check.key)
 }
 
-fn real_now_ns() -> u64 {
-    Date::now().as_millis().saturating_mul(NANOS_PER_MILLI)
+/// The first integer of a query's first row, if it has one.
+fn first_integer(cursor: worker::SqlCursor) -> Option<u64> {
+    cursor
+        .raw()
+        .next()
+        .and_then(|row| match row.ok()?.as_slice() {
+            [SqlStorageValue::Integer(n)] => u64::try_from(*n).ok(),
+            _ => None,
+        })
+}
+
+fn meta_value(sql: &worker::SqlStorage, name: &str) -> Result<Option<u64>> {
+    Ok(first_integer(sql.exec(
+        "SELECT value FROM meta WHERE name = ?",
+        vec![SqlStorageValue::from(name)],
+    )?))
+}
+
+fn set_meta_value(sql: &worker::SqlStorage, name: &str, value: u64) -> Result<()> {
+    sql.exec(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+        vec![
+            SqlStorageValue::from(name),
+            SqlStorageValue::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Creates the tables if needed; returns the version of the stored states and the earliest
+/// recovery time among them.
+fn open_storage(sql: &worker::SqlStorage) -> Result<(ObjectVersion, Option<u64>)> {
+    sql.exec(SCHEMA, None)?;
+    sql.exec(SCHEMA_INDEX, None)?;
+    sql.exec(SCHEMA_META, None)?;
+    let epoch = match meta_value(sql, "epoch")? {
+        Some(epoch) => epoch,
+        None => {
+            let epoch = Date::now().as_millis();
+            set_meta_value(sql, "epoch", epoch)?;
+            epoch
+        }
+    };
+    let seq = meta_value(sql, "seq")?.unwrap_or(0);
+    let due = first_integer(sql.exec("SELECT MIN(idle_at_ms) FROM states", None)?);
+    Ok((ObjectVersion { epoch, seq }, due))
 }
 
 /// A JSON answer written by serde_json (exact u64 times, unlike the runtime's JSON).
@@ -98,24 +161,22 @@ fn error_response(status: u16, message: &str) -> Result<Response> {
 }
 
 impl SluiceLimiter {
-    /// The object's clock: the runtime's, or the test clock of the request.
+    /// The time to decide a request at: the object's clock, moved by the request's test time
+    /// (honoured only with the hooks enabled).
     fn now(&self, test_now: Option<u64>) -> u64 {
-        let real = real_now_ns();
-        match test_now.filter(|_| self.hooks) {
-            Some(now) => {
-                let offset = i128::from(now) - i128::from(real);
-                self.clock_offset
-                    .set(i64::try_from(offset).unwrap_or_default());
-                now
-            }
-            None => self.clock_now(real),
-        }
+        let mut clock = self.clock.get();
+        let now = clock.observe(test_now.filter(|_| self.hooks));
+        self.clock.set(clock);
+        now
     }
 
-    /// The runtime's `real` time on the clock of the latest request (for alarms).
-    fn clock_now(&self, real: u64) -> u64 {
-        let shifted = i128::from(real) + i128::from(self.clock_offset.get());
-        u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
+    /// Counts a change to the states, in memory and in storage.
+    fn bump_version(&self) -> Result<ObjectVersion> {
+        let mut version = self.version.get();
+        version.seq = version.seq.saturating_add(1);
+        set_meta_value(&self.object.storage().sql(), "seq", version.seq)?;
+        self.version.set(version);
+        Ok(version)
     }
 
     fn load(&self, name: &str, limit_sig: &str) -> Result<Option<State>> {
@@ -171,21 +232,28 @@ impl SluiceLimiter {
         Ok(idle_at_ms)
     }
 
-    /// Makes sure an alarm fires by `idle_at_ms` (object clock).
-    async fn alarm_by(&self, idle_at_ms: Option<u64>) -> Result<()> {
-        let Some(idle_at_ms) = idle_at_ms else {
+    /// Notes that a stored state fully recovers at `idle_at_ms` (object clock).
+    fn due_by(&self, idle_at_ms: Option<u64>) {
+        if let Some(idle) = idle_at_ms {
+            self.due_ms
+                .set(Some(self.due_ms.get().map_or(idle, |due| due.min(idle))));
+        }
+    }
+
+    /// Makes sure an alarm fires for the earliest clean-up due, as soon as the object's clock
+    /// allows (see [`ObjectClock::alarm_delay_ms`]).
+    async fn keep_alarm(&self) -> Result<()> {
+        let Some(due) = self.due_ms.get() else {
             return Ok(());
         };
-        if self.alarm_at_ms.get().is_some_and(|at| at <= idle_at_ms) {
+        if self.armed_ms.get().is_some_and(|at| at <= due) {
             return Ok(());
         }
-        let now_ms = self.clock_now(real_now_ns()) / NANOS_PER_MILLI;
-        let offset = i64::try_from(idle_at_ms.saturating_sub(now_ms)).unwrap_or(i64::MAX);
-        self.object
-            .storage()
-            .set_alarm(offset.saturating_add(1))
-            .await?;
-        self.alarm_at_ms.set(Some(idle_at_ms));
+        let Some(delay_ms) = self.clock.get().alarm_delay_ms(due) else {
+            return Ok(());
+        };
+        self.object.storage().set_alarm(delay_ms).await?;
+        self.armed_ms.set(Some(due));
         Ok(())
     }
 
@@ -237,40 +305,70 @@ impl SluiceLimiter {
                 }
             }
         }
+        let version = if committed.contains(&true) {
+            self.bump_version()?
+        } else {
+            self.version.get()
+        };
         let outcomes = verdict
             .outcomes
             .iter()
             .filter_map(|outcome| WireOutcome::new(outcome.status, &outcome.decision))
             .collect();
-        self.alarm_by(earliest_idle).await?;
+        // What the object holds now: the committed states if the share was allowed, else the
+        // states as they were read (a denial changes nothing).
+        let states = states
+            .iter()
+            .map(|state| state.as_ref().map(state_to_wire))
+            .collect();
+        self.due_by(earliest_idle);
+        self.keep_alarm().await?;
         json_response(&DecideResponse {
             now,
             committed,
             outcomes,
+            states,
+            version,
         })
     }
 
     async fn refund(&self, request: RefundRequest) -> Result<Response> {
         let mut earliest_idle: Option<u64> = None;
         let mut refunded = 0;
+        let mut states = Vec::with_capacity(request.checks.len());
         for wire in &request.checks {
-            let Ok(check) = wire.to_check() else {
-                continue;
-            };
             let name = slot_name(wire);
             let sig = wire.limit_signature();
-            if let Some(state) = self.load(&name, &sig)? {
-                let given_back = check.limit.refund(&state, check.cost, request.committed_at);
-                let idle = self.store(&name, &sig, &check.limit, given_back)?;
-                earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
-                refunded += 1;
-            }
+            let state = self.load(&name, &sig)?;
+            let after = match (wire.to_check(), state) {
+                (Ok(check), Some(state)) => {
+                    let given_back = check.limit.refund(&state, check.cost, request.committed_at);
+                    let idle = self.store(&name, &sig, &check.limit, given_back.clone())?;
+                    earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
+                    refunded += 1;
+                    Some(given_back)
+                }
+                (_, state) => state,
+            };
+            states.push(after.as_ref().map(state_to_wire));
         }
-        self.alarm_by(earliest_idle).await?;
-        json_response(&RefundResponse { refunded })
+        let version = if refunded > 0 {
+            self.bump_version()?
+        } else {
+            self.version.get()
+        };
+        self.due_by(earliest_idle);
+        self.keep_alarm().await?;
+        json_response(&RefundResponse {
+            refunded,
+            states,
+            version,
+        })
     }
 
-    fn rows(&self) -> Result<Response> {
+    async fn rows(&self, request: RowsRequest) -> Result<Response> {
+        self.now(request.now);
+        self.keep_alarm().await?;
         let rows = self
             .object
             .storage()
@@ -293,17 +391,17 @@ impl SluiceLimiter {
 
 impl DurableObject for SluiceLimiter {
     fn new(object: Object, env: Env) -> Self {
-        let sql = object.storage().sql();
-        let schema_error = sql
-            .exec(SCHEMA, None)
-            .and_then(|_| sql.exec(SCHEMA_INDEX, None))
-            .err()
-            .map(|error| error.to_string());
+        let (version, due_ms, schema_error) = match open_storage(&object.storage().sql()) {
+            Ok((version, due)) => (version, due, None),
+            Err(error) => (ObjectVersion::default(), None, Some(error.to_string())),
+        };
         SluiceLimiter {
             object,
             slots: RefCell::new(HashMap::new()),
-            alarm_at_ms: Cell::new(None),
-            clock_offset: Cell::new(0),
+            clock: Cell::new(ObjectClock::Runtime),
+            due_ms: Cell::new(due_ms),
+            armed_ms: Cell::new(None),
+            version: Cell::new(version),
             hooks: test_hooks::enabled(&env),
             schema_error,
         }
@@ -325,13 +423,16 @@ impl DurableObject for SluiceLimiter {
                 Ok(body) => self.refund(body).await,
                 Err(error) => error_response(400, &format!("sluice: bad refund call: {error}")),
             },
-            ROWS_PATH if self.hooks => self.rows(),
+            ROWS_PATH if self.hooks => match serde_json::from_str::<RowsRequest>(&text) {
+                Ok(body) => self.rows(body).await,
+                Err(error) => error_response(400, &format!("sluice: bad rows call: {error}")),
+            },
             _ => error_response(404, "sluice: no such limiter call"),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let now_ms = self.clock_now(real_now_ns()) / NANOS_PER_MILLI;
+        let now_ms = self.clock.get().now_ms();
         let sql = self.object.storage().sql();
         let removed: Vec<String> = sql
             .exec(
@@ -354,16 +455,11 @@ impl DurableObject for SluiceLimiter {
             // "No row" markers are cheap to rebuild; drop them so memory follows storage.
             slots.retain(|_, slot| slot.is_some());
         }
-        self.alarm_at_ms.set(None);
-        let next = sql
-            .exec("SELECT MIN(idle_at_ms) FROM states", None)?
-            .raw()
-            .next()
-            .and_then(|row| match row.ok()?.as_slice() {
-                [SqlStorageValue::Integer(ms)] => u64::try_from(*ms).ok(),
-                _ => None,
-            });
-        self.alarm_by(next).await?;
+        self.armed_ms.set(None);
+        self.due_ms.set(first_integer(
+            sql.exec("SELECT MIN(idle_at_ms) FROM states", None)?,
+        ));
+        self.keep_alarm().await?;
         Response::ok("swept")
     }
 }

@@ -1,56 +1,104 @@
-//! Denials remembered in the isolate until their retry time, so a client that keeps sending
-//! after a 429 is answered without a limiter object call.
+//! Denials answered in the isolate, without a limiter object call, with exactly the decision
+//! and headers the objects would give as far as this isolate can know.
 //!
-//! # Why a cached denial is still right
+//! # What is remembered
 //!
-//! An entry says: rule R denied key K a request of cost C at `now`, and a request of that cost
-//! fits again at `retry_at`. Until then the object would deny it too: a key's state only moves
-//! towards "more spent" through commits (which other requests may add), or towards "less
-//! spent" with time, and the object's own answer already accounts for the time until
-//! `retry_at`. A refund (all or nothing across objects) only gives back what a request that
-//! passed had spent, so it never takes the state below what it was when the denial was
-//! cached. The object removes a key only when it has fully recovered, which is after
-//! `retry_at`. The headers of a cached denial are the object's answer moved to the current
-//! time (`Retry-After` = `retry_at` − now), which is what the object itself answers for every
-//! algorithm while nothing else is committed; if other isolates spent more meanwhile, the
-//! object would say to wait longer, and the client learns that when it comes back.
+//! Not answers but states: for every key of a denied request, the state its object reported
+//! (after the request's refund, if it sent one), with the object's version of its states.
+//! Every later answer this isolate gets about a remembered key (a commit of another cost, a
+//! refund, a denial) replaces the remembered state if it is at least as recent, whatever
+//! order the answers arrive in; a call that fails or times out, whose effect is unknown,
+//! forgets the key.
 //!
-//! So only what can be moved in time is cached: enforcing rules' denials of a cost that can
-//! ever fit (a cost above capacity is answered "retry after one period" from whenever it is
-//! asked), and never a failure outcome. A request to which a shadow rule applies always goes
-//! to its objects, so shadow rules see every request. A cached denial reports the cached
-//! denying rules; another rule that would also deny is reported once the object is asked
-//! again.
+//! # When it answers
 //!
-//! The cache is bounded: when it is full, expired entries are dropped, and if that is not
-//! enough it is emptied (it is only a shortcut: an empty cache asks the objects).
+//! A request is answered here only if the state of every one of its checks is remembered and
+//! no call about any of its keys is in flight from this isolate (that call may be committing).
+//! Then the core decides all of them, `Limiter::decide_all` at the request's time, on copies of
+//! those states: if that denies, it is the answer (every denying rule reported, shadow rules
+//! decided and logged as the objects would, `Retry-After` from the current state), and nothing
+//! is written, as for any denial. If it allows, the objects are asked, since only they can
+//! commit. So for everything this isolate has done, a cached answer is the objects' answer.
+//!
+//! # What it cannot know
+//!
+//! Commits made through other isolates since this one last heard from an object. They only
+//! add to a key's spend, and every algorithm decides a more-spent state at least as strictly,
+//! so a cached denial is still a denial and its `Retry-After` is never later than the object's
+//! (never sends a client back too late): the client learns of the rest when it comes back and
+//! the objects are asked. The one exception is a spend this isolate saw that another isolate
+//! then had refunded (its request was denied by another object): until this isolate asks the
+//! object again, the cached answer still counts it, as the object itself did while it stood.
+//!
+//! The cache is bounded in entries and in state bytes: when full, keys whose state has fully
+//! recovered are dropped, and if that is not enough it is emptied (it is only a shortcut: an
+//! empty cache asks the objects).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use sluice_core::{Check, Decision, Mode, Nanos, RuleOutcome, Status, Verdict};
+use sluice_core::{Check, Limit, Limiter, Nanos, State, Verdict};
 
-/// The most denials remembered per isolate.
+use crate::gateway::Seen;
+use crate::protocol::ObjectVersion;
+
+/// The most keys remembered per isolate.
 pub const MAX_ENTRIES: usize = 10_000;
+/// The most state bytes (encoded) remembered per isolate.
+pub const MAX_STATE_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EntryKey {
     rule: String,
     key: Vec<u8>,
-    cost: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
-    limit: u64,
-    retry_at: Nanos,
-    reset_at: Nanos,
+    /// The rule's limit the state was reported for (a changed rule starts afresh).
+    limit: Limit,
+    state: Option<State>,
+    version: ObjectVersion,
+    bytes: usize,
 }
 
-/// Denials of one isolate.
+impl Entry {
+    fn recovered_at(&self, now: Nanos) -> bool {
+        self.state
+            .as_ref()
+            .is_none_or(|state| self.limit.idle_at(state) <= now)
+    }
+}
+
+/// Remembered states of one isolate.
 #[derive(Debug, Default)]
 pub struct NegativeCache {
     entries: HashMap<EntryKey, Entry>,
+    /// Keys with object calls in flight from this isolate, and how many.
+    in_flight: HashMap<EntryKey, u32>,
+    bytes: usize,
+}
+
+/// The keys of a request whose object calls are in flight. Hand it back with
+/// [`NegativeCache::finish`]; dropped without that (the request was cancelled), it forgets
+/// its keys, whose calls may or may not have been applied.
+#[derive(Debug)]
+pub struct InFlight {
+    keys: Vec<EntryKey>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.keys.is_empty() {
+            let keys = std::mem::take(&mut self.keys);
+            with(|cache| {
+                for key in &keys {
+                    cache.forget(key);
+                    cache.land(key);
+                }
+            });
+        }
+    }
 }
 
 thread_local! {
@@ -66,95 +114,119 @@ fn entry_key(check: &Check<'_>) -> EntryKey {
     EntryKey {
         rule: check.rule.to_owned(),
         key: check.key.clone(),
-        cost: check.cost,
     }
 }
 
 impl NegativeCache {
-    /// The verdict for `checks` at `now` if a remembered denial decides it: denied, with the
-    /// remembered rules' decisions moved to `now`. `None`: ask the objects.
-    pub fn lookup(&mut self, checks: &[Check<'_>], now: Nanos) -> Option<Verdict> {
-        if checks.iter().any(|check| check.mode == Mode::Shadow) {
+    /// The verdict for `checks` at `now` if the remembered states decide it: a denial, as the
+    /// core decides it on them. `None`: ask the objects.
+    pub fn lookup(&self, checks: &[Check<'_>], now: Nanos) -> Option<Verdict> {
+        if checks.is_empty() {
             return None;
         }
-        let mut outcomes = Vec::with_capacity(checks.len());
-        let mut denied = false;
+        let mut states = Vec::with_capacity(checks.len());
         for check in checks {
             let key = entry_key(check);
-            let cached = match self.entries.get(&key) {
-                Some(entry) if entry.retry_at > now => Some(*entry),
-                Some(_) => {
-                    self.entries.remove(&key);
-                    None
-                }
-                None => None,
-            };
-            outcomes.push(match cached {
-                Some(entry) => {
-                    denied = true;
-                    RuleOutcome {
-                        status: Status::Denied,
-                        decision: Decision {
-                            allowed: false,
-                            limit: entry.limit,
-                            remaining: 0,
-                            reset_after: entry.reset_at.saturating_sub(now),
-                            retry_after: entry.retry_at - now,
-                        },
-                        cas_retries: 0,
-                        store_error: None,
-                    }
-                }
-                // Not asked: the request spends nothing from it, and a denial reports only
-                // the denying rules.
-                None => RuleOutcome {
-                    status: Status::Allowed,
-                    decision: Decision {
-                        allowed: true,
-                        limit: check.limit.quota.limit(),
-                        remaining: 0,
-                        reset_after: 0,
-                        retry_after: 0,
-                    },
-                    cas_retries: 0,
-                    store_error: None,
-                },
-            });
+            if self.in_flight.contains_key(&key) {
+                return None;
+            }
+            let entry = self.entries.get(&key)?;
+            if entry.limit != check.limit {
+                return None;
+            }
+            states.push(entry.state.clone());
         }
-        denied.then_some(Verdict {
-            allowed: false,
-            outcomes,
-        })
+        let verdict = Limiter::decide_all(checks, &mut states, now);
+        (!verdict.allowed).then_some(verdict)
     }
 
-    /// Remembers the denials in an objects' `verdict` on `checks`, decided at `now`.
-    pub fn record(&mut self, checks: &[Check<'_>], verdict: &Verdict, now: Nanos) {
-        for (check, outcome) in checks.iter().zip(&verdict.outcomes) {
-            let cacheable = outcome.status == Status::Denied
-                && check.mode == Mode::Enforce
-                && check.cost <= check.limit.capacity()
-                && outcome.decision.retry_after > 0;
-            if !cacheable {
-                continue;
+    /// Notes that `checks` are about to be sent to their objects.
+    pub fn begin(&mut self, checks: &[Check<'_>]) -> InFlight {
+        let keys: Vec<EntryKey> = checks.iter().map(entry_key).collect();
+        for key in &keys {
+            let count = self.in_flight.entry(key.clone()).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        InFlight { keys }
+    }
+
+    /// Takes in what the objects answered for `checks` (`seen`, see `gateway::Decided`):
+    /// remembered keys are brought up to date (or forgotten where unknown), and if the request
+    /// was denied every key it saw is remembered.
+    pub fn finish(
+        &mut self,
+        mut in_flight: InFlight,
+        checks: &[Check<'_>],
+        verdict: &Verdict,
+        seen: &[Option<Seen>],
+        now: Nanos,
+    ) {
+        let keys = std::mem::take(&mut in_flight.keys);
+        for (key, (check, seen)) in keys.iter().zip(checks.iter().zip(seen)) {
+            self.land(key);
+            match seen {
+                None => self.forget(key),
+                Some(seen) => self.learn(key, check.limit, seen, !verdict.allowed, now),
             }
-            if self.entries.len() >= MAX_ENTRIES {
-                self.entries.retain(|_, entry| entry.retry_at > now);
-                if self.entries.len() >= MAX_ENTRIES {
-                    self.entries.clear();
-                }
-            }
-            self.entries.insert(
-                entry_key(check),
-                Entry {
-                    limit: outcome.decision.limit,
-                    retry_at: now.saturating_add(outcome.decision.retry_after),
-                    reset_at: now.saturating_add(outcome.decision.reset_after),
-                },
-            );
         }
     }
 
-    /// Remembered denials (expired ones included until they are looked up or pruned).
+    fn land(&mut self, key: &EntryKey) {
+        if let Some(count) = self.in_flight.get_mut(key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.in_flight.remove(key);
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &EntryKey) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes = self.bytes.saturating_sub(entry.bytes);
+        }
+    }
+
+    fn learn(&mut self, key: &EntryKey, limit: Limit, seen: &Seen, insert: bool, now: Nanos) {
+        let bytes = seen.state.as_ref().map_or(0, State::encoded_len);
+        let entry = Entry {
+            limit,
+            state: seen.state.clone(),
+            version: seen.version,
+            bytes,
+        };
+        match self.entries.get_mut(key) {
+            Some(known) => {
+                if seen.version.supersedes(&known.version) {
+                    self.bytes = self.bytes.saturating_sub(known.bytes).saturating_add(bytes);
+                    *known = entry;
+                }
+            }
+            None if insert => {
+                self.make_room(bytes, now);
+                self.bytes = self.bytes.saturating_add(bytes);
+                self.entries.insert(key.clone(), entry);
+            }
+            None => {}
+        }
+    }
+
+    fn full(&self, adding: usize) -> bool {
+        self.entries.len() >= MAX_ENTRIES || self.bytes.saturating_add(adding) > MAX_STATE_BYTES
+    }
+
+    fn make_room(&mut self, adding: usize, now: Nanos) {
+        if !self.full(adding) {
+            return;
+        }
+        self.entries.retain(|_, entry| !entry.recovered_at(now));
+        self.bytes = self.entries.values().map(|entry| entry.bytes).sum();
+        if self.full(adding) {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+    }
+
+    /// Remembered keys.
     pub fn len(&self) -> usize {
         self.entries.len()
     }

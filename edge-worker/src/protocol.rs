@@ -5,7 +5,7 @@
 //! changes a rule is seen by the object at its next request.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{Algorithm, Check, Decision, FailureMode, Limit, Mode, Quota, Status};
+use sluice_core::{Algorithm, Check, Decision, FailureMode, Limit, Mode, Quota, State, Status};
 
 /// Path of a decide call: decide every check, commit them all if the object's share of the
 /// request is allowed.
@@ -206,6 +206,26 @@ impl WireOutcome {
     }
 }
 
+/// Which version of an object's states an answer shows. Every change an object makes to its
+/// states (a commit or a refund) increments `seq`; `epoch` names the object's storage (set
+/// when the storage is first used), so versions are only ordered within one epoch. The
+/// worker's negative cache keeps the newest state it has seen of each key by this version,
+/// whatever order the answers arrive in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ObjectVersion {
+    /// Names the object's storage.
+    pub epoch: u64,
+    /// Changes made to the object's states so far.
+    pub seq: u64,
+}
+
+impl ObjectVersion {
+    /// Whether an answer at `self` shows the states at least as recently as one at `other`.
+    pub fn supersedes(&self, other: &ObjectVersion) -> bool {
+        self.epoch != other.epoch || self.seq >= other.seq
+    }
+}
+
 /// The answer to a decide call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DecideResponse {
@@ -216,6 +236,11 @@ pub struct DecideResponse {
     pub committed: Vec<bool>,
     /// One outcome per check, in order.
     pub outcomes: Vec<WireOutcome>,
+    /// Per check: the key's state as the object holds it after this decide, as hex of
+    /// `State::encode_into` (`None`: no state).
+    pub states: Vec<Option<String>>,
+    /// The version of the object's states those are.
+    pub version: ObjectVersion,
 }
 
 /// A refund call: the checks of a decide that committed, and that decide's `now`.
@@ -232,6 +257,31 @@ pub struct RefundRequest {
 pub struct RefundResponse {
     /// Keys whose spend was given back.
     pub refunded: u64,
+    /// Per check: the key's state after the refund, as in [`DecideResponse::states`].
+    pub states: Vec<Option<String>>,
+    /// The version of the object's states those are.
+    pub version: ObjectVersion,
+}
+
+/// The wire form of a state: hex of its versioned encoding.
+pub fn state_to_wire(state: &State) -> String {
+    let mut bytes = Vec::with_capacity(state.encoded_len());
+    state.encode_into(&mut bytes);
+    hex(&bytes)
+}
+
+/// A state from its wire form; `None` if it is not one.
+pub fn state_from_wire(wire: &str) -> Option<State> {
+    State::decode(&unhex(wire)?).ok()
+}
+
+/// The test-only rows call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowsRequest {
+    /// A test clock (nanoseconds since the epoch): the object's clock moves to it first, as
+    /// with a decide, so a clean-up due by then is started.
+    #[serde(default)]
+    pub now: Option<u64>,
 }
 
 /// The answer to the test-only rows call.

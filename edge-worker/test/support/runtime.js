@@ -66,6 +66,53 @@ export async function startWorker({ config, configAsObject = false, origin, pers
   };
 }
 
+/**
+ * Starts `count` copies of the worker, each in its own isolate (so each with its own negative
+ * cache), all using the limiter objects of the first, as the isolates of one deployment do.
+ * `fetch(i, url, init)` sends a request to copy `i`. Options as for `startWorker`.
+ */
+export async function startIsolates(count, { config, origin } = {}) {
+  const bindings = { SLUICE_TEST_HOOKS: "enabled" };
+  if (config !== undefined) bindings.SLUICE_CONFIG = JSON.stringify(config);
+  if (origin !== undefined) bindings.SLUICE_ORIGIN = origin;
+  const names = Array.from({ length: count }, (_, i) => `sluice-${i}`);
+  const logs = [];
+  const mf = new Miniflare({
+    workers: names.map((name, i) => ({
+      name,
+      modules: [
+        { type: "ESModule", path: path.join(BUILD_DIR, "index.js") },
+        { type: "CompiledWasm", path: path.join(BUILD_DIR, "index_bg.wasm") },
+      ],
+      modulesRoot: BUILD_DIR,
+      compatibilityDate: COMPATIBILITY_DATE,
+      durableObjects: {
+        LIMITER: { className: "SluiceLimiter", useSQLite: true, ...(i > 0 ? { scriptName: names[0] } : {}) },
+      },
+      bindings,
+    })),
+    durableObjectsPersist: false,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        stream.setEncoding("utf8");
+        stream.on("data", (chunk) => logs.push(chunk));
+      }
+    },
+  });
+  await mf.ready;
+  const workers = await Promise.all(names.map((name) => mf.getWorker(name)));
+  return {
+    mf,
+    logs,
+    async fetch(i, url, init = {}) {
+      return workers[i].fetch(url, { redirect: "manual", ...init });
+    },
+    async dispose() {
+      await mf.dispose();
+    },
+  };
+}
+
 /** The vector epoch (at_ms 0) is a test-clock value; this turns at_ms into the hook header. */
 export function clockHeader(atMs) {
   return ["x-sluice-test-now-ms", String(atMs)];
