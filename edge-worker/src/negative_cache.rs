@@ -25,8 +25,8 @@
 //! Commits made through other isolates since this one last heard from an object. They only
 //! add to a key's spend, and every algorithm decides a more-spent state at least as strictly,
 //! so a cached denial is still a denial and its `Retry-After` is never later than the object's
-//! (never sends a client back too late): the client learns of the rest when it comes back and
-//! the objects are asked. The one exception is a spend this isolate saw that another isolate
+//! (never sends a client back too late), up to the difference between this isolate's clock and
+//! the object's: the client learns of the rest when it comes back and the objects are asked. The one exception is a spend this isolate saw that another isolate
 //! then had refunded (its request was denied by another object): until this isolate asks the
 //! object again, the cached answer still counts it, as the object itself did while it stood.
 //!
@@ -195,18 +195,17 @@ impl NegativeCache {
             bytes,
         };
         match self.entries.get_mut(key) {
-            Some(known) => {
-                if seen.version.supersedes(&known.version) {
-                    self.bytes = self.bytes.saturating_sub(known.bytes).saturating_add(bytes);
-                    *known = entry;
-                }
+            // An older answer that arrived late changes nothing.
+            Some(known) if seen.version.supersedes(&known.version) => {
+                self.bytes = self.bytes.saturating_sub(known.bytes).saturating_add(bytes);
+                *known = entry;
             }
             None if insert => {
                 self.make_room(bytes, now);
                 self.bytes = self.bytes.saturating_add(bytes);
                 self.entries.insert(key.clone(), entry);
             }
-            None => {}
+            Some(_) | None => {}
         }
     }
 

@@ -136,14 +136,15 @@ test("shadow rules are decided and logged on a cache hit, as by the objects", as
 
 test("while a call for a key is in flight, the cache does not answer for it", async () => {
   const origin = await startOrigin();
-  const worker = await startWorker({ config: metered, origin: origin.url });
+  // The object call of the commit below takes 1.5 s: well within the timeout.
+  const worker = await startWorker({ config: metered, origin: origin.url, timeoutMs: 10_000 });
   try {
     await send(worker, { cost: 8 });
     assert.equal((await send(worker, { cost: 5 })).status, 429);
     assert.equal((await send(worker, { cost: 5 })).cache, "hit");
-    // A commit on its way (its object waits 300 ms): it may change the state any moment.
-    const committing = send(worker, { atMs: 1000, cost: 2, delayMs: 300 });
-    await new Promise((r) => setTimeout(r, 50));
+    // A commit on its way (its object waits 1.5 s): it may change the state any moment.
+    const committing = send(worker, { atMs: 1000, cost: 2, delayMs: 1500 });
+    await new Promise((r) => setTimeout(r, 300));
     const meanwhile = await send(worker, { atMs: 1000, cost: 5 });
     assert.deepEqual([meanwhile.status, meanwhile.calls, meanwhile.cache], [429, 1, "miss"]);
     assert.equal((await committing).status, 200);
