@@ -20,9 +20,9 @@
 //! A row written under another `limit` (the rule changed) or that does not decode is treated
 //! as no state, as the filter does with its table signature.
 //!
-//! and a version of the states, which every commit and refund increments and every answer
-//! carries (with the states it touched), so the worker's negative cache can keep the newest
-//! state of a key it has seen:
+//! The storage also holds a version of the states, which every commit and refund increments
+//! and every answer carries (with the states of the keys it was about), so the worker's
+//! negative cache can keep the newest state of a key it has seen:
 //!
 //! ```text
 //! meta(name TEXT PRIMARY KEY,        -- "epoch": when this storage was first used (ms);
