@@ -73,6 +73,18 @@ fn replaced(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// The line and column (from 1, in characters) where `needle` first occurs in `text`.
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    let at = text.find(needle).expect("the needle is in the text");
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
 const NGINX_WHAT: &str = "proxy_wasm sluice in http > server (listen 8000) > location /";
 
 #[test]
@@ -393,6 +405,113 @@ fn format_overrides_what_the_content_shows() {
     assert!(!run.success);
     assert!(
         run.stderr.contains("found no WasmPlugin resource"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn envoy_plugins_are_found_wherever_they_sit_in_yaml_or_json() {
+    let scratch = Scratch::new("envoy-anywhere");
+    let good = r#"{\"rules\": [{\"name\": \"a\", \"key\": [\"client_ip\"], \"limit\": {\"requests\": 5, \"period\": \"1s\"}}]}"#;
+    let bad = r#"{\"rules\": [{\"name\": \"b\", \"key\": [\"client_ip\"], \"limit\": {\"requests\": 5, \"period\": \"1y\"}}]}"#;
+    let wasm = |name: &str, configuration: &str| {
+        format!(
+            r#"{{"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+  "config": {{"name": "{name}", "vm_config": {{"vm_id": "{name}", "runtime": "envoy.wasm.runtime.v8",
+    "code": {{"local": {{"filename": "/w/{name}.wasm"}}}}}},
+    "configuration": {configuration}}}}}"#
+        )
+    };
+    let string_value = |json: &str| {
+        format!(
+            r#"{{"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "{json}"}}"#
+        )
+    };
+    // An Istio EnvoyFilter-style TypedStruct on an HTTP filter, a per-route override, a filter
+    // that is not sluice's, and a sluice filter whose configuration is a Struct.
+    let text = format!(
+        r#"{{"resources": [
+{{"name": "typed-struct", "typed_config": {{"@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+  "type_url": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+  "value": {{"config": {{"root_id": "sluice", "configuration": {good_value}}}}}}}}},
+{{"name": "route", "typed_per_filter_config": {{"envoy.filters.http.wasm": {{
+  "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+  "config": {per_route}}}}}}},
+{{"name": "other", "typed_config": {other}}},
+{{"name": "struct", "typed_config": {structured}}}
+]}}
+"#,
+        good_value = string_value(good),
+        per_route = wasm("sluice-route", &string_value(bad)),
+        other = wasm(
+            "waf",
+            r#"{"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "{}"}"#
+        ),
+        structured = wasm(
+            "sluice-struct",
+            r#"{"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"rules": []}}"#
+        ),
+    );
+    let json = scratch.write("lds.json", &text);
+    let run = check(&[&json]);
+    assert!(!run.success);
+    let name = json.display().to_string();
+    // Each configuration is placed at the opening quote of its JSON string.
+    let (good_line, good_column) = position_of(&text, r#""{\"rules\": [{\"name\": \"a\""#);
+    let (bad_line, bad_column) = position_of(&text, r#""{\"rules\": [{\"name\": \"b\""#);
+    assert!(
+        run.stdout.contains(&format!(
+            "{name}:{good_line}:{good_column}: wasm plugin \"\" at resources[typed-struct].typed_config.value: ok (1 rules)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "wasm plugin \"waf\" at resources[other].typed_config: not a sluice plugin, not checked"
+        ),
+        "{}",
+        run.stdout
+    );
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    assert!(
+        errors[0].starts_with(&format!("{name}:{bad_line}:{bad_column}: wasm plugin \"sluice-route\" at resources[route].typed_per_filter_config.envoy.filters.http.wasm.config: rule \"b\" (rules[0]): limit.period")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        errors[1].contains("wasm plugin \"sluice-struct\" at resources[struct].typed_config: configuration is a \"type.googleapis.com/google.protobuf.Struct\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn every_wasm_plugin_of_a_yaml_stream_is_checked() {
+    let scratch = Scratch::new("istio-stream");
+    let shipped = read_shipped("istio-wasmplugin.yaml");
+    let second = replaced(
+        &replaced(&shipped, "name: sluice\n", "name: sluice-api\n"),
+        "period: 1h",
+        "period: 0s",
+    );
+    let yaml = scratch.write("plugins.yaml", &format!("{shipped}---\n{second}"));
+    let second_start = shipped.lines().count() + 1 + 21;
+    let run = check(&[&yaml]);
+    assert!(!run.success);
+    assert!(
+        run.stdout
+            .contains("21:5: WasmPlugin \"istio-system/sluice\" spec.pluginConfig: ok (2 rules)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.starts_with(&format!(
+            "{}:{second_start}:5: WasmPlugin \"istio-system/sluice-api\" spec.pluginConfig: rule \"per-api-key\" (rules[1]): limit.period",
+            yaml.display()
+        )),
         "{}",
         run.stderr
     );
