@@ -364,7 +364,7 @@ fn a_file_without_a_sluice_config_fails_with_a_clear_message() {
     assert_eq!(
         run.stderr.trim_end(),
         format!(
-            "{}: no sluice config: found no proxy_wasm directive (read as Nginx; --format sets the kind)",
+            "{}: no sluice config: found no proxy_wasm directive (read as nginx; --format sets the kind)",
             conf.display()
         )
     );

@@ -140,9 +140,11 @@ fn nothing_found(format: Format, skipped: usize) -> String {
             "no sluice config: {skipped} proxy-wasm plugin(s), none of them sluice (nothing names sluice and no configuration has \"rules\")"
         )
     } else {
-        format!(
-            "no sluice config: found no {looked_for} (read as {format:?}; --format sets the kind)"
-        )
+        let kind = format
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        format!("no sluice config: found no {looked_for} (read as {kind}; --format sets the kind)")
     }
 }
 
