@@ -10,6 +10,7 @@ pub mod config;
 pub mod filter;
 pub mod fuzzed_request;
 pub mod input;
+pub mod nginx_conf;
 pub mod replay;
 pub mod request;
 pub mod state;

@@ -2,12 +2,17 @@
 //!
 //! `sluice serve` starts a local HTTP proxy whose requests pass through the real filter
 //! `.wasm`, running in this crate's proxy-wasm host exactly as the end-to-end tests run it.
+//! `sluice check` validates configs, alone or inside a proxy's configuration file.
 
 mod check;
 mod echo;
+mod embedded;
+mod envoy_config;
+mod istio_config;
+mod nginx_conf;
 mod serve;
+mod yaml_tree;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,12 +30,10 @@ enum Command {
     /// Run a local HTTP proxy that passes every request through the filter and forwards
     /// allowed ones to an upstream.
     Serve(serve::ServeArgs),
-    /// Validate sluice config files (JSON); exits non-zero if any is invalid.
-    Check {
-        /// Config files to check.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Validate sluice configs: plain JSON files, or every sluice config inside an
+    /// nginx.conf, an Envoy config or an Istio WasmPlugin, with file and line. Exits non-zero
+    /// if any is invalid or a file holds none. Run it before `nginx -s reload`.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { files } => check::run(&files),
+        Command::Check(args) => check::run(&args),
     }
 }
