@@ -93,7 +93,7 @@ fn keys_that_differ_only_in_invalid_bytes_are_counted_apart() {
             let request = || get("/", "10.0.0.3:1").header_bytes("x-api-key", key.to_vec());
             assert_eq!(passed(&request), LIMIT, "{host:?}: api key {key:x?}");
         }
-        for session in [&b"\xc3\x28"[..], b"\xc3\x29"] {
+        for session in [&b"\xff"[..], b"\xfe"] {
             let request = || {
                 get("/", "10.0.0.3:1").header_bytes("cookie", [&b"session="[..], session].concat())
             };
