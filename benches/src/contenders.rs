@@ -23,7 +23,7 @@ pub const BURST: u32 = 100;
 /// at under half the table's capacity, so that few keys share a full bucket.
 pub const MAX_KEYS: u32 = 262_144;
 /// The filter's default (`store.cas_retries`).
-pub const CAS_RETRIES: u32 = 8;
+pub const CAS_RETRIES: u32 = 32;
 const RULE: &str = "per-client";
 
 /// 2026-01-01T00:00:00Z: sluice takes absolute time; the clock's readings are added to it.

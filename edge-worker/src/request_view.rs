@@ -10,8 +10,8 @@ use crate::test_hooks::{self, TestHooks};
 pub const CONNECTING_IP: &str = "cf-connecting-ip";
 
 /// The parts of `request` that matches, exemptions and keys read, copied out of the runtime's
-/// objects once so the policy reads plain strings. Test headers are left out; with the hooks
-/// enabled, a test peer address replaces `CF-Connecting-IP`.
+/// objects once (the runtime gives text; the policy reads its bytes). Test headers are left
+/// out; with the hooks enabled, a test peer address replaces `CF-Connecting-IP`.
 pub fn read(request: &Request, hooks: &TestHooks) -> OwnedRequest {
     let (path, authority) = match request.url() {
         Ok(url) => {
@@ -48,10 +48,13 @@ pub fn read(request: &Request, hooks: &TestHooks) -> OwnedRequest {
             .map(|(_, value)| value.clone()),
     };
     OwnedRequest {
-        method: request.method().to_string(),
-        path,
-        authority,
-        headers,
+        method: request.method().to_string().into_bytes(),
+        path: path.into_bytes(),
+        authority: authority.into_bytes(),
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect(),
         peer,
     }
 }

@@ -88,25 +88,25 @@ struct Sample {
 }
 
 impl Request for Sample {
-    fn method(&self) -> &str {
-        self.method
+    fn method(&self) -> &[u8] {
+        self.method.as_bytes()
     }
-    fn path(&self) -> &str {
-        self.path
+    fn path(&self) -> &[u8] {
+        self.path.as_bytes()
     }
-    fn authority(&self) -> &str {
-        self.authority
+    fn authority(&self) -> &[u8] {
+        self.authority.as_bytes()
     }
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.as_bytes())
     }
-    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&str)) {
+    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         for (n, v) in self.headers {
             if n.eq_ignore_ascii_case(name) {
-                f(v);
+                f(v.as_bytes());
             }
         }
     }

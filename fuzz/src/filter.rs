@@ -80,9 +80,14 @@ pub fn run(data: &[u8]) {
     clock.set_ns(next);
 
     let fuzzed = fuzzed_request::read(&mut input);
-    let mut request = HttpRequest::new(&fuzzed.method, &fuzzed.path, &fuzzed.authority);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut request = HttpRequest::new(
+        &text(&fuzzed.method),
+        &text(&fuzzed.path),
+        &text(&fuzzed.authority),
+    );
     for (name, value) in &fuzzed.headers {
-        request = request.header(name, value);
+        request = request.header_bytes(name, value.clone());
     }
     // Values as raw bytes, as a client may send them (obs-text) and Envoy passes them on.
     for _ in 0..input.byte() % 3 {

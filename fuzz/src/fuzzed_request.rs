@@ -1,5 +1,6 @@
 //! An HTTP request read from fuzzer bytes, as the policy sees requests: method, target,
-//! authority, headers (names mostly among those the rules read) and the peer address text.
+//! authority and header values as raw bytes (not necessarily UTF-8), header names mostly among
+//! those the rules read, and the peer address text.
 
 use sluice_policy::OwnedRequest;
 
@@ -26,12 +27,12 @@ const METHODS: &[&str] = &["GET", "POST", "OPTIONS", "get", "", "PUT"];
 pub fn read(input: &mut Input<'_>) -> OwnedRequest {
     let control = input.byte();
     let method = if control & 1 == 0 {
-        input.pick(METHODS).to_string()
+        input.pick(METHODS).as_bytes().to_vec()
     } else {
-        input.text()
+        input.chunk().to_vec()
     };
-    let path = input.text();
-    let authority = input.text();
+    let path = input.chunk().to_vec();
+    let authority = input.chunk().to_vec();
     let peer = match (control >> 1) & 3 {
         0 => None,
         _ => Some(input.text()),
@@ -43,7 +44,7 @@ pub fn read(input: &mut Input<'_>) -> OwnedRequest {
         } else {
             input.pick(NAMES).to_string()
         };
-        headers.push((name, input.text()));
+        headers.push((name, input.chunk().to_vec()));
     }
     OwnedRequest {
         method,

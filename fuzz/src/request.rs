@@ -86,8 +86,8 @@ fn forwarded_entries(request: &OwnedRequest) -> usize {
     let mut total = 0;
     request.for_each_header("x-forwarded-for", &mut |line| {
         total += line
-            .split(',')
-            .filter(|e| !e.trim_matches([' ', '\t']).is_empty())
+            .split(|&b| b == b',')
+            .filter(|e| e.iter().any(|&b| b != b' ' && b != b'\t'))
             .count();
     });
     total
@@ -96,10 +96,11 @@ fn forwarded_entries(request: &OwnedRequest) -> usize {
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let request = fuzzed_request::read(&mut input);
-    let prepended = input.text();
+    let prepended = input.chunk().to_vec();
     let interface = (u64::from(input.u32()) << 32) | u64::from(input.u32());
 
-    for text in [request.peer.as_deref().unwrap_or_default(), &request.path] {
+    let path = String::from_utf8_lossy(&request.path);
+    for text in [request.peer.as_deref().unwrap_or_default(), &path] {
         if let Some(ip) = parse_address(text) {
             assert_eq!(parse_address(&ip.to_string()), Some(ip), "{text:?}");
         }
@@ -130,7 +131,7 @@ pub fn run(data: &[u8]) {
                 .iter_mut()
                 .find(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
             {
-                Some((_, line)) => *line = format!("{prepended},{line}"),
+                Some((_, line)) => *line = [&prepended[..], b",", line].concat(),
                 None => unreachable!("at least one entry means at least one line"),
             }
             // An extra line before the others is also to the left.

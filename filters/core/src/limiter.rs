@@ -15,9 +15,22 @@
 //!    write loses a race (CAS mismatch), the rules already written are refunded (each refund its
 //!    own CAS loop on its bucket) and the whole check starts again from step 1.
 //!
-//! After `cas_retries` lost races the rule that could not be written gets its failure mode:
-//! failing open, the request passes without counting for that rule; failing closed, the request
-//! is denied and what was written for the other rules is refunded. A store error (not a race)
+//! # Contention
+//!
+//! A lost race is proof that another writer changed the bucket since it was read: some other
+//! request was counted (or refunded) there. So retries never spin without the system as a whole
+//! making progress, and on a hot key they end one of two ways: the write goes through, or the
+//! other writers spend what is left and the next read denies, which writes nothing. Retrying is
+//! bounded all the same (at most `cas_retries + 1` commit attempts per request), because a
+//! request must finish.
+//!
+//! When the retries run out, the rule that could not be written is read once more and decided
+//! on that last state: if it denies, the request is denied like any other (nothing is written,
+//! and what was written for the other rules is refunded). That denial is exact: it is what the
+//! request would have met had it arrived a moment later. Only an allow that cannot be committed
+//! takes the rule's failure mode: failing open, the request passes without counting for that
+//! rule (at a moment when the rule still had room for it); failing closed, the request is
+//! denied and what was written for the other rules is refunded. A store error (not a race)
 //! gives the rule its failure mode at once. Refunds are best-effort: if a refund's own retries
 //! run out or the store fails, the units stay spent, which errs on the side of limiting.
 
@@ -424,7 +437,29 @@ fn commit<S: SlotStore>(
                     refund_committed(checks, now, store, scratch, cas_retries);
                     return Commit::Retry;
                 }
-                StoreError::Contention
+                // Out of retries: decide on the bucket as the winner left it.
+                slot.read(store);
+                let (last, _) = plan::decide_rule(check, slot.prior(), now);
+                let Some(outcome) = outcomes.get_mut(index) else {
+                    break;
+                };
+                match last.status {
+                    Status::Allowed => {
+                        *outcome = plan::failed(
+                            check,
+                            Some(last.decision),
+                            StoreError::Contention,
+                            slot.conflicts,
+                        );
+                    }
+                    // A read error already carries the rule's failure mode.
+                    _ => *outcome = last,
+                }
+                if !plan::request_allowed(core::slice::from_ref(outcome)) {
+                    refund_committed(checks, now, store, scratch, cas_retries);
+                    return Commit::Done;
+                }
+                continue;
             }
             Err(SetError::Store(error)) => error,
         };

@@ -118,7 +118,7 @@ impl ClientIpSource {
             ClientIpSource::XForwardedFor { trusted_hops } => {
                 forwarded_for(request, usize::from(*trusted_hops))
             }
-            ClientIpSource::Header { name } => request.header(name).and_then(parse_address),
+            ClientIpSource::Header { name } => request.header(name).and_then(parse_address_bytes),
         };
         from_source.or_else(|| request.peer_address().and_then(parse_address))
     }
@@ -136,7 +136,7 @@ fn forwarded_for(request: &(impl Request + ?Sized), hops: usize) -> Option<IpAdd
     request.for_each_header("x-forwarded-for", &mut |line| {
         for entry in entries(line) {
             if seen == wanted {
-                found = Some(parse_address(entry));
+                found = Some(parse_address_bytes(entry));
             }
             seen = seen.saturating_add(1);
         }
@@ -144,10 +144,28 @@ fn forwarded_for(request: &(impl Request + ?Sized), hops: usize) -> Option<IpAdd
     found.flatten()
 }
 
-fn entries(line: &str) -> impl Iterator<Item = &str> {
-    line.split(',')
-        .map(|entry| entry.trim_matches([' ', '\t']))
+/// The entries of one line, as bytes: an entry that is not valid text is still an entry (it
+/// counts as a hop but is no address), so invalid bytes cannot shift which entry is read.
+fn entries(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b',')
+        .map(trim_whitespace)
         .filter(|entry| !entry.is_empty())
+}
+
+/// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
+fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// [`parse_address`] of a header value; one that is not UTF-8 is no address.
+fn parse_address_bytes(value: &[u8]) -> Option<IpAddr> {
+    core::str::from_utf8(value).ok().and_then(parse_address)
 }
 
 /// Parses an address as proxies write it: `IP`, `IPv4:port`, `[IPv6]:port`, `[IPv6]` or a bare
@@ -258,6 +276,23 @@ mod tests {
         assert_eq!(two.client_ip(&req), v4(192, 0, 2, 3));
         let four = ClientIpSource::XForwardedFor { trusted_hops: 4 };
         assert_eq!(four.client_ip(&req), v4(192, 0, 2, 1));
+    }
+
+    #[test]
+    fn an_entry_that_is_not_text_still_counts_as_a_hop() {
+        let xff = ClientIpSource::XForwardedFor { trusted_hops: 1 };
+        let req = TestRequest::get("/")
+            .peer("10.0.0.1:80")
+            .header_bytes("x-forwarded-for", b"203.0.113.7, \xff\xfe");
+        // The rightmost entry is the trusted proxy's: not an address, so the peer counts.
+        assert_eq!(xff.client_ip(&req), v4(10, 0, 0, 1));
+        let xff = ClientIpSource::XForwardedFor { trusted_hops: 2 };
+        assert_eq!(xff.client_ip(&req), v4(203, 0, 113, 7));
+        let header = ClientIpSource::Header {
+            name: "cf-connecting-ip".into(),
+        };
+        let req = req.header_bytes("cf-connecting-ip", b"203.0.113.8\xff");
+        assert_eq!(header.client_ip(&req), v4(10, 0, 0, 1));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_KEYS: u32 = 65_536;
 /// proxy starts, and each key costs memory in every proxy process.
 pub const MAX_KEYS: u32 = 16_777_216;
 /// `store.cas_retries` when not given.
-pub const DEFAULT_CAS_RETRIES: u32 = 8;
+pub const DEFAULT_CAS_RETRIES: u32 = 32;
 /// The largest `store.cas_retries`.
 pub const MAX_CAS_RETRIES: u32 = 100;
 /// The largest `limit.requests` of a `sliding_log` rule, which stores every request's time.

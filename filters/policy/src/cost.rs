@@ -109,8 +109,8 @@ impl CostSpec {
 }
 
 /// A positive decimal number; anything too large to represent is as good as "very large".
-fn parse_cost(text: &str) -> Option<u64> {
-    let digits = text.trim_matches([' ', '\t']);
+fn parse_cost(value: &[u8]) -> Option<u64> {
+    let digits = core::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

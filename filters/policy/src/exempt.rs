@@ -41,14 +41,16 @@ impl Exemptions {
     /// A CORS preflight is an `OPTIONS` request with both `Origin` and
     /// `Access-Control-Request-Method` (Fetch standard): browsers send it on their own before
     /// a cross-origin request, so counting it would charge clients twice.
-    pub fn is_exempt(&self, request: &(impl Request + ?Sized), path: &str) -> bool {
-        self.paths.iter().any(|p| p == path)
+    ///
+    /// Paths are compared as bytes, like a rule's `match` (see [`crate::Match::matches`]).
+    pub fn is_exempt(&self, request: &(impl Request + ?Sized), path: &[u8]) -> bool {
+        self.paths.iter().any(|p| p.as_bytes() == path)
             || self
                 .path_prefixes
                 .iter()
-                .any(|p| path.starts_with(p.as_str()))
+                .any(|p| path.starts_with(p.as_bytes()))
             || (self.cors_preflight
-                && request.method() == "OPTIONS"
+                && request.method() == b"OPTIONS"
                 && request.header("origin").is_some()
                 && request.header("access-control-request-method").is_some())
     }
@@ -77,10 +79,10 @@ mod tests {
     fn exact_paths_and_prefixes_are_exempt() {
         let e = exemptions();
         let req = TestRequest::get("/");
-        assert!(e.is_exempt(&req, "/healthz"));
-        assert!(e.is_exempt(&req, "/metrics/cpu"));
-        assert!(!e.is_exempt(&req, "/healthz/deep"));
-        assert!(!e.is_exempt(&req, "/metrics"));
+        assert!(e.is_exempt(&req, b"/healthz"));
+        assert!(e.is_exempt(&req, b"/metrics/cpu"));
+        assert!(!e.is_exempt(&req, b"/healthz/deep"));
+        assert!(!e.is_exempt(&req, b"/metrics"));
     }
 
     #[test]
@@ -89,16 +91,16 @@ mod tests {
         let preflight = TestRequest::new("OPTIONS", "/api")
             .header("origin", "https://app.example")
             .header("access-control-request-method", "POST");
-        assert!(e.is_exempt(&preflight, "/api"));
+        assert!(e.is_exempt(&preflight, b"/api"));
         let no_origin =
             TestRequest::new("OPTIONS", "/api").header("access-control-request-method", "POST");
-        assert!(!e.is_exempt(&no_origin, "/api"));
+        assert!(!e.is_exempt(&no_origin, b"/api"));
         let plain_options = TestRequest::new("OPTIONS", "/api").header("origin", "https://a");
-        assert!(!e.is_exempt(&plain_options, "/api"));
+        assert!(!e.is_exempt(&plain_options, b"/api"));
         let not_options = TestRequest::get("/api")
             .header("origin", "https://app.example")
             .header("access-control-request-method", "POST");
-        assert!(!e.is_exempt(&not_options, "/api"));
+        assert!(!e.is_exempt(&not_options, b"/api"));
     }
 
     #[test]
@@ -108,6 +110,6 @@ mod tests {
         let preflight = TestRequest::new("OPTIONS", "/api")
             .header("origin", "https://app.example")
             .header("access-control-request-method", "POST");
-        assert!(!e.is_exempt(&preflight, "/api"));
+        assert!(!e.is_exempt(&preflight, b"/api"));
     }
 }

@@ -13,6 +13,10 @@
 //! IPv6 address    0x06 | 16 bytes, masked to the rule's IPv6 prefix
 //! ```
 //!
+//! Text parts are the bytes the client sent (see [`crate::request`]): header values, cookies
+//! and percent-decoded query values are never decoded as UTF-8, so values that differ in any
+//! byte are different keys. Header values and cookies lose surrounding ASCII whitespace.
+//!
 //! An empty value (an empty header, `?api_key=`) counts as missing. The bytes are only ever
 //! hashed by the core (with the deployment's secret seed) to place the key in the rule's table;
 //! they are not stored.
@@ -116,9 +120,9 @@ pub struct KeySpec {
 /// out only if a rule needs it, and at most once.
 pub(crate) struct KeyInput<'r, R: Request + ?Sized> {
     pub(crate) request: &'r R,
-    pub(crate) path: &'r str,
-    pub(crate) query: Option<&'r str>,
-    pub(crate) host: &'r str,
+    pub(crate) path: &'r [u8],
+    pub(crate) query: Option<&'r [u8]>,
+    pub(crate) host: &'r [u8],
     pub(crate) client_ip_source: &'r ClientIpSource,
     client_ip: Option<Option<IpAddr>>,
 }
@@ -126,8 +130,8 @@ pub(crate) struct KeyInput<'r, R: Request + ?Sized> {
 impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
     pub(crate) fn new(
         request: &'r R,
-        path: &'r str,
-        query: Option<&'r str>,
+        path: &'r [u8],
+        query: Option<&'r [u8]>,
         client_ip_source: &'r ClientIpSource,
     ) -> KeyInput<'r, R> {
         KeyInput {
@@ -331,10 +335,9 @@ impl KeyPart {
                 }
                 None => missing(out),
             },
-            KeyPart::Header { name, .. } => text(
-                out,
-                input.request.header(name).map(str::trim).map(str::as_bytes),
-            ),
+            KeyPart::Header { name, .. } => {
+                text(out, input.request.header(name).map(<[u8]>::trim_ascii))
+            }
             KeyPart::Cookie { name } => {
                 let start = out.len();
                 out.push(TEXT);
@@ -343,7 +346,7 @@ impl KeyPart {
                 input.request.for_each_header("cookie", &mut |line| {
                     if !found && let Some(value) = cookie_value(line, name) {
                         found = true;
-                        out.extend_from_slice(value.as_bytes());
+                        out.extend_from_slice(value);
                     }
                 });
                 finish_text(out, start)
@@ -357,13 +360,13 @@ impl KeyPart {
                 }
                 finish_text(out, start)
             }
-            KeyPart::Path => text(out, Some(input.path.as_bytes())),
-            KeyPart::Method => text(out, Some(input.request.method().as_bytes())),
+            KeyPart::Path => text(out, Some(input.path)),
+            KeyPart::Method => text(out, Some(input.request.method())),
             KeyPart::Host => {
                 let start = out.len();
                 out.push(TEXT);
                 out.extend_from_slice(&[0; 4]);
-                out.extend(input.host.bytes().map(|b| b.to_ascii_lowercase()));
+                out.extend(input.host.iter().map(u8::to_ascii_lowercase));
                 finish_text(out, start)
             }
             KeyPart::Const(value) => text(out, Some(value.as_bytes())),
@@ -436,11 +439,12 @@ fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-/// The value of the first cookie named `name` in one `Cookie` header line.
-fn cookie_value<'l>(line: &'l str, name: &str) -> Option<&'l str> {
-    line.split(';').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key.trim() == name).then(|| value.trim())
+/// The value of the first cookie named `name` in one `Cookie` header line, as sent.
+fn cookie_value<'l>(line: &'l [u8], name: &str) -> Option<&'l [u8]> {
+    line.split(|&b| b == b';').find_map(|pair| {
+        let equals = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair.get(..equals)?, pair.get(equals + 1..)?);
+        (key.trim_ascii() == name.as_bytes()).then(|| value.trim_ascii())
     })
 }
 
@@ -686,6 +690,58 @@ mod tests {
         assert_ne!(shown, s.display(&other).to_string());
         // The same secret shows the same fingerprint every time.
         assert_eq!(shown, s.display(&key).to_string());
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_count_by_their_bytes() {
+        // Decoded lossily, both would be "\u{fffd}\u{fffd}" and share one counter.
+        let (ab, ba) = (b"\xff\xfe", b"\xfe\xff");
+        let s = spec(json!([{"header": "x-api-key", "secret": true}]));
+        let a = key_of(&s, &TestRequest::get("/").header_bytes("x-api-key", ab));
+        let b = key_of(&s, &TestRequest::get("/").header_bytes("x-api-key", ba));
+        assert!(a.1 && b.1);
+        assert_ne!(a.0, b.0);
+        assert_eq!(a.0, [TEXT, 2, 0, 0, 0, 0xff, 0xfe]);
+        // The log fingerprint is of the bytes too, so the two stay apart in logs.
+        assert_ne!(s.display(&a.0).to_string(), s.display(&b.0).to_string());
+
+        let s = spec(json!([{"cookie": "session"}]));
+        let cookie = |value: &[u8]| [b"session=".as_slice(), value, b"; x=1"].concat();
+        let a = key_of(
+            &s,
+            &TestRequest::get("/").header_bytes("cookie", &cookie(ab)),
+        );
+        let b = key_of(
+            &s,
+            &TestRequest::get("/").header_bytes("cookie", &cookie(ba)),
+        );
+        assert_ne!(a.0, b.0);
+        assert_eq!(s.display(&a.0).to_string(), "cookie:session=\"\\xff\\xfe\"");
+
+        // Raw bytes in the target, as NGINX passes them on, and in the host.
+        let s = spec(json!([{"query": "api_key"}, "path", "host"]));
+        let request = |raw: &[u8]| {
+            let mut r = TestRequest::get("/");
+            r.path = [b"/a".as_slice(), raw, b"?api_key=", raw].concat();
+            r.authority = [raw, b".example"].concat();
+            r
+        };
+        let (a, b) = (key_of(&s, &request(ab)), key_of(&s, &request(ba)));
+        assert_ne!(a.0, b.0);
+        assert_eq!(
+            s.display(&a.0).to_string(),
+            "query:api_key=\"\\xff\\xfe\" path=\"/a\\xff\\xfe\" host=\"\\xff\\xfe.example\""
+        );
+    }
+
+    #[test]
+    fn only_ascii_whitespace_is_trimmed_from_header_values() {
+        let s = spec(json!([{"header": "x-tenant"}]));
+        let plain = key_of(&s, &TestRequest::get("/").header("x-tenant", " \tacme "));
+        assert_eq!(plain.0, [TEXT, 4, 0, 0, 0, b'a', b'c', b'm', b'e']);
+        // A no-break space is part of the value: a different key.
+        let nbsp = key_of(&s, &TestRequest::get("/").header("x-tenant", "acme\u{a0}"));
+        assert_ne!(plain.0, nbsp.0);
     }
 
     #[test]

@@ -33,15 +33,15 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Whether `host` (without port) matches.
-    pub fn matches(&self, host: &str) -> bool {
+    /// Whether `host` (without port, as the client sent it) matches.
+    pub fn matches(&self, host: &[u8]) -> bool {
         match self {
-            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact.as_bytes()),
             HostPattern::Subdomains(suffix) => host
                 .len()
                 .checked_sub(suffix.len())
                 .filter(|start| *start > 0)
-                .and_then(|start| host.as_bytes().get(start..))
+                .and_then(|start| host.get(start..))
                 .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes())),
         }
     }
@@ -117,16 +117,17 @@ impl Match {
     }
 
     /// Whether a request with this method, path (without query string) and host (without
-    /// port) matches.
-    pub fn matches(&self, method: &str, path: &str, host: &str) -> bool {
+    /// port) matches. The request's parts are bytes as sent; the configured text matches
+    /// exactly the requests whose bytes spell it.
+    pub fn matches(&self, method: &[u8], path: &[u8], host: &[u8]) -> bool {
         let path_listed = self.paths.is_empty() && self.path_prefixes.is_empty()
-            || self.paths.iter().any(|p| p == path)
+            || self.paths.iter().any(|p| p.as_bytes() == path)
             || self
                 .path_prefixes
                 .iter()
-                .any(|p| path.starts_with(p.as_str()));
+                .any(|p| path.starts_with(p.as_bytes()));
         path_listed
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m.as_bytes() == method))
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
     }
 
@@ -168,17 +169,17 @@ mod tests {
     fn an_empty_match_matches_everything() {
         let m = compile(json!({}));
         assert!(m.matches_everything());
-        assert!(m.matches("DELETE", "/anything", "other.example"));
+        assert!(m.matches(b"DELETE", b"/anything", b"other.example"));
     }
 
     #[test]
     fn paths_and_prefixes_are_alternatives_and_exact_paths_are_exact() {
         let m = compile(json!({"paths": ["/login"], "path_prefixes": ["/api/"]}));
-        assert!(m.matches("GET", "/login", "h"));
-        assert!(m.matches("GET", "/api/items", "h"));
-        assert!(!m.matches("GET", "/login/", "h"));
-        assert!(!m.matches("GET", "/LOGIN", "h"));
-        assert!(!m.matches("GET", "/api", "h"));
+        assert!(m.matches(b"GET", b"/login", b"h"));
+        assert!(m.matches(b"GET", b"/api/items", b"h"));
+        assert!(!m.matches(b"GET", b"/login/", b"h"));
+        assert!(!m.matches(b"GET", b"/LOGIN", b"h"));
+        assert!(!m.matches(b"GET", b"/api", b"h"));
     }
 
     #[test]
@@ -188,27 +189,27 @@ mod tests {
             "methods": ["POST", "PUT"],
             "hosts": ["api.example.com"]
         }));
-        assert!(m.matches("POST", "/api/x", "api.example.com"));
-        assert!(m.matches("PUT", "/api/x", "API.Example.COM"));
-        assert!(!m.matches("GET", "/api/x", "api.example.com"));
-        assert!(!m.matches("POST", "/other", "api.example.com"));
-        assert!(!m.matches("POST", "/api/x", "www.example.com"));
+        assert!(m.matches(b"POST", b"/api/x", b"api.example.com"));
+        assert!(m.matches(b"PUT", b"/api/x", b"API.Example.COM"));
+        assert!(!m.matches(b"GET", b"/api/x", b"api.example.com"));
+        assert!(!m.matches(b"POST", b"/other", b"api.example.com"));
+        assert!(!m.matches(b"POST", b"/api/x", b"www.example.com"));
     }
 
     #[test]
     fn wildcard_hosts_match_subdomains_only() {
         let m = compile(json!({"hosts": ["*.Example.com"]}));
-        assert!(m.matches("GET", "/", "a.example.com"));
-        assert!(m.matches("GET", "/", "a.b.EXAMPLE.com"));
-        assert!(!m.matches("GET", "/", "example.com"));
-        assert!(!m.matches("GET", "/", "badexample.com"));
-        assert!(!m.matches("GET", "/", ".example.com"));
+        assert!(m.matches(b"GET", b"/", b"a.example.com"));
+        assert!(m.matches(b"GET", b"/", b"a.b.EXAMPLE.com"));
+        assert!(!m.matches(b"GET", b"/", b"example.com"));
+        assert!(!m.matches(b"GET", b"/", b"badexample.com"));
+        assert!(!m.matches(b"GET", b"/", b".example.com"));
     }
 
     #[test]
     fn methods_are_case_sensitive() {
         let m = compile(json!({"methods": ["GET"]}));
-        assert!(!m.matches("get", "/", "h"));
+        assert!(!m.matches(b"get", b"/", b"h"));
     }
 
     #[test]
@@ -232,7 +233,7 @@ mod tests {
             );
         }
         let ok = compile(json!({"hosts": ["[2001:db8::1]", "localhost", "api.example.com."]}));
-        assert!(ok.matches("GET", "/", "[2001:DB8::1]"));
-        assert!(ok.matches("GET", "/", "api.example.com"));
+        assert!(ok.matches(b"GET", b"/", b"[2001:DB8::1]"));
+        assert!(ok.matches(b"GET", b"/", b"api.example.com"));
     }
 }

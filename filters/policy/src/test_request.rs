@@ -2,6 +2,7 @@
 
 use crate::request::OwnedRequest;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Requests in tests: an [`OwnedRequest`] built with chained calls.
 pub(crate) type TestRequest = OwnedRequest;
@@ -9,9 +10,9 @@ pub(crate) type TestRequest = OwnedRequest;
 impl OwnedRequest {
     pub(crate) fn new(method: &str, path: &str) -> TestRequest {
         TestRequest {
-            method: String::from(method),
-            path: String::from(path),
-            authority: String::from("api.example.com"),
+            method: Vec::from(method),
+            path: Vec::from(path),
+            authority: Vec::from("api.example.com"),
             ..TestRequest::default()
         }
     }
@@ -21,12 +22,17 @@ impl OwnedRequest {
     }
 
     pub(crate) fn authority(mut self, authority: &str) -> TestRequest {
-        self.authority = String::from(authority);
+        self.authority = Vec::from(authority);
         self
     }
 
-    pub(crate) fn header(mut self, name: &str, value: &str) -> TestRequest {
-        self.headers.push((String::from(name), String::from(value)));
+    pub(crate) fn header(self, name: &str, value: &str) -> TestRequest {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// A header whose value need not be UTF-8.
+    pub(crate) fn header_bytes(mut self, name: &str, value: &[u8]) -> TestRequest {
+        self.headers.push((String::from(name), Vec::from(value)));
         self
     }
 

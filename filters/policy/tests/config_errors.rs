@@ -65,7 +65,7 @@ fn a_valid_configuration_with_every_section_compiles() {
 #[test]
 fn defaults_apply_when_sections_are_left_out() {
     let policy = compile(json!({"rules": [rule()]})).unwrap();
-    assert_eq!(policy.cas_retries(), 8);
+    assert_eq!(policy.cas_retries(), 32);
     let rule = &policy.rules()[0];
     assert_eq!(rule.max_keys(), 65_536);
     assert_eq!(rule.limit().algorithm, sluice_core::Algorithm::Gcra);

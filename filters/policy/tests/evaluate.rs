@@ -38,29 +38,29 @@ impl Req {
 }
 
 impl Request for Req {
-    fn method(&self) -> &str {
-        self.method
+    fn method(&self) -> &[u8] {
+        self.method.as_bytes()
     }
-    fn path(&self) -> &str {
-        self.path
+    fn path(&self) -> &[u8] {
+        self.path.as_bytes()
     }
-    fn authority(&self) -> &str {
-        self.authority
+    fn authority(&self) -> &[u8] {
+        self.authority.as_bytes()
     }
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.as_bytes())
     }
-    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&str)) {
+    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         if name == "x-forwarded-for" {
             self.address_reads.set(self.address_reads.get() + 1);
         }
         self.headers
             .iter()
             .filter(|(n, _)| *n == name)
-            .for_each(|(_, v)| f(v));
+            .for_each(|(_, v)| f(v.as_bytes()));
     }
     fn peer_address(&self) -> Option<&str> {
         self.address_reads.set(self.address_reads.get() + 1);

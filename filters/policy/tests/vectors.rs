@@ -136,8 +136,8 @@ fn run(vector: &Vector, semantics: Semantics, seed: Seed) -> Result<(), String> 
                 let _ = write!(
                     message,
                     ", {} {}): {}",
-                    step.request.method,
-                    step.request.path,
+                    String::from_utf8_lossy(&step.request.method),
+                    String::from_utf8_lossy(&step.request.path),
                     differences.join("; ")
                 );
                 return Err(message);
@@ -323,12 +323,15 @@ fn parse_request(value: &Value, at: &str) -> Result<OwnedRequest, String> {
     };
     let headers = match map.get("headers") {
         None => Vec::new(),
-        Some(v) => pairs(v, &format!("{at}.headers"))?,
+        Some(v) => pairs(v, &format!("{at}.headers"))?
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect(),
     };
     Ok(OwnedRequest {
-        method: string(map, "method", at)?,
-        path: string(map, "path", at)?,
-        authority: string(map, "authority", at)?,
+        method: string(map, "method", at)?.into_bytes(),
+        path: string(map, "path", at)?.into_bytes(),
+        authority: string(map, "authority", at)?.into_bytes(),
         peer,
         headers,
     })

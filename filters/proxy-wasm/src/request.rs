@@ -9,62 +9,53 @@ use sluice_policy::Request;
 /// A request's headers, and its peer address once asked for.
 #[derive(Debug)]
 pub struct HostRequest {
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     peer: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
-    /// The request with the header map as the host gives it. Values need not be UTF-8 (HTTP
-    /// allows bytes 0x80-0xFF in them, and Envoy passes them on as they came): invalid
-    /// sequences become U+FFFD, so such a value is never read as an address and otherwise
-    /// counts like any other value. (The SDK's text accessor would panic on them, and a panic
-    /// fails every stream of the VM.)
+    /// The request with the header map as the host gives it. Values are kept as bytes: they
+    /// need not be UTF-8 (HTTP allows bytes 0x80-0xFF in them, and Envoy and NGINX pass them
+    /// on as they came), and keys are built from the bytes so that values differing in any
+    /// byte count apart (see `sluice_policy::request`). Nothing is decoded or copied here.
     pub fn from_host(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
-        let headers = headers
-            .into_iter()
-            .map(|(name, value)| {
-                let value = String::from_utf8(value)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                (name, value)
-            })
-            .collect();
         HostRequest {
             headers,
             peer: OnceCell::new(),
         }
     }
 
-    fn pseudo(&self, name: &str) -> &str {
+    fn pseudo(&self, name: &str) -> &[u8] {
         self.header(name).unwrap_or_default()
     }
 }
 
 impl Request for HostRequest {
-    fn method(&self) -> &str {
+    fn method(&self) -> &[u8] {
         self.pseudo(":method")
     }
 
-    fn path(&self) -> &str {
+    fn path(&self) -> &[u8] {
         self.pseudo(":path")
     }
 
-    fn authority(&self) -> &str {
+    fn authority(&self) -> &[u8] {
         match self.header(":authority") {
             Some(authority) => authority,
             None => self.pseudo("host"),
         }
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
         // Envoy lowercases names; ngx_wasm_module may pass HTTP/1 names as the client sent
         // them, so compare without case (`name` is lowercase).
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
 
-    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&str)) {
+    fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))

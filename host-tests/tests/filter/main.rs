@@ -7,6 +7,7 @@ mod bounded_memory;
 mod clock_faults;
 mod contention;
 mod contention_exhaustion;
+mod contention_hot_key;
 mod damaged_shared_data;
 mod deployable_configs;
 mod failure_modes;

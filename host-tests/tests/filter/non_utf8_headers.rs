@@ -1,11 +1,12 @@
 //! Header values need not be UTF-8: HTTP allows `obs-text` (bytes 0x80-0xFF) in them and Envoy
 //! passes them to filters as they came. A client sending one must neither trap the VM (the
 //! proxy-wasm SDK's text accessor panics on such a value, failing every stream of that VM)
-//! nor escape its limit: the filter reads values as bytes, an invalid sequence reads as U+FFFD,
-//! so it is never an address and otherwise counts like any other value.
+//! nor escape its limit, nor share another client's counter: the filter keys on the bytes as
+//! sent (decoding would turn every invalid sequence into U+FFFD, so `\xff\xfe` and `\xfe\xff`
+//! would be one key), and a value that is not text is never an address or a number.
 
 use serde_json::json;
-use sluice_host::RequestOutcome;
+use sluice_host::{HttpRequest, RequestOutcome};
 
 use crate::support::{HOSTS, get, send, start, status};
 
@@ -64,5 +65,43 @@ fn values_that_are_not_utf8_are_read_and_counted_without_a_trap() {
             .count();
         assert_eq!(forged, LIMIT, "{host:?}: counted as the peer");
         assert!(!proxy.logs().contains("panic"), "{host:?}");
+    }
+}
+
+#[test]
+fn keys_that_differ_only_in_invalid_bytes_are_counted_apart() {
+    for host in HOSTS {
+        let proxy = start(
+            host,
+            &json!({"rules": [
+                {"name": "per-api-key", "key": [{"header": "x-api-key", "secret": true}],
+                 "when_key_missing": "skip",
+                 "limit": {"requests": LIMIT, "period": "1h"}},
+                {"name": "per-session", "key": [{"cookie": "session"}],
+                 "when_key_missing": "skip",
+                 "limit": {"requests": LIMIT, "period": "1h"}}]}),
+            2,
+        );
+        let passed = |make: &dyn Fn() -> HttpRequest| {
+            (0..LIMIT + 1)
+                .filter(|i| status(&send(&proxy, i % 2, make())) == 200)
+                .count()
+        };
+        // Two clients each, one after the other: the second gets its own full limit (decoded
+        // lossily, both of a pair would be "\u{fffd}\u{fffd}" and the second would get none).
+        for key in [&b"\xff\xfe"[..], b"\xfe\xff"] {
+            let request = || get("/", "10.0.0.3:1").header_bytes("x-api-key", key.to_vec());
+            assert_eq!(passed(&request), LIMIT, "{host:?}: api key {key:x?}");
+        }
+        for session in [&b"\xff"[..], b"\xfe"] {
+            let request = || {
+                get("/", "10.0.0.3:1").header_bytes("cookie", [&b"session="[..], session].concat())
+            };
+            assert_eq!(passed(&request), LIMIT, "{host:?}: session {session:x?}");
+        }
+        for rule in ["per-api-key", "per-session"] {
+            let denied = proxy.metrics().counter(&format!("sluice.{rule}.denied"));
+            assert_eq!(denied, Some(2), "{host:?}: {rule}");
+        }
     }
 }
