@@ -39,5 +39,5 @@ pub use mode::{FailureMode, Mode};
 pub use quota::{Quota, QuotaError};
 pub use state::{State, StateError};
 pub use store::{SetError, SlotStore, StoreError};
-pub use table::RuleTable;
+pub use table::{RuleTable, TableNames, TableSpec};
 pub use time::Nanos;
