@@ -797,7 +797,9 @@ mod tests {
         assert_ne!(five, salted.bucket_key(0));
         assert_ne!(
             five,
-            TableNames::new("other").table("per-client", gcra(5), 64).bucket_key(0)
+            TableNames::new("other")
+                .table("per-client", gcra(5), 64)
+                .bucket_key(0)
         );
         assert_eq!(names.seed_key(), "sluice/shared/seed");
     }
@@ -843,7 +845,11 @@ mod tests {
         );
         let specs = twin_specs(gcra(5));
         let mut names = TableNames::new("team-a");
-        assert_eq!(crc32_duplicates(&names, &specs).len(), 256, "all 256 buckets");
+        assert_eq!(
+            crc32_duplicates(&names, &specs).len(),
+            256,
+            "all 256 buckets"
+        );
         assert_eq!(names.separate_crc32(&specs), Ok(1));
         assert!(crc32_duplicates(&names, &specs).is_empty());
         // The first rule keeps its name, the second is renamed.
@@ -970,7 +976,9 @@ mod tests {
             Bucket::decode(&too_many),
             Err(BucketError::TooManyEntries(5))
         );
-        let content = 10 + 2 * 12 + State::Gcra { tat: 5 }.encoded_len()
+        let content = 10
+            + 2 * 12
+            + State::Gcra { tat: 5 }.encoded_len()
             + State::FixedWindow {
                 window_start: 0,
                 count: 1,

@@ -22,7 +22,11 @@ fn creates_every_bucket_once() {
         assert!(keys.contains(&table.bucket_key(249).as_str()));
         for key in keys {
             let value = store.peek(key).unwrap().0;
-            assert_eq!(value.len() as u64, table.max_bucket_bytes(), "written at full size");
+            assert_eq!(
+                value.len() as u64,
+                table.max_bucket_bytes(),
+                "written at full size"
+            );
             let bucket = Bucket::decode(value).unwrap();
             assert_eq!(bucket.signature(), table.signature());
             assert!(bucket.entries().is_empty());
