@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(entry_bytes(0, 0), 128);
         assert_eq!(entry_bytes(0, 1952), 2048);
         assert_eq!(entry_bytes(0, 1953), 4096);
-        assert_eq!(entry_bytes(0, 8001), 12_288);
+        assert_eq!(entry_bytes(0, 8001), 8192);
         assert_eq!(pages_for(16_384, 256), 1024);
         assert_eq!(pages_for(16_385, 256), 1025);
         assert_eq!(pages_for(3, 8192), 6);

@@ -32,8 +32,9 @@
 //! # Entry choice and accuracy when full
 //!
 //! A request uses the entry whose fingerprint matches. A key without one takes a free way, or
-//! else the entry that becomes idle soonest (smallest [`Limit::idle_at`]): an idle entry
-//! (fully recovered, so forgetting it changes nothing) if there is one. So a key loses state
+//! else the entry that becomes idle soonest (smallest [`Limit::idle_at`], and among equals the
+//! one that spent least): an idle entry (fully recovered, so forgetting it changes nothing) if
+//! there is one. So a key loses state
 //! only when all `WAYS` entries of its bucket are live, and then the one evicted is the one with
 //! the least outstanding debt: the key closest to having recovered anyway. An evicted key comes
 //! back with an empty state, so it can spend what was left of its debt once more: at most one
@@ -282,6 +283,18 @@ fn bucket_count(max_keys: u32) -> u32 {
 fn full_bucket_bytes(limit: &Limit) -> u64 {
     let entry = ENTRY_HEADER_BYTES.saturating_add(limit.max_state_bytes());
     BUCKET_HEADER_BYTES.saturating_add(entry.saturating_mul(WAYS as u64))
+}
+
+/// What a state has spent, to choose among entries that become idle at the same time.
+fn spent(state: &State) -> u64 {
+    match state {
+        State::Gcra { tat } => *tat,
+        State::FixedWindow { count, .. } => *count,
+        State::SlidingWindow {
+            previous, current, ..
+        } => previous.saturating_add(*current),
+        State::SlidingLog { log } => log.units(),
+    }
 }
 
 /// Appends `n` as [`TAG_DIGITS`] lowercase hex digits.
@@ -643,10 +656,13 @@ impl Bucket {
             self.entries.push(entry);
             return Put::Inserted;
         }
+        // Soonest idle first; among equals (window algorithms: every key counted in the same
+        // window recovers at the same time), the one that spent least, so a heavy client is
+        // never the one evicted by keys that sent a request each.
         let victim = self
             .entries
             .iter_mut()
-            .min_by_key(|e| limit.idle_at(&e.state));
+            .min_by_key(|e| (limit.idle_at(&e.state), spent(&e.state)));
         match victim {
             Some(victim) => {
                 let idle = limit.idle_at(&victim.state) <= now;
