@@ -77,6 +77,7 @@ mod module;
 mod options;
 mod proxy;
 mod shared_data;
+pub mod shm_zone;
 mod state;
 mod types;
 mod vm;

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::logs::LogSink;
 use crate::metrics::Metrics;
 use crate::module::FilterModule;
-use crate::shared_data::{SharedData, SharedDataSemantics, StrictLimits};
+use crate::shared_data::{Eviction, SharedData, SharedDataSemantics, StrictLimits};
 use crate::types::LogLevel;
 
 /// The proxy whose observable behaviour the host imitates where hosts differ
@@ -143,6 +143,15 @@ impl ProxyOptions {
     pub fn shared_data_semantics(mut self, semantics: SharedDataSemantics) -> ProxyOptions {
         self.shared_data = SharedData::new(semantics);
         self
+    }
+
+    /// Uses a new, empty strict store whose namespaces are ngx_wasm_module
+    /// `shm_kv` zones of `bytes` with `eviction` (`shm_kv sluice <bytes>
+    /// eviction=...`).
+    pub fn shm_zone(self, bytes: usize, eviction: Eviction) -> ProxyOptions {
+        self.shared_data_semantics(SharedDataSemantics::Strict(StrictLimits::zone(
+            bytes, eviction,
+        )))
     }
 
     /// Uses `store` (to share it with another proxy or keep a handle).

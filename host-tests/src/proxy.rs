@@ -14,7 +14,7 @@ use crate::http::{
 };
 use crate::logs::LogSink;
 use crate::metrics::Metrics;
-use crate::options::ProxyOptions;
+use crate::options::{HostFlavor, ProxyOptions};
 use crate::shared_data::{SharedData, SharedDataNamespace};
 use crate::state::ProxyEnv;
 use crate::worker::{self, Command, StreamEvent, StreamId, StreamReport, WorkerConfig};
@@ -52,6 +52,8 @@ pub struct Proxy {
     logs: LogSink,
     clock: Clock,
     pause_timeout: Duration,
+    /// What the proxy was started with, for [`Proxy::reload`].
+    options: ProxyOptions,
 }
 
 impl Proxy {
@@ -63,6 +65,7 @@ impl Proxy {
         if options.workers == 0 {
             return Err(HostError::NoWorkers);
         }
+        let started_with = options.clone();
         let env = Arc::new(ProxyEnv {
             flavor: options.flavor,
             vm_id: options.vm_id.clone(),
@@ -88,6 +91,7 @@ impl Proxy {
             logs: options.logs,
             clock: options.clock,
             pause_timeout: options.pause_timeout,
+            options: started_with,
         };
         let mut readiness = Vec::with_capacity(options.workers);
         for index in 0..options.workers {
@@ -130,6 +134,30 @@ impl Proxy {
             running
         }));
         Ok(proxy)
+    }
+
+    /// Reloads the proxy with a new plugin configuration: new VMs (started
+    /// and configured like the first ones) replace this proxy's, as a
+    /// configuration change does. What becomes of shared data is the host's:
+    ///
+    /// - Envoy keeps a `vm_id`'s shared data while any VM of it lives, and
+    ///   starts the new VMs before the old ones go: the counts carry over.
+    /// - ngx_wasm_module maps a fresh `shm_kv` zone on every `nginx -s
+    ///   reload` (`noreuse = 1`, a TODO in its `ngx_wasm_directives.c`): the
+    ///   new workers start from empty shared data, of the same size.
+    ///
+    /// The clock, metrics and logs carry over. If the new VMs fail to start,
+    /// the error is returned and this proxy is gone (as NGINX is left without
+    /// workers when every new one fails `on_configure`).
+    pub fn reload(self, plugin_config: impl Into<Vec<u8>>) -> Result<Proxy, HostError> {
+        let mut options = self.options.clone();
+        options.plugin_config = plugin_config.into();
+        if options.flavor == HostFlavor::NgxWasmModule {
+            options.shared_data = self.shared_data.fresh();
+        }
+        let reloaded = Proxy::start(options);
+        drop(self);
+        reloaded
     }
 
     /// The number of workers.

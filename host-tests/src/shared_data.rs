@@ -11,8 +11,11 @@
 //!   empty value).
 //! - **Strict** (Kong ngx_wasm_module `ngx_wa_shm_kv`): a set succeeds only
 //!   with cas 0 for a missing key, or the stored cas for an existing one; a
-//!   null value pointer deletes; an optional capacity evicts the least
-//!   recently used entries (or refuses the write).
+//!   null value pointer deletes; a key is found by its CRC32 alone, so two
+//!   names with one CRC32 are one entry; an optional zone size is filled as
+//!   NGINX's slab allocator fills it ([`crate::shm_zone`]), and a full zone
+//!   evicts (`lru`, `slru`) or fails the write (`none`, which traps the
+//!   filter as ngx_wasm_module does).
 //!
 //! In both, every write takes a new cas from one counter that starts at 1
 //! and skips 0. Tests can inspect a namespace and inject faults.
@@ -21,6 +24,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use crate::shm_zone::Eviction;
+use crate::shm_zone::{self, Allocation, Zone};
 use crate::types::Status;
 
 /// Which host's rules the store follows.
@@ -33,23 +38,41 @@ pub enum SharedDataSemantics {
     Strict(StrictLimits),
 }
 
-/// The size limit of a strict store (ngx_wasm_module's zone size).
+/// The zone of a strict store: `shm_kv <name> <size> [eviction=...]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct StrictLimits {
-    /// Total bytes of keys and values a namespace may hold; `None` is no limit.
-    pub capacity_bytes: Option<usize>,
+    /// The zone's size in bytes, as written in `nginx.conf`; `None` is no
+    /// limit. Each namespace (`vm_id`) gets a zone of this size.
+    pub zone_bytes: Option<usize>,
     /// What a write that does not fit does.
     pub eviction: Eviction,
 }
 
-/// What happens when a strict store is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Eviction {
-    /// Evict the least recently used entries until the write fits.
-    #[default]
-    Lru,
-    /// Refuse the write with `INTERNAL_FAILURE`.
-    None,
+impl StrictLimits {
+    /// A zone of `bytes` with `eviction`.
+    pub fn zone(bytes: usize, eviction: Eviction) -> StrictLimits {
+        StrictLimits {
+            zone_bytes: Some(bytes),
+            eviction,
+        }
+    }
+}
+
+/// Why a set failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetFailure {
+    /// Answered with this status.
+    Status(Status),
+    /// The zone had no room and could evict nothing more: ngx_wasm_module
+    /// traps the filter ("failed setting value to shm (could not write to
+    /// slab)").
+    NoMemory { key_len: usize, value_len: usize },
+}
+
+impl From<Status> for SetFailure {
+    fn from(status: Status) -> SetFailure {
+        SetFailure::Status(status)
+    }
 }
 
 /// How many calls an injected fault affects.
@@ -100,14 +123,26 @@ struct StoreState {
 
 #[derive(Default)]
 struct Namespace {
+    /// By lookup key: the key itself (Envoy) or its CRC32 (strict).
     entries: HashMap<Vec<u8>, Entry>,
+    /// Bytes of keys and values.
     bytes: usize,
+    /// The strict store's zone, if it has a size.
+    zone: Option<Zone>,
 }
 
 struct Entry {
+    /// The key the entry was created with (under the strict rules another
+    /// key with the same CRC32 reads and writes it too).
+    key: Vec<u8>,
     value: Vec<u8>,
     cas: u32,
     last_used: u64,
+    /// Its place in the zone, if the store has one.
+    allocation: Option<Allocation>,
+    /// The value length the allocation was made for: a longer value needs a
+    /// new allocation.
+    allocated_value_len: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -160,66 +195,142 @@ impl Namespace {
         key.len().saturating_add(value.len())
     }
 
-    fn remove(&mut self, key: &[u8]) {
-        if let Some(entry) = self.entries.remove(key) {
+    fn remove(&mut self, lookup: &[u8]) {
+        if let Some(entry) = self.entries.remove(lookup) {
             self.bytes = self
                 .bytes
-                .saturating_sub(Namespace::entry_size(key, &entry.value));
+                .saturating_sub(Namespace::entry_size(&entry.key, &entry.value));
+            if let (Some(zone), Some(allocation)) = (self.zone.as_mut(), entry.allocation) {
+                zone.free(allocation);
+            }
         }
     }
 
-    fn write(&mut self, key: &[u8], value: &[u8], cas: u32, last_used: u64) {
-        self.remove(key);
+    /// Writes without any zone accounting (Envoy, or a test seeding).
+    fn write(&mut self, lookup: &[u8], key: &[u8], value: &[u8], cas: u32, last_used: u64) {
+        self.remove(lookup);
         self.bytes = self.bytes.saturating_add(Namespace::entry_size(key, value));
         self.entries.insert(
-            key.to_vec(),
+            lookup.to_vec(),
             Entry {
+                key: key.to_vec(),
                 value: value.to_vec(),
                 cas,
                 last_used,
+                allocation: None,
+                allocated_value_len: value.len(),
             },
         );
     }
 
-    /// Makes room for `key` = `value` within `limits`, evicting if allowed.
-    fn make_room(&mut self, key: &[u8], value: &[u8], limits: StrictLimits) -> Result<(), Status> {
-        let Some(capacity) = limits.capacity_bytes else {
+    /// ngx_wasm_module's set of an existing or new pair (`ngx_wa_shm_kv_set_locked`):
+    /// in place if the value fits the pair's allocation, else a new allocation,
+    /// evicting as `eviction` says while none is free.
+    fn write_strict(
+        &mut self,
+        lookup: &[u8],
+        key: &[u8],
+        value: &[u8],
+        cas: u32,
+        last_used: u64,
+        eviction: Eviction,
+    ) -> Result<(), SetFailure> {
+        if let Some(entry) = self.entries.get_mut(lookup)
+            && value.len() <= entry.allocated_value_len
+        {
+            self.bytes = self
+                .bytes
+                .saturating_sub(entry.value.len())
+                .saturating_add(value.len());
+            entry.value = value.to_vec();
+            entry.cas = cas;
+            entry.last_used = last_used;
             return Ok(());
+        }
+        let size = shm_zone::NODE_BYTES + key.len() + value.len();
+        let allocation = match self.zone.is_some() {
+            false => None,
+            true => Some(self.allocate_evicting(lookup, size, eviction).ok_or(
+                SetFailure::NoMemory {
+                    key_len: key.len(),
+                    value_len: value.len(),
+                },
+            )?),
         };
-        let needed = Namespace::entry_size(key, value);
-        if needed > capacity {
-            return Err(Status::InternalFailure);
-        }
-        let current = self
-            .entries
-            .get(key)
-            .map_or(0, |entry| Namespace::entry_size(key, &entry.value));
-        let mut total_after = self.bytes.saturating_sub(current).saturating_add(needed);
-        if total_after <= capacity {
-            return Ok(());
-        }
-        if limits.eviction == Eviction::None {
-            return Err(Status::InternalFailure);
-        }
-        let mut candidates: Vec<(u64, Vec<u8>)> = self
-            .entries
-            .iter()
-            .filter(|(candidate, _)| candidate.as_slice() != key)
-            .map(|(candidate, entry)| (entry.last_used, candidate.clone()))
-            .collect();
-        candidates.sort();
-        for (_, victim) in candidates {
-            if total_after <= capacity {
-                break;
-            }
-            let freed = self
-                .entries
-                .get(&victim)
-                .map_or(0, |entry| Namespace::entry_size(&victim, &entry.value));
-            self.remove(&victim);
-            total_after = total_after.saturating_sub(freed);
-        }
+        // A pair that grows keeps its key (ngx_wasm_module copies the new
+        // one in; it has the same CRC32).
+        self.remove(lookup);
+        self.bytes = self.bytes.saturating_add(Namespace::entry_size(key, value));
+        self.entries.insert(
+            lookup.to_vec(),
+            Entry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                cas,
+                last_used,
+                allocation,
+                allocated_value_len: value.len(),
+            },
+        );
         Ok(())
+    }
+
+    /// Allocates `size` bytes in the zone, evicting other pairs (never the
+    /// one at `lookup`) as `eviction` allows.
+    fn allocate_evicting(
+        &mut self,
+        lookup: &[u8],
+        size: usize,
+        eviction: Eviction,
+    ) -> Option<Allocation> {
+        loop {
+            if let Some(allocation) = self.zone.as_mut()?.allocate(size) {
+                return Some(allocation);
+            }
+            let victim = match eviction {
+                Eviction::None => return None,
+                Eviction::Lru => self.least_recently_used(lookup, |_| true),
+                Eviction::Slru => {
+                    // The write's own size class first, then larger ones,
+                    // then smaller (ngx_wasm_module's `slru_expire`).
+                    let start = shm_zone::queue_of(size);
+                    let larger = (start..=shm_zone::queue_of(usize::MAX))
+                        .find_map(|queue| self.least_recently_used(lookup, |q| q == queue));
+                    larger.or_else(|| {
+                        (0..start)
+                            .rev()
+                            .find_map(|queue| self.least_recently_used(lookup, |q| q == queue))
+                    })
+                }
+            };
+            let victim = victim?;
+            self.remove(&victim);
+        }
+    }
+
+    /// The lookup key of the least recently used pair (other than `except`)
+    /// whose SLRU queue passes `queue`.
+    fn least_recently_used(&self, except: &[u8], queue: impl Fn(usize) -> bool) -> Option<Vec<u8>> {
+        self.entries
+            .iter()
+            .filter(|(lookup, entry)| {
+                lookup.as_slice() != except
+                    && entry.allocation.is_some()
+                    && queue(shm_zone::queue_of(
+                        shm_zone::NODE_BYTES + entry.key.len() + entry.value.len(),
+                    ))
+            })
+            .min_by_key(|(_, entry)| entry.last_used)
+            .map(|(lookup, _)| lookup.clone())
+    }
+}
+
+/// How a store finds a key: by its bytes (Envoy) or by its CRC32 alone
+/// (ngx_wasm_module's `ngx_wa_shm_rbtree_lookup`, over the whole key).
+fn lookup_key(semantics: SharedDataSemantics, key: &[u8]) -> Vec<u8> {
+    match semantics {
+        SharedDataSemantics::Envoy => key.to_vec(),
+        SharedDataSemantics::Strict(_) => crc32fast::hash(key).to_be_bytes().to_vec(),
     }
 }
 
@@ -237,6 +348,27 @@ impl SharedData {
     /// The rules this store follows.
     pub fn semantics(&self) -> SharedDataSemantics {
         self.inner.semantics
+    }
+
+    /// A new, empty store with the same rules: what the VMs of a reloaded
+    /// NGINX see (ngx_wasm_module maps a fresh zone on every reload).
+    pub fn fresh(&self) -> SharedData {
+        SharedData::new(self.inner.semantics)
+    }
+
+    /// An empty namespace, with its zone if the store has a size.
+    fn new_namespace(semantics: SharedDataSemantics) -> Namespace {
+        let zone = match semantics {
+            SharedDataSemantics::Strict(StrictLimits {
+                zone_bytes: Some(bytes),
+                eviction,
+            }) => Zone::new(bytes.max(shm_zone::MIN_ZONE_BYTES), eviction),
+            _ => None,
+        };
+        Namespace {
+            zone,
+            ..Namespace::default()
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, StoreState> {
@@ -261,10 +393,11 @@ impl SharedData {
             return Err(status);
         }
         let now = state.touch();
+        let lookup = lookup_key(self.inner.semantics, key);
         let entry = state
             .namespaces
             .get_mut(vm_id)
-            .and_then(|namespace| namespace.entries.get_mut(key))
+            .and_then(|namespace| namespace.entries.get_mut(&lookup))
             .ok_or(Status::NotFound)?;
         entry.last_used = now;
         Ok(SharedValue {
@@ -280,23 +413,24 @@ impl SharedData {
         key: &[u8],
         value: SetValue<'_>,
         cas: u32,
-    ) -> Result<(), Status> {
+    ) -> Result<(), SetFailure> {
         let semantics = self.inner.semantics;
         let mut state = self.lock();
         if let Some(status) = status_fault_fires(&mut state.set_fault) {
-            return Err(status);
+            return Err(status.into());
         }
         let conditional = match semantics {
             SharedDataSemantics::Envoy => cas != 0,
             SharedDataSemantics::Strict(_) => true,
         };
         if conditional && fault_fires(&mut state.cas_fault) {
-            return Err(Status::CasMismatch);
+            return Err(Status::CasMismatch.into());
         }
+        let lookup = lookup_key(semantics, key);
         let stored_cas = state
             .namespaces
             .get(vm_id)
-            .and_then(|namespace| namespace.entries.get(key))
+            .and_then(|namespace| namespace.entries.get(&lookup))
             .map(|entry| entry.cas);
         let now = state.touch();
         match semantics {
@@ -307,7 +441,7 @@ impl SharedData {
                     && cas != 0
                     && cas != stored
                 {
-                    return Err(Status::CasMismatch);
+                    return Err(Status::CasMismatch.into());
                 }
                 let bytes = match value {
                     SetValue::Bytes(bytes) => bytes,
@@ -317,28 +451,29 @@ impl SharedData {
                 state
                     .namespaces
                     .entry(vm_id.to_string())
-                    .or_default()
-                    .write(key, bytes, new_cas, now);
+                    .or_insert_with(|| SharedData::new_namespace(semantics))
+                    .write(&lookup, key, bytes, new_cas, now);
                 Ok(())
             }
             SharedDataSemantics::Strict(limits) => {
                 let expected = stored_cas.unwrap_or(0);
                 if cas != expected {
-                    return Err(Status::CasMismatch);
+                    return Err(Status::CasMismatch.into());
                 }
                 match value {
                     SetValue::Null => {
                         if let Some(namespace) = state.namespaces.get_mut(vm_id) {
-                            namespace.remove(key);
+                            namespace.remove(&lookup);
                         }
                         Ok(())
                     }
                     SetValue::Bytes(bytes) => {
                         let new_cas = state.next_cas();
-                        let namespace = state.namespaces.entry(vm_id.to_string()).or_default();
-                        namespace.make_room(key, bytes, limits)?;
-                        namespace.write(key, bytes, new_cas, now);
-                        Ok(())
+                        state
+                            .namespaces
+                            .entry(vm_id.to_string())
+                            .or_insert_with(|| SharedData::new_namespace(semantics))
+                            .write_strict(&lookup, key, bytes, new_cas, now, limits.eviction)
                     }
                 }
             }
@@ -416,11 +551,23 @@ impl SharedDataNamespace {
         self.read(|namespace| namespace.map_or(0, |namespace| namespace.bytes))
     }
 
-    /// A value and its cas, without counting as a use and without faults.
+    /// The zone's pages in use and in all, under the strict rules with a zone
+    /// size (4 KiB each; the pages in use are what NGINX's slab statistics
+    /// count).
+    pub fn zone_pages(&self) -> Option<(usize, usize)> {
+        self.read(|namespace| {
+            let zone = namespace?.zone.as_ref()?;
+            Some((zone.used_pages(), zone.total_pages()))
+        })
+    }
+
+    /// A value and its cas, without counting as a use and without faults
+    /// (found as the store finds keys: by CRC32 under the strict rules).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<SharedValue> {
+        let lookup = lookup_key(self.store.semantics(), key.as_ref());
         self.read(|namespace| {
             namespace
-                .and_then(|namespace| namespace.entries.get(key.as_ref()))
+                .and_then(|namespace| namespace.entries.get(&lookup))
                 .map(|entry| SharedValue {
                     value: entry.value.clone(),
                     cas: entry.cas,
@@ -428,11 +575,15 @@ impl SharedDataNamespace {
         })
     }
 
-    /// Every key, sorted.
+    /// Every key (as first written, for entries found by CRC32), sorted.
     pub fn keys(&self) -> Vec<Vec<u8>> {
         let mut keys = self.read(|namespace| {
             namespace.map_or_else(Vec::new, |namespace| {
-                namespace.entries.keys().cloned().collect()
+                namespace
+                    .entries
+                    .values()
+                    .map(|entry| entry.key.clone())
+                    .collect()
             })
         });
         keys.sort();
@@ -442,14 +593,16 @@ impl SharedDataNamespace {
     /// Writes `key` unconditionally (ignoring capacity and faults), as a test
     /// seeding the store would; answers the new cas.
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> u32 {
+        let semantics = self.store.semantics();
+        let lookup = lookup_key(semantics, key.as_ref());
         let mut state = self.store.lock();
         let cas = state.next_cas();
         let now = state.touch();
         state
             .namespaces
             .entry(self.vm_id.clone())
-            .or_default()
-            .write(key.as_ref(), value.as_ref(), cas, now);
+            .or_insert_with(|| SharedData::new_namespace(semantics))
+            .write(&lookup, key.as_ref(), value.as_ref(), cas, now);
         cas
     }
 }
@@ -477,7 +630,10 @@ mod tests {
                 cas: 1
             })
         );
-        assert_eq!(store.set(VM, b"k", bytes("b"), 7), Err(Status::CasMismatch));
+        assert_eq!(
+            store.set(VM, b"k", bytes("b"), 7),
+            Err(Status::CasMismatch.into())
+        );
         assert_eq!(store.set(VM, b"k", bytes("b"), 1), Ok(()));
         assert_eq!(
             store.set(VM, b"k", bytes("c"), 0),
@@ -499,58 +655,169 @@ mod tests {
     #[test]
     fn strict_requires_cas_zero_to_create_and_the_stored_cas_to_update() {
         let store = SharedData::new(SharedDataSemantics::Strict(StrictLimits::default()));
-        assert_eq!(store.set(VM, b"k", bytes("a"), 5), Err(Status::CasMismatch));
+        assert_eq!(
+            store.set(VM, b"k", bytes("a"), 5),
+            Err(Status::CasMismatch.into())
+        );
         assert_eq!(store.set(VM, b"k", bytes("a"), 0), Ok(()));
-        assert_eq!(store.set(VM, b"k", bytes("b"), 0), Err(Status::CasMismatch));
+        assert_eq!(
+            store.set(VM, b"k", bytes("b"), 0),
+            Err(Status::CasMismatch.into())
+        );
         assert_eq!(store.set(VM, b"k", bytes("b"), 1), Ok(()));
         assert_eq!(
             store.set(VM, b"k", SetValue::Null, 1),
-            Err(Status::CasMismatch)
+            Err(Status::CasMismatch.into())
         );
         assert_eq!(store.set(VM, b"k", SetValue::Null, 2), Ok(()));
         assert_eq!(store.get(VM, b"k"), Err(Status::NotFound));
         assert!(store.namespace(VM).is_empty());
     }
 
+    /// A strict store whose zone has `pages` pages for pairs besides the one
+    /// its head takes.
+    fn zone_of_pages(pages: usize, eviction: Eviction) -> SharedData {
+        // Pages start after the header and descriptors (one page for these
+        // sizes); the store head takes one page of its own.
+        let bytes = (pages + 2) * shm_zone::PAGE_BYTES;
+        let store = SharedData::new(SharedDataSemantics::Strict(StrictLimits::zone(
+            bytes, eviction,
+        )));
+        store.namespace(VM).insert("probe", "");
+        store
+    }
+
+    /// A 150-byte value: with its key, a 256-byte chunk (16 to a page).
+    fn chunk_value() -> Vec<u8> {
+        vec![7; 150]
+    }
+
     #[test]
-    fn strict_capacity_evicts_the_least_recently_used_entry() {
-        let limits = StrictLimits {
-            capacity_bytes: Some(6),
-            eviction: Eviction::Lru,
-        };
-        let store = SharedData::new(SharedDataSemantics::Strict(limits));
-        assert_eq!(store.set(VM, b"a", bytes("1"), 0), Ok(()));
-        assert_eq!(store.set(VM, b"b", bytes("2"), 0), Ok(()));
-        assert_eq!(store.set(VM, b"c", bytes("3"), 0), Ok(()));
-        assert!(store.get(VM, b"a").is_ok(), "makes b the oldest");
-        assert_eq!(store.set(VM, b"d", bytes("4"), 0), Ok(()));
-        let namespace = store.namespace(VM);
+    fn strict_lru_evicts_the_least_recently_used_pair_when_the_zone_is_full() {
+        let store = zone_of_pages(1, Eviction::Lru);
+        let value = chunk_value();
+        for i in 0..16 {
+            let key = format!("k{i:02}");
+            assert_eq!(
+                store.set(VM, key.as_bytes(), SetValue::Bytes(&value), 0),
+                Ok(())
+            );
+        }
+        assert!(store.get(VM, b"k00").is_ok(), "makes k01 the oldest");
+        assert_eq!(store.set(VM, b"new", SetValue::Bytes(&value), 0), Ok(()));
+        let keys = store.namespace(VM).keys();
+        assert!(!keys.contains(&b"k01".to_vec()), "evicted");
+        assert!(keys.contains(&b"k00".to_vec()));
+        assert!(keys.contains(&b"new".to_vec()));
+    }
+
+    #[test]
+    fn strict_none_fails_a_write_the_zone_has_no_room_for() {
+        let store = zone_of_pages(1, Eviction::None);
+        let value = chunk_value();
+        for i in 0..16 {
+            let key = format!("k{i:02}");
+            assert_eq!(
+                store.set(VM, key.as_bytes(), SetValue::Bytes(&value), 0),
+                Ok(())
+            );
+        }
         assert_eq!(
-            namespace.keys(),
-            [b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]
+            store.set(VM, b"k16", SetValue::Bytes(&value), 0),
+            Err(SetFailure::NoMemory {
+                key_len: 3,
+                value_len: 150
+            })
         );
-        assert_eq!(namespace.total_bytes(), 6);
+        // Rewriting a pair at no more than its size needs no new memory.
+        let cas = store.get(VM, b"k03").unwrap().cas;
         assert_eq!(
-            store.set(VM, b"big", bytes("0123456789"), 0),
-            Err(Status::InternalFailure),
-            "larger than the whole zone"
+            store.set(VM, b"k03", SetValue::Bytes(&value[..100]), cas),
+            Ok(())
+        );
+        let cas = store.get(VM, b"k03").unwrap().cas;
+        assert_eq!(store.set(VM, b"k03", SetValue::Bytes(&value), cas), Ok(()));
+    }
+
+    #[test]
+    fn strict_a_value_that_grows_takes_new_memory() {
+        let store = zone_of_pages(1, Eviction::None);
+        let small = vec![1; 20];
+        for i in 0..16 {
+            let key = format!("k{i:02}");
+            assert_eq!(
+                store.set(VM, key.as_bytes(), SetValue::Bytes(&small), 0),
+                Ok(())
+            );
+        }
+        // 96 + 3 + 20 = 119 bytes: 128-byte chunks, in the page of the store's
+        // head (also 128 bytes).
+        let (used, total) = store.namespace(VM).zone_pages().unwrap();
+        assert_eq!((used, total), (1, 2));
+        let grown = chunk_value();
+        for i in 0..16 {
+            let key = format!("k{i:02}");
+            let cas = store.get(VM, key.as_bytes()).unwrap().cas;
+            assert_eq!(
+                store.set(VM, key.as_bytes(), SetValue::Bytes(&grown), cas),
+                Ok(())
+            );
+        }
+        // All moved to 256-byte chunks: a page more.
+        assert_eq!(store.namespace(VM).zone_pages(), Some((2, 2)));
+        assert_eq!(
+            store.set(VM, b"more", SetValue::Bytes(&grown), 0),
+            Err(SetFailure::NoMemory {
+                key_len: 4,
+                value_len: 150
+            }),
+            "every page in use"
         );
     }
 
     #[test]
-    fn strict_capacity_without_eviction_refuses_the_write() {
-        let limits = StrictLimits {
-            capacity_bytes: Some(4),
-            eviction: Eviction::None,
-        };
-        let store = SharedData::new(SharedDataSemantics::Strict(limits));
-        assert_eq!(store.set(VM, b"a", bytes("1"), 0), Ok(()));
-        assert_eq!(store.set(VM, b"b", bytes("2"), 0), Ok(()));
+    fn strict_slru_evicts_a_pair_of_the_same_size_first() {
+        let store = zone_of_pages(1, Eviction::Slru);
+        let value = chunk_value();
+        // A small pair (a 128-byte chunk, beside the store's head), written
+        // first (the oldest), then a page of 256-byte pairs.
+        store
+            .set(VM, b"small", SetValue::Bytes(&[1; 10]), 0)
+            .unwrap();
+        for i in 0..16 {
+            let key = format!("k{i:02}");
+            assert_eq!(
+                store.set(VM, key.as_bytes(), SetValue::Bytes(&value), 0),
+                Ok(())
+            );
+        }
+        assert_eq!(store.set(VM, b"new", SetValue::Bytes(&value), 0), Ok(()));
+        let keys = store.namespace(VM).keys();
+        assert!(keys.contains(&b"small".to_vec()), "another size class");
+        assert!(!keys.contains(&b"k00".to_vec()), "the oldest of its size");
+    }
+
+    #[test]
+    fn strict_keys_are_found_by_crc32_alone() {
+        // Two names with one CRC32 (equal length, found by a birthday search).
+        let (a, b) = (b"r-oijkgjm9".as_slice(), b"r-o3a59da7".as_slice());
+        assert_eq!(crc32fast::hash(a), crc32fast::hash(b));
+        let store = SharedData::new(SharedDataSemantics::Strict(StrictLimits::default()));
+        assert_eq!(store.set(VM, a, bytes("first"), 0), Ok(()));
         assert_eq!(
-            store.set(VM, b"c", bytes("3"), 0),
-            Err(Status::InternalFailure)
+            store.set(VM, b, bytes("second"), 0),
+            Err(Status::CasMismatch.into()),
+            "b is a's entry, which exists"
         );
-        assert_eq!(store.namespace(VM).len(), 2);
+        let found = store.get(VM, b).unwrap();
+        assert_eq!(found.value, b"first");
+        assert_eq!(store.set(VM, b, bytes("second"), found.cas), Ok(()));
+        assert_eq!(store.get(VM, a).unwrap().value, b"second");
+        assert_eq!(store.namespace(VM).len(), 1);
+        let envoy = SharedData::new(SharedDataSemantics::Envoy);
+        envoy.set(VM, a, bytes("first"), 0).unwrap();
+        envoy.set(VM, b, bytes("second"), 0).unwrap();
+        assert_eq!(envoy.namespace(VM).len(), 2, "Envoy compares whole keys");
     }
 
     #[test]
@@ -577,13 +844,16 @@ mod tests {
             Ok(()),
             "cas 0 is not conditional"
         );
-        assert_eq!(store.set(VM, b"k", bytes("x"), 2), Err(Status::CasMismatch));
+        assert_eq!(
+            store.set(VM, b"k", bytes("x"), 2),
+            Err(Status::CasMismatch.into())
+        );
         assert_eq!(store.set(VM, b"k", bytes("y"), 2), Ok(()));
 
         store.fail_sets(Status::InternalFailure, FaultTimes::Always);
         assert_eq!(
             store.set(VM, b"k", bytes("z"), 0),
-            Err(Status::InternalFailure)
+            Err(Status::InternalFailure.into())
         );
         store.clear_faults();
         assert_eq!(store.set(VM, b"k", bytes("z"), 0), Ok(()));

@@ -66,30 +66,50 @@ fn a_null_value_deletes_the_key() {
     assert!(proxy.shared_data().is_empty());
 }
 
-#[test]
-fn a_full_zone_evicts_the_least_recently_used_key() {
-    let proxy = strict(StrictLimits {
-        capacity_bytes: Some(8),
-        eviction: Eviction::Lru,
-    });
-    for assignment in ["a=111", "b=222"] {
-        assert_eq!(set(&proxy, assignment).as_deref(), Some("0"));
+/// The smallest zone (3 pages): after the slab header and the store's head
+/// (in a 128-byte chunk page of its own), one page is left: 16 pairs of 256
+/// bytes (96-byte node, 3-byte key, 150-byte value).
+fn smallest_zone(eviction: Eviction) -> Proxy {
+    strict(StrictLimits::zone(3 * 4096, eviction))
+}
+
+fn fill(proxy: &Proxy) {
+    let value = "v".repeat(150);
+    for i in 0..16 {
+        assert_eq!(
+            set(proxy, &format!("k{i:02}={value}")).as_deref(),
+            Some("0"),
+            "k{i:02}"
+        );
     }
-    assert_eq!(set(&proxy, "c=333").as_deref(), Some("0"));
-    assert_eq!(proxy.shared_data().keys(), [b"b".to_vec(), b"c".to_vec()]);
-    assert_eq!(proxy.shared_data().total_bytes(), 8);
 }
 
 #[test]
-fn a_full_zone_without_eviction_refuses_the_write() {
-    let proxy = strict(StrictLimits {
-        capacity_bytes: Some(4),
-        eviction: Eviction::None,
-    });
-    assert_eq!(set(&proxy, "a=111").as_deref(), Some("0"));
+fn a_full_zone_evicts_the_least_recently_used_key() {
+    let proxy = smallest_zone(Eviction::Lru);
+    fill(&proxy);
     assert_eq!(
-        set(&proxy, "b=222").as_deref(),
-        Some("10"),
-        "INTERNAL_FAILURE"
+        set(&proxy, &format!("k16={}", "v".repeat(150))).as_deref(),
+        Some("0")
     );
+    let keys = proxy.shared_data().keys();
+    assert!(!keys.contains(&b"k00".to_vec()), "the oldest is evicted");
+    assert!(keys.contains(&b"k16".to_vec()));
+    assert_eq!(proxy.shared_data().len(), 16);
+}
+
+#[test]
+fn a_full_zone_without_eviction_traps_the_filter() {
+    let proxy = smallest_zone(Eviction::None);
+    fill(&proxy);
+    let failed = exchange(
+        &proxy,
+        probe_request(&[("x-probe-shared-set", &format!("k16={}", "v".repeat(150)))]),
+    );
+    assert_eq!(
+        failed.client.status(),
+        Some(500),
+        "ngx_wasm_module traps the filter when the slab has no room"
+    );
+    assert_eq!(proxy.shared_data().len(), 16);
 }

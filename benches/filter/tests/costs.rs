@@ -82,14 +82,17 @@ fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
     let base = costs(Subject::PassThrough, WARMUP, REQUESTS).fuel_per_request();
     let one = costs(Subject::SluiceOneRule, WARMUP, REQUESTS).fuel_per_request() / base;
     let five = costs(Subject::SluiceFiveRules, WARMUP, REQUESTS).fuel_per_request() / base;
-    // BENCHMARKS.md: 2.57x and 4.95x the pass-through (targets 1.2x and 2x, not met); these
-    // bounds leave 10% for changes that do not add work. Update both together.
+    eprintln!("fuel per request: 1 rule {one:.2}x, 5 rules {five:.2}x the pass-through's");
+    // BENCHMARKS.md: 2.70x and 5.80x the pass-through (targets 1.2x and 2x, not met), measured
+    // with buckets written at their full size (the padding is zeroed on every write and checked
+    // on every read); these bounds leave 10% for changes that do not add work. Update both
+    // together.
     assert!(
-        one <= 2.57 * 1.1,
+        one <= 2.70 * 1.1,
         "1 rule: {one:.2}x the pass-through's fuel"
     );
     assert!(
-        five <= 4.95 * 1.1,
+        five <= 5.80 * 1.1,
         "5 rules: {five:.2}x the pass-through's fuel"
     );
     assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");

@@ -10,6 +10,7 @@
 //! - [`state`]: the per-key state and its versioned byte encoding.
 //! - [`table`]: the bounded table of store keys a rule's states live in, so memory stays
 //!   bounded however many distinct keys clients send.
+//! - [`shm_zone`]: the ngx_wasm_module shared-memory zone size a set of tables needs.
 //! - [`limiter`]: check-then-commit across all of a request's rules over a CAS store, and the
 //!   same over in-memory states.
 //! - [`store`] and [`memory_store`]: the store interface, and an in-memory store that behaves
@@ -26,6 +27,7 @@ pub mod limiter;
 pub mod memory_store;
 pub mod mode;
 pub mod quota;
+pub mod shm_zone;
 pub mod state;
 pub mod store;
 pub mod table;
@@ -39,5 +41,5 @@ pub use mode::{FailureMode, Mode};
 pub use quota::{Quota, QuotaError};
 pub use state::{State, StateError};
 pub use store::{SetError, SlotStore, StoreError};
-pub use table::RuleTable;
+pub use table::{RuleTable, TableNames, TableSpec};
 pub use time::Nanos;

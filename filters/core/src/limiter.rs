@@ -46,7 +46,7 @@ use crate::decision::Decision;
 use crate::mode::{FailureMode, Mode};
 use crate::state::State;
 use crate::store::{SetError, SlotStore, StoreError};
-use crate::table::{Bucket, RuleTable};
+use crate::table::{Bucket, RuleTable, TableNames};
 use crate::time::Nanos;
 
 /// The key of the keyed hash that places keys in the table. Random per deployment, so that
@@ -147,6 +147,7 @@ pub struct Verdict {
 pub struct Limiter {
     seed: Seed,
     cas_retries: u32,
+    names: TableNames,
     scratch: Scratch,
 }
 
@@ -202,14 +203,14 @@ impl Default for RuleSlot {
 }
 
 impl RuleSlot {
-    fn locate(&mut self, check: &Check<'_>, seed: &Seed) {
+    fn locate(&mut self, check: &Check<'_>, seed: &Seed, names: &TableNames) {
         let cached = matches!(
             &self.table_of,
             Some((rule, limit, max_keys))
                 if rule == check.rule && *limit == check.limit && *max_keys == check.max_keys
         );
         if !cached {
-            let table = RuleTable::new(check.rule, check.limit, check.max_keys);
+            let table = names.table(check.rule, check.limit, check.max_keys);
             self.signature = table.signature();
             self.buckets = table.bucket_count();
             self.key.clear();
@@ -267,8 +268,22 @@ impl Limiter {
         Limiter {
             seed,
             cas_retries,
+            names: TableNames::default(),
             scratch: Scratch::default(),
         }
+    }
+
+    /// The same limiter naming its tables with `names` (their namespace and CRC32 salts)
+    /// instead of [`TableNames::default`].
+    pub fn with_names(mut self, names: TableNames) -> Limiter {
+        self.names = names;
+        self.scratch = Scratch::default();
+        self
+    }
+
+    /// How the limiter names its tables in the store.
+    pub fn names(&self) -> &TableNames {
+        &self.names
     }
 
     /// The placement seed.
@@ -281,8 +296,8 @@ impl Limiter {
         self.cas_retries
     }
 
-    /// Creates every missing bucket of a rule's table (each as an empty bucket, written with
-    /// cas 0) and returns how many it created.
+    /// Creates every missing bucket of a rule's table (each as an empty bucket at its full
+    /// size, written with cas 0) and returns how many it created.
     ///
     /// Called when a VM is configured, so that Envoy's non-atomic create-if-absent (a `set` on a
     /// missing key succeeds whatever the cas) only matters while the proxy starts. Buckets
@@ -295,7 +310,7 @@ impl Limiter {
         max_keys: u32,
         store: &mut S,
     ) -> Result<u32, StoreError> {
-        let table = RuleTable::new(rule, *limit, max_keys);
+        let table = self.names.table(rule, *limit, max_keys);
         let mut empty = Vec::new();
         table.empty_bucket().encode_into(&mut empty);
         let mut key = String::new();
@@ -332,13 +347,14 @@ impl Limiter {
         let Limiter {
             seed,
             cas_retries,
+            names,
             scratch,
         } = self;
         if scratch.rules.len() < checks.len() {
             scratch.rules.resize_with(checks.len(), RuleSlot::default);
         }
         for (check, slot) in checks.iter().zip(scratch.rules.iter_mut()) {
-            slot.locate(check, seed);
+            slot.locate(check, seed, names);
         }
         let mut outcomes = Vec::with_capacity(checks.len());
         let mut retries_left = *cas_retries;

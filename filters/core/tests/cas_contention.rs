@@ -22,7 +22,7 @@ fn lost_races_are_retried_counted_and_the_request_is_spent_once() {
         let mut store = MemoryStore::new(semantics);
         let mut limiter = Limiter::new(SEED, 8);
         limiter.prepare("a", &l, 1024, &mut store).unwrap();
-        store.force_cas_mismatches("sluice/a/", 3);
+        store.force_cas_mismatches("sluice/default/a/", 3);
         let verdict = limiter.check(&checks, BASE, &mut store);
         assert!(verdict.allowed);
         assert_eq!(verdict.outcomes[0].status, Status::Allowed);
@@ -38,7 +38,7 @@ fn a_race_lost_by_a_later_rule_refunds_the_earlier_one() {
     let checks = [check("a", l, "k", 2), check("b", l, "k", 2)];
     let mut store = MemoryStore::new(Semantics::Envoy);
     let mut limiter = Limiter::new(SEED, 8);
-    store.force_cas_mismatches("sluice/b/", 1);
+    store.force_cas_mismatches("sluice/default/b/", 1);
     let verdict = limiter.check(&checks, BASE, &mut store);
     assert!(verdict.allowed);
     assert_eq!(verdict.outcomes[0].cas_retries, 0);
@@ -55,7 +55,7 @@ fn running_out_of_retries_fails_open_without_counting_that_rule() {
     let checks = [check("a", l, "k", 1), check("b", l, "k", 1)];
     let mut store = MemoryStore::new(Semantics::Envoy);
     let mut limiter = Limiter::new(SEED, 3);
-    store.force_cas_mismatches("sluice/b/", 100);
+    store.force_cas_mismatches("sluice/default/b/", 100);
     let verdict = limiter.check(&checks, BASE, &mut store);
     assert!(verdict.allowed);
     assert_eq!(verdict.outcomes[0].status, Status::Allowed);
@@ -78,7 +78,7 @@ fn running_out_of_retries_fails_closed_and_refunds_the_other_rules() {
     checks[1].failure_mode = FailureMode::Closed;
     let mut store = MemoryStore::new(Semantics::Strict);
     let mut limiter = Limiter::new(SEED, 2);
-    store.force_cas_mismatches("sluice/b/", 100);
+    store.force_cas_mismatches("sluice/default/b/", 100);
     let verdict = limiter.check(&checks, BASE, &mut store);
     assert!(!verdict.allowed);
     assert_eq!(verdict.outcomes[1].status, Status::FailedClosed);
@@ -96,7 +96,7 @@ fn zero_retries_gives_up_at_the_first_lost_race() {
     let checks = [check("a", l, "k", 1)];
     let mut store = MemoryStore::new(Semantics::Envoy);
     let mut limiter = Limiter::new(SEED, 0);
-    store.force_cas_mismatches("sluice/a/", 1);
+    store.force_cas_mismatches("sluice/default/a/", 1);
     let verdict = limiter.check(&checks, BASE, &mut store);
     assert_eq!(verdict.outcomes[0].status, Status::FailedOpen);
     assert_eq!(verdict.outcomes[0].cas_retries, 1);

@@ -39,7 +39,14 @@ pub const MAX_RULE_STORE_BYTES: u64 = 1 << 30;
 /// The longest rule name.
 pub const MAX_NAME_LEN: usize = 64;
 
-const TOP_FIELDS: &[&str] = &["client_ip", "exempt", "response", "store", "rules"];
+const TOP_FIELDS: &[&str] = &[
+    "namespace",
+    "client_ip",
+    "exempt",
+    "response",
+    "store",
+    "rules",
+];
 const STORE_FIELDS: &[&str] = &["max_keys", "cas_retries"];
 const RULE_FIELDS: &[&str] = &[
     "name",
@@ -81,6 +88,11 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
     })?;
     let top = Fields::open(&value, "", TOP_FIELDS)?;
 
+    let namespace = match top.get("namespace") {
+        Some(v) => Some(String::from(namespace(v)?)),
+        None => None,
+    };
+
     let client_ip = match top.get("client_ip") {
         Some(v) => ClientIpSource::parse(v, "client_ip")?,
         None => ClientIpSource::default(),
@@ -111,13 +123,61 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
         rules.push(rule);
     }
 
+    let table_namespace = match &namespace {
+        Some(name) => name.clone(),
+        None => derived_namespace(config),
+    };
+
     Ok(Policy {
+        namespace,
+        table_namespace,
         client_ip,
         exemptions,
         response,
         cas_retries,
         rules,
     })
+}
+
+/// The explicit `namespace`, validated like a rule name.
+fn namespace(value: &Value) -> Result<&str, ConfigError> {
+    let name = json::string(value, "namespace")?;
+    if !valid_name(name) {
+        return Err(ConfigError::new(
+            "namespace",
+            Problem::InvalidNamespace {
+                name: String::from(name),
+            },
+        ));
+    }
+    Ok(name)
+}
+
+/// `[A-Za-z0-9_.-]{1,64}`: rule names and namespaces.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The namespace of a configuration without one: `~` and 16 hex digits of a hash of the
+/// configuration's bytes. `~` cannot start an explicit namespace, so the two never meet, and
+/// two configurations share a derived namespace only if they are byte for byte the same.
+fn derived_namespace(config: &[u8]) -> String {
+    use core::hash::Hasher as _;
+    let mut hasher =
+        siphasher::sip::SipHasher13::new_with_keys(0x736c_7569_6365_2d6e, 0x616d_6573_7061_6365);
+    hasher.write(config);
+    let hash = hasher.finish();
+    let mut name = String::with_capacity(17);
+    name.push('~');
+    for shift in (0..16).rev() {
+        let digit = ((hash >> (shift * 4)) & 0xf) as u32;
+        name.push(char::from_digit(digit, 16).unwrap_or('0'));
+    }
+    name
 }
 
 fn store(value: &Value) -> Result<(u32, u32), ConfigError> {
@@ -188,12 +248,7 @@ fn rule_name(value: &Value) -> Result<&str, ConfigError> {
         ));
     };
     let name = json::string(name, "name")?;
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !valid {
+    if !valid_name(name) {
         return Err(ConfigError::new(
             "name",
             Problem::InvalidName {

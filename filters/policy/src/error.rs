@@ -151,6 +151,11 @@ pub enum Problem {
         /// The name found.
         name: String,
     },
+    /// A `namespace` with characters outside `[A-Za-z0-9_.-]`, empty or too long.
+    InvalidNamespace {
+        /// The namespace found.
+        name: String,
+    },
     /// A period that is not `<integer><unit>`.
     InvalidDuration {
         /// The text found.
@@ -290,6 +295,12 @@ impl fmt::Display for Problem {
             Problem::InvalidName { name } => write!(
                 f,
                 "{name} is not a valid rule name; use 1 to 64 characters from A-Z a-z 0-9 _ . -",
+                name = Quoted(name)
+            ),
+            Problem::InvalidNamespace { name } => write!(
+                f,
+                "{name} is not a valid namespace; use 1 to 64 characters from A-Z a-z 0-9 _ . - \
+                 (or leave it out to keep this configuration's counters to itself)",
                 name = Quoted(name)
             ),
             Problem::InvalidDuration { text } => write!(

@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use sluice_core::table::RuleTable;
+use sluice_core::table::{RuleTable, TableNames, TableSpec};
 use sluice_core::{
     Check, FailureMode, Limit, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Verdict,
 };
@@ -40,6 +40,10 @@ use crate::uri;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The `namespace` field, if given.
+    pub(crate) namespace: Option<String>,
+    /// The namespace the tables live in: `namespace`, or one derived from the config bytes.
+    pub(crate) table_namespace: String,
     pub(crate) client_ip: ClientIpSource,
     pub(crate) exemptions: Exemptions,
     pub(crate) response: ResponseConfig,
@@ -216,6 +220,35 @@ impl Policy {
     /// The rules, in configuration order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The `namespace` field, if the configuration names one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The namespace the rules' tables live in: the `namespace` field, or else `~` followed
+    /// by 16 hex digits of a hash of the configuration's bytes, private to this configuration.
+    pub fn table_namespace(&self) -> &str {
+        &self.table_namespace
+    }
+
+    /// The names of the rules' tables in [`Policy::table_namespace`], before any CRC32
+    /// separation (see [`TableNames::separate_crc32`] and [`Policy::table_specs`]).
+    pub fn table_names(&self) -> TableNames {
+        TableNames::new(self.table_namespace.as_str())
+    }
+
+    /// Every rule's table, in rule order, as [`TableNames::separate_crc32`] takes them.
+    pub fn table_specs(&self) -> Vec<TableSpec<'_>> {
+        self.rules
+            .iter()
+            .map(|rule| TableSpec {
+                rule: &rule.name,
+                limit: rule.limit,
+                max_keys: rule.max_keys,
+            })
+            .collect()
     }
 
     /// CAS retries per request for the limiter (`store.cas_retries`).

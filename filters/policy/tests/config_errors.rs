@@ -99,7 +99,55 @@ fn a_configuration_must_be_an_object() {
 fn unknown_top_level_fields_are_rejected() {
     assert_eq!(
         error(json!({"rules": [rule()], "rule": []})).to_string(),
-        "rule: unknown field \"rule\"; the fields here are client_ip, exempt, response, store or rules"
+        "rule: unknown field \"rule\"; the fields here are namespace, client_ip, exempt, response, store or rules"
+    );
+}
+
+#[test]
+fn a_namespace_must_be_a_short_plain_name() {
+    assert_eq!(
+        error(json!({"namespace": "team a", "rules": [rule()]})).to_string(),
+        "namespace: \"team a\" is not a valid namespace; use 1 to 64 characters from \
+         A-Z a-z 0-9 _ . - (or leave it out to keep this configuration's counters to itself)"
+    );
+    for bad in ["", "~0123456789abcdef", &"n".repeat(65)] {
+        let err = error(json!({"namespace": bad, "rules": [rule()]}));
+        assert_eq!(err.path(), "namespace", "{bad:?}");
+    }
+    assert_eq!(
+        error(json!({"namespace": 7, "rules": [rule()]})).to_string(),
+        "namespace: expected a string, found a number"
+    );
+    let ok = compile(json!({"namespace": "team-a.v1_2", "rules": [rule()]})).unwrap();
+    assert_eq!(ok.namespace(), Some("team-a.v1_2"));
+    assert_eq!(ok.table_namespace(), "team-a.v1_2");
+}
+
+#[test]
+fn without_a_namespace_each_configuration_gets_its_own() {
+    let one = Policy::from_json(
+        br#"{"rules": [{"name": "r", "key": ["client_ip"],
+        "limit": {"requests": 5, "period": "10s"}}]}"#,
+    )
+    .unwrap();
+    let other = Policy::from_json(
+        br#"{"rules": [{"name": "r", "key": ["client_ip"],
+        "limit": {"requests": 12, "period": "10s"}}]}"#,
+    )
+    .unwrap();
+    let again = Policy::from_json(
+        br#"{"rules": [{"name": "r", "key": ["client_ip"],
+        "limit": {"requests": 5, "period": "10s"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(one.namespace(), None);
+    assert!(one.table_namespace().starts_with('~'));
+    assert_eq!(one.table_namespace().len(), 17);
+    assert_ne!(one.table_namespace(), other.table_namespace());
+    assert_eq!(
+        one.table_namespace(),
+        again.table_namespace(),
+        "byte-identical configurations share"
     );
 }
 

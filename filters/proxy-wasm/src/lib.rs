@@ -12,6 +12,7 @@
 
 #[cfg(feature = "count-allocations")]
 mod allocations;
+mod footprint;
 mod host;
 mod metrics;
 mod request;
@@ -83,9 +84,20 @@ impl RootContext for SluiceRoot {
 /// a user sees when the proxy rejects the plugin.
 fn configure(config: Vec<u8>) -> Result<Runtime, String> {
     let policy = Policy::from_json(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut names = policy.table_names();
+    let renamed = names
+        .separate_crc32(&policy.table_specs())
+        .map_err(|e| e.to_string())?;
     let mut store = SharedData;
-    let seed = seed::shared_seed(&mut store).map_err(|e| e.to_string())?;
-    let limiter = Limiter::new(seed, policy.cas_retries());
+    let seed = seed::shared_seed(&mut store, &names.seed_key()).map_err(|e| e.to_string())?;
+    let limiter = Limiter::new(seed, policy.cas_retries()).with_names(names);
+    let footprint = footprint::Footprint::of(&policy, limiter.names());
+    // Before the writes: on ngx_wasm_module with `eviction=none` a full zone traps the VM
+    // during them, and this line is then the one that says what the zone needs.
+    log(
+        LogLevel::Info,
+        &format!("sluice: creating the tables; {footprint}"),
+    );
     for rule in policy.rules() {
         limiter
             .prepare(rule.name(), &rule.limit(), rule.max_keys(), &mut store)
@@ -96,12 +108,22 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
                 )
             })?;
     }
+    footprint.verify(&policy, limiter.names(), &mut store)?;
     let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
     #[cfg(feature = "count-allocations")]
     allocations::define();
     log(
         LogLevel::Info,
-        &format!("sluice: configured {} rules", policy.rules().len()),
+        &format!(
+            "sluice: configured {} rules in namespace {}{}",
+            policy.rules().len(),
+            limiter.names().namespace(),
+            if renamed > 0 {
+                format!(" ({renamed} tables renamed to keep key names apart by CRC32)")
+            } else {
+                String::new()
+            },
+        ),
     );
     Ok(Runtime {
         policy,

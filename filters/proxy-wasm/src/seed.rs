@@ -5,8 +5,6 @@ use sluice_core::{Seed, SetError, SlotStore, StoreError};
 
 use crate::host::SharedData;
 
-/// The shared-data key of the seed; in ngx_wasm_module's `sluice` zone like the tables.
-const SEED_KEY: &str = "sluice/seed";
 const SEED_VERSION: u8 = 1;
 const SEED_LEN: usize = 17;
 
@@ -29,15 +27,16 @@ impl core::fmt::Display for SeedError {
     }
 }
 
-/// Reads the shared seed, creating it if this is the first VM.
+/// Reads the shared seed at `key` (`sluice/<namespace>/seed`, in ngx_wasm_module's `sluice`
+/// zone like the tables: one seed per namespace), creating it if this is the first VM.
 ///
 /// VMs starting at once race to create it; the create is atomic on both hosts (see
 /// `SharedData::set`), so the losers' writes fail and every VM adopts the winner's seed.
-pub fn shared_seed(store: &mut SharedData) -> Result<Seed, SeedError> {
+pub fn shared_seed(store: &mut SharedData, key: &str) -> Result<Seed, SeedError> {
     let mut buf = Vec::with_capacity(SEED_LEN);
     // Each round re-reads, so after our own write we adopt whatever is stored by then.
     for _ in 0..4 {
-        let cas = store.get(SEED_KEY, &mut buf).map_err(SeedError::Store)?;
+        let cas = store.get(key, &mut buf).map_err(SeedError::Store)?;
         if let Some(seed) = cas.and_then(|_| decode(&buf)) {
             return Ok(seed);
         }
@@ -45,7 +44,7 @@ pub fn shared_seed(store: &mut SharedData) -> Result<Seed, SeedError> {
         fresh[0] = SEED_VERSION;
         getrandom::fill(&mut fresh[1..]).map_err(SeedError::Random)?;
         // Missing: create it (cas 0); present but damaged: replace what we read.
-        match store.set(SEED_KEY, &fresh, cas.unwrap_or(0)) {
+        match store.set(key, &fresh, cas.unwrap_or(0)) {
             Ok(()) | Err(SetError::CasMismatch) => {}
             Err(SetError::Store(e)) => return Err(SeedError::Store(e)),
         }

@@ -5,8 +5,8 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{AbiResult, answer, memory};
-use crate::shared_data::{SetValue, SharedDataSemantics};
+use super::{AbiError, AbiResult, answer, memory};
+use crate::shared_data::{SetFailure, SetValue, SharedDataSemantics};
 use crate::state::HostState;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -83,6 +83,16 @@ fn set(
         None => SetValue::Null,
     };
     let env = &caller.data().env;
-    env.shared_data.set(&env.vm_id, &key, value, cas)?;
-    Ok(())
+    match env.shared_data.set(&env.vm_id, &key, value, cas) {
+        Ok(()) => Ok(()),
+        Err(SetFailure::Status(status)) => Err(status.into()),
+        // ngx_wasm_module logs "no memory; cannot allocate pair with key size
+        // .. and value size .." and traps the filter.
+        Err(SetFailure::NoMemory { key_len, value_len }) => {
+            Err(AbiError::Trap(wasmtime::Error::msg(format!(
+                "failed setting value to shm (could not write to slab): no memory; \
+                 cannot allocate pair with key size {key_len} and value size {value_len}"
+            ))))
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{Host, at_ms, get, send, start, status};
+use crate::support::{Host, at_ms, bucket_key, get, send, start, status};
 
 /// The flood size; `SLUICE_FLOOD_KEYS` shrinks it for a quick local run (at least 20,000,
 /// two simulated seconds, so the steady client's excess shows).
@@ -30,7 +30,7 @@ fn a_million_distinct_clients_do_not_grow_shared_data() {
         1024 + 1,
         "the table is created whole at configure time"
     );
-    let ceiling = 1024 * 98 + 1024 * "sluice/per-client/1023".len() + 64;
+    let ceiling = 1024 * 98 + 1024 * bucket_key(&proxy, "per-client", 1023).len() + 64;
 
     let keys = flood_keys();
     let mut steady_admitted = 0;

@@ -6,13 +6,13 @@
 use serde_json::json;
 use sluice_host::{Proxy, SharedData, SharedDataSemantics, StrictLimits};
 
-use crate::support::{HOSTS, Host, get, options, send, start, status};
+use crate::support::{HOSTS, Host, bucket_key, get, options, send, start, status};
 
 const LIMIT: usize = 3;
 
 fn config() -> serde_json::Value {
-    // 16 keys: 4 buckets, `sluice/r/0` to `sluice/r/3`.
-    json!({"store": {"max_keys": 16},
+    // 16 keys: 4 buckets, `sluice/damaged/r/<tag>/0` to `.../3`.
+    json!({"namespace": "damaged", "store": {"max_keys": 16},
            "rules": [{"name": "r", "key": ["client_ip"], "algorithm": "fixed_window",
                       "limit": {"requests": LIMIT, "period": "1h"}}]})
 }
@@ -42,30 +42,34 @@ fn damages() -> Vec<(&'static str, Vec<u8>)> {
     let full_count = window_state(1, u64::MAX);
     vec![
         (
+            "a bucket of encoding version 1 (unpadded)",
+            bucket(1, 0, &[(7, &window_state(1, 1))]),
+        ),
+        (
             "random bytes",
             (0..97u32).map(|i| (i * 7919 % 251) as u8).collect(),
         ),
         ("an empty value", Vec::new()),
-        ("a bucket of encoding version 2", bucket(2, 0, &[])),
+        ("a bucket of encoding version 3", bucket(3, 0, &[])),
         (
             "a bucket of another rule configuration, full",
             bucket(
-                1,
+                2,
                 0x0123_4567_89ab_cdef,
                 &[(1, &full_count), (2, &full_count)],
             ),
         ),
         (
             "a bucket whose state has encoding version 9",
-            bucket(1, 0, &[(7, &window_state(9, 1))]),
+            bucket(2, 0, &[(7, &window_state(9, 1))]),
         ),
         (
             "a bucket cut short",
-            bucket(1, 5, &[(7, &full_count)])[..20].to_vec(),
+            bucket(2, 5, &[(7, &full_count)])[..20].to_vec(),
         ),
         (
             "a bucket claiming 200 entries",
-            bucket(1, 5, &[]).into_iter().take(9).chain([200]).collect(),
+            bucket(2, 5, &[]).into_iter().take(9).chain([200]).collect(),
         ),
     ]
 }
@@ -75,7 +79,7 @@ fn buckets(proxy: &Proxy) -> Vec<Vec<u8>> {
         .map(|b| {
             proxy
                 .shared_data()
-                .get(format!("sluice/r/{b}"))
+                .get(bucket_key(proxy, "r", b))
                 .expect("the table was created at configure time")
                 .value
         })
@@ -88,7 +92,8 @@ fn damaged_buckets_count_as_empty_and_are_rewritten() {
         for (what, damage) in damages() {
             let proxy = start(host, &config(), 2);
             for b in 0..4 {
-                proxy.shared_data().insert(format!("sluice/r/{b}"), &damage);
+                let key = bucket_key(&proxy, "r", b);
+                proxy.shared_data().insert(key, &damage);
             }
             let admitted = (0..LIMIT + 2)
                 .filter(|i| status(&send(&proxy, i % 2, get("/", "203.0.113.70:1"))) == 200)
@@ -105,8 +110,8 @@ fn damaged_buckets_count_as_empty_and_are_rewritten() {
             assert!(
                 buckets(&proxy)
                     .iter()
-                    .any(|v| v.first() == Some(&1) && v.len() > 10),
-                "{what} on {host:?}: rewritten as a version 1 bucket"
+                    .any(|v| v.first() == Some(&2) && v.len() == 10 + 4 * (12 + 18)),
+                "{what} on {host:?}: rewritten as a version 2 bucket, at full size"
             );
             assert_eq!(
                 proxy.metrics().counter("sluice.r.store_errors"),
@@ -136,7 +141,7 @@ fn a_damaged_or_foreign_seed_is_replaced_and_every_vm_agrees() {
             let store = SharedData::new(semantics);
             store
                 .namespace("sluice-damaged")
-                .insert("sluice/seed", &seed);
+                .insert("sluice/damaged/seed", &seed);
             let proxy = Proxy::start(
                 options(host, &config(), 4)
                     .vm_id("sluice-damaged")
@@ -145,7 +150,7 @@ fn a_damaged_or_foreign_seed_is_replaced_and_every_vm_agrees() {
             .unwrap_or_else(|e| panic!("{host:?}, a seed {what}: {e}"));
             let stored = proxy
                 .shared_data()
-                .get("sluice/seed")
+                .get("sluice/damaged/seed")
                 .expect("a seed")
                 .value;
             assert_eq!(stored.len(), 17, "{host:?}, a seed {what}: replaced");

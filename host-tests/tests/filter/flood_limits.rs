@@ -13,7 +13,7 @@
 use serde_json::json;
 use sluice_host::{HttpRequest, Proxy};
 
-use crate::support::{Host, T0_NS, get, send, start, status};
+use crate::support::{Host, T0_NS, bucket_key, get, seed_key, send, start, status};
 
 const LIMIT: u64 = 10;
 const PERIOD_NS: u64 = 10_000_000_000;
@@ -100,8 +100,8 @@ fn steady_clients_stay_limited_as_documented_through_a_million_client_flood() {
     assert_eq!(keys_at_start as u64, BUCKETS + 1, "the table and the seed");
     // Each bucket at its largest: header, 4 entries of fingerprint, length and a GCRA state.
     let max_bucket = 10 + 4 * (12 + 10);
-    let ceiling = BUCKETS * ("sluice/flood/1023".len() as u64 + max_bucket)
-        + ("sluice/seed".len() + 17) as u64;
+    let ceiling = BUCKETS * (bucket_key(&proxy, "flood", 1023).len() as u64 + max_bucket)
+        + (seed_key(&proxy).len() + 17) as u64;
 
     let mut at_rate = Steady::new("192.0.2.10:6000", LIMIT);
     let mut thrice = Steady::new("192.0.2.20:6000", 3 * LIMIT);

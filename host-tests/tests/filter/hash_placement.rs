@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use serde_json::json;
 use sluice_host::Proxy;
 
-use crate::support::{Host, get, send, start, status};
+use crate::support::{Host, bucket_key, get, send, start, status};
 
-/// 256 keys: 64 buckets, `sluice/r/0` to `sluice/r/63`.
+/// 256 keys: 64 buckets, `sluice/<namespace>/r/<tag>/0` to `.../63`.
 const BUCKETS: usize = 64;
 
 fn deployment(workers: usize) -> Proxy {
@@ -28,7 +28,7 @@ fn snapshot(proxy: &Proxy) -> Vec<Vec<u8>> {
         .map(|b| {
             proxy
                 .shared_data()
-                .get(format!("sluice/r/{b}"))
+                .get(bucket_key(proxy, "r", b))
                 .expect("every bucket exists from configure time")
                 .value
         })

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{HOSTS, get, send, start, status};
+use crate::support::{HOSTS, get, seed_key, send, start, status};
 
 fn config() -> serde_json::Value {
     json!({"store": {"max_keys": 64},
@@ -17,7 +17,7 @@ fn vms_starting_together_agree_on_one_seed() {
     for host in HOSTS {
         for _ in 0..5 {
             let proxy = start(host, &config(), 8);
-            let seed = proxy.shared_data().get("sluice/seed").expect("a seed");
+            let seed = proxy.shared_data().get(seed_key(&proxy)).expect("a seed");
             assert_eq!(seed.value.len(), 17, "version byte and 128 bits");
             // Each VM admits the key's one request only if all place the key in one slot.
             let admitted = (0..8)
@@ -32,6 +32,6 @@ fn vms_starting_together_agree_on_one_seed() {
 fn two_deployments_draw_different_seeds() {
     let a = start(crate::support::Host::Envoy, &config(), 1);
     let b = start(crate::support::Host::Envoy, &config(), 1);
-    let seed = |p: &sluice_host::Proxy| p.shared_data().get("sluice/seed").expect("seed").value;
+    let seed = |p: &sluice_host::Proxy| p.shared_data().get(seed_key(p)).expect("seed").value;
     assert_ne!(seed(&a), seed(&b));
 }

@@ -5,9 +5,11 @@
 mod bad_config;
 mod bounded_memory;
 mod clock_faults;
+mod config_isolation;
 mod contention;
 mod contention_exhaustion;
 mod contention_hot_key;
+mod crc32_names;
 mod damaged_shared_data;
 mod deployable_configs;
 mod failure_modes;
@@ -17,11 +19,13 @@ mod hash_placement;
 mod hash_seed;
 mod metrics_and_logs;
 mod non_utf8_headers;
+mod reload;
 mod shared_data_errors;
 mod spoofing;
 mod support;
 mod vectors;
 mod vm_trap;
+mod zone_memory;
 
 // The `filter` fuzz target's body and what it needs, shared with `fuzz/` (see fuzz_corpus).
 #[path = "../../../fuzz/src/filter.rs"]

@@ -78,3 +78,30 @@ pub fn status(exchange: &Exchange) -> u16 {
 
 /// Both shared-data flavours, for tests that must hold on every host.
 pub const HOSTS: [Host; 2] = [Host::Envoy, Host::Ngx];
+
+/// The store key of bucket `bucket` of rule `rule` (`sluice/<namespace>/<rule>/<tag>/<bucket>`),
+/// as the filter created it.
+pub fn bucket_key(proxy: &Proxy, rule: &str, bucket: usize) -> String {
+    let suffix = format!("/{bucket}");
+    proxy
+        .shared_data()
+        .keys()
+        .into_iter()
+        .map(|key| String::from_utf8(key).expect("UTF-8 key names"))
+        .find(|key| {
+            let parts: Vec<&str> = key.split('/').collect();
+            parts.len() == 5 && parts[2] == rule && key.ends_with(&suffix)
+        })
+        .unwrap_or_else(|| panic!("no bucket {bucket} of rule {rule}"))
+}
+
+/// The store key of the hash seed (`sluice/<namespace>/seed`).
+pub fn seed_key(proxy: &Proxy) -> String {
+    proxy
+        .shared_data()
+        .keys()
+        .into_iter()
+        .map(|key| String::from_utf8(key).expect("UTF-8 key names"))
+        .find(|key| key.ends_with("/seed"))
+        .expect("a seed")
+}

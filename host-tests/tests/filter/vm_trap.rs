@@ -11,7 +11,7 @@ use serde_json::json;
 use sluice_host::test_filters::SLUICE_FILTER_WASM;
 use sluice_host::{FilterModule, FuelMetering, Proxy, ProxyOptions, RequestOutcome};
 
-use crate::support::{Host, get, options, send, status};
+use crate::support::{Host, get, options, seed_key, send, status};
 
 /// The filter compiled with fuel metering, once.
 fn metered() -> FilterModule {
@@ -77,7 +77,7 @@ fn a_trap_mid_request_fails_that_stream_and_the_counts_survive_it() {
         let proxy = start_metered(host, Some(fuel));
         let seed = proxy
             .shared_data()
-            .get("sluice/seed")
+            .get(seed_key(&proxy))
             .expect("a seed")
             .value;
         for _ in 0..3 {
@@ -104,7 +104,7 @@ fn a_trap_mid_request_fails_that_stream_and_the_counts_survive_it() {
         assert_eq!(
             proxy
                 .shared_data()
-                .get("sluice/seed")
+                .get(seed_key(&proxy))
                 .expect("a seed")
                 .value,
             seed,
