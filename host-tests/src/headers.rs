@@ -41,6 +41,20 @@ impl HeaderMap {
         map
     }
 
+    /// A map from byte pairs (names lower-cased).
+    pub(crate) fn from_byte_pairs(pairs: Pairs) -> HeaderMap {
+        let mut map = HeaderMap::default();
+        map.set_all(pairs);
+        map
+    }
+
+    /// The pairs as bytes, in order.
+    pub(crate) fn to_byte_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(|(name, value)| (name.as_slice(), value.as_slice()))
+    }
+
     /// The pairs as text, invalid UTF-8 replaced.
     pub(crate) fn to_pairs(&self) -> Vec<(String, String)> {
         self.entries

@@ -36,9 +36,12 @@
 //! - WASI's realtime and monotonic clocks read the proxy's [`Clock`], so a
 //!   fake clock also governs `SystemTime::now()` in the filter; `random_get`
 //!   draws real randomness; stdout and stderr become info and error log lines.
-//! - What the host does not support (HTTP and gRPC calls, shared queues,
-//!   foreign functions, TCP streams) answers `UNIMPLEMENTED` and logs a
-//!   warning. An `env` import the host does not know at all is answered the
+//! - HTTP calls reach the clusters of [`ProxyOptions::cluster`] over
+//!   HTTP/1.1, with Envoy's callback semantics (or ngx_wasm_module's), within
+//!   the bounds of [`CallLimits`]; see `abi/http_calls.rs` and
+//!   `worker/calls.rs`.
+//! - What the host does not support (gRPC calls, shared queues, foreign
+//!   functions, TCP streams) answers `UNIMPLEMENTED` and logs a warning. An `env` import the host does not know at all is answered the
 //!   same way (Envoy would refuse to load the module) and listed by
 //!   [`FilterModule::unknown_imports`].
 //! - `proxy_done` answers `NOT_FOUND`: the host never keeps a VM running
@@ -67,6 +70,7 @@
 
 mod abi;
 mod clock;
+mod clusters;
 mod error;
 mod headers;
 mod host_calls;
@@ -75,6 +79,7 @@ mod logs;
 mod metrics;
 mod module;
 mod options;
+mod outbound;
 mod proxy;
 mod shared_data;
 pub mod shm_zone;
@@ -84,6 +89,7 @@ mod vm;
 mod worker;
 
 pub use clock::{Clock, FakeClock};
+pub use clusters::{CallLimits, ClusterError, Clusters};
 pub use error::{FilterLogs, HostError};
 pub use host_calls::{HostCallCounting, HostCalls};
 pub use http::{

@@ -84,6 +84,12 @@ const CALLBACKS: &[Callback] = &[
     callback("proxy_on_response_headers", 3, 1, "(i32, i32, i32) -> i32"),
     callback("proxy_on_response_body", 3, 1, "(i32, i32, i32) -> i32"),
     callback("proxy_on_response_trailers", 2, 1, "(i32, i32) -> i32"),
+    callback(
+        "proxy_on_http_call_response",
+        5,
+        0,
+        "(i32, i32, i32, i32, i32) -> ()",
+    ),
 ];
 
 /// Whether `types` are `count` values of type `i32`.

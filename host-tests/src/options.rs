@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use crate::clock::Clock;
+use crate::clusters::{CallLimits, Clusters};
 use crate::logs::LogSink;
 use crate::metrics::Metrics;
 use crate::module::FilterModule;
@@ -73,6 +76,10 @@ pub struct ProxyOptions {
     /// How long [`Proxy::exchange`](crate::Proxy::exchange) waits for a paused
     /// stream to be resumed.
     pub pause_timeout: Duration,
+    /// The clusters `proxy_http_call` can reach, by name.
+    pub clusters: Clusters,
+    /// Bounds on HTTP calls.
+    pub call_limits: CallLimits,
 }
 
 impl ProxyOptions {
@@ -96,6 +103,8 @@ impl ProxyOptions {
             node: NodeInfo::default(),
             fuel_per_callback: None,
             pause_timeout: Duration::from_secs(5),
+            clusters: Clusters::new(),
+            call_limits: CallLimits::default(),
         }
     }
 
@@ -182,6 +191,19 @@ impl ProxyOptions {
     /// paused stream.
     pub fn pause_timeout(mut self, timeout: Duration) -> ProxyOptions {
         self.pause_timeout = timeout;
+        self
+    }
+
+    /// Adds the cluster `name` at `address` (`sluice serve --cluster
+    /// NAME=HOST:PORT`): `proxy_http_call` to `name` connects there.
+    pub fn cluster(mut self, name: &str, address: SocketAddr) -> ProxyOptions {
+        self.clusters.add(name, address);
+        self
+    }
+
+    /// Sets the bounds on HTTP calls.
+    pub fn call_limits(mut self, limits: CallLimits) -> ProxyOptions {
+        self.call_limits = limits;
         self
     }
 }

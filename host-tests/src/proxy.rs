@@ -15,6 +15,7 @@ use crate::http::{
 use crate::logs::LogSink;
 use crate::metrics::Metrics;
 use crate::options::{HostFlavor, ProxyOptions};
+use crate::outbound::CallEngine;
 use crate::shared_data::{SharedData, SharedDataNamespace};
 use crate::state::ProxyEnv;
 use crate::worker::{self, Command, StreamEvent, StreamId, StreamReport, WorkerConfig};
@@ -79,6 +80,7 @@ impl Proxy {
             metrics: options.metrics.clone(),
             logs: options.logs.clone(),
             clock: options.clock.clone(),
+            calls: CallEngine::new(options.clusters, options.call_limits),
         });
         let vm_numbers = Arc::new(AtomicU64::new(0));
         let mut proxy = Proxy {
@@ -103,6 +105,7 @@ impl Proxy {
                 env: Arc::clone(&env),
                 fuel_per_callback: options.fuel_per_callback,
                 vm_numbers: Arc::clone(&vm_numbers),
+                commands: commands.clone(),
             };
             // On an error, dropping `proxy` stops the workers already started.
             let thread = worker::spawn(config, receiver, ready).map_err(HostError::Spawn)?;

@@ -14,6 +14,7 @@ use crate::host_calls::Counter;
 use crate::logs::{LogOrigin, LogRecord, LogSink, VmLabel};
 use crate::metrics::{MetricKind, Metrics};
 use crate::options::{HostFlavor, NodeInfo};
+use crate::outbound::{CallEngine, VmCalls};
 use crate::shared_data::SharedData;
 use crate::types::LogLevel;
 
@@ -32,6 +33,8 @@ pub(crate) struct ProxyEnv {
     pub metrics: Metrics,
     pub logs: LogSink,
     pub clock: Clock,
+    /// Clusters, limits and the client of HTTP calls.
+    pub calls: CallEngine,
 }
 
 /// The guest callback running, which decides what host functions may see
@@ -45,14 +48,20 @@ pub(crate) enum Callback {
     Configure,
     Tick,
     RequestHeaders,
-    RequestBody { end_of_stream: bool },
+    RequestBody {
+        end_of_stream: bool,
+    },
     RequestTrailers,
     ResponseHeaders,
-    ResponseBody { end_of_stream: bool },
+    ResponseBody {
+        end_of_stream: bool,
+    },
     ResponseTrailers,
     Done,
     Log,
     Delete,
+    /// `proxy_on_http_call_response`.
+    HttpCallResponse,
 }
 
 /// The two directions of an HTTP stream (`proxy_stream_type_t` 0 and 1).
@@ -199,6 +208,8 @@ pub(crate) struct HostState {
     pub deferred: Vec<DeferredAction>,
     /// With host-call counting, the counts of the call in progress.
     pub host_calls: Option<Counter>,
+    /// HTTP calls in flight, and the response being delivered.
+    pub calls: VmCalls,
 }
 
 impl HostState {
@@ -221,6 +232,7 @@ impl HostState {
             tick_period_changed: false,
             deferred: Vec::new(),
             host_calls: None,
+            calls: VmCalls::default(),
         }
     }
 

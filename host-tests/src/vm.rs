@@ -8,6 +8,7 @@ use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 use crate::error::{FilterLogs, HostError};
 use crate::logs::VmLabel;
 use crate::module::{FilterModule, FuelMetering};
+use crate::outbound::CompletionSink;
 use crate::state::{CallState, Callback, DeferredAction, HostState, ProxyEnv};
 use crate::{abi, state};
 
@@ -83,6 +84,7 @@ type Callback1Answer = Option<TypedFunc<u32, u32>>;
 type Callback2 = Option<TypedFunc<(u32, u32), ()>>;
 type Callback2Answer = Option<TypedFunc<(u32, u32), u32>>;
 type Callback3Answer = Option<TypedFunc<(u32, u32, u32), u32>>;
+type Callback5 = Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>;
 
 /// The filter's callbacks (each optional, as the spec allows).
 struct Exports {
@@ -102,6 +104,7 @@ struct Exports {
     on_response_headers: Callback3Answer,
     on_response_body: Callback3Answer,
     on_response_trailers: Callback2Answer,
+    on_http_call_response: Callback5,
 }
 
 fn export<P: WasmParams, R: WasmResults>(
@@ -141,6 +144,7 @@ impl Exports {
             on_response_headers: export(instance, store, "proxy_on_response_headers")?,
             on_response_body: export(instance, store, "proxy_on_response_body")?,
             on_response_trailers: export(instance, store, "proxy_on_response_trailers")?,
+            on_http_call_response: export(instance, store, "proxy_on_http_call_response")?,
         })
     }
 }
@@ -173,6 +177,7 @@ impl Vm {
         env: Arc<ProxyEnv>,
         label: VmLabel,
         fuel_per_callback: Option<u64>,
+        call_sink: CompletionSink,
     ) -> Result<Vm, HostError> {
         let wasi = abi::wasi::context(&env.clock);
         let mut store = Store::new(
@@ -217,6 +222,7 @@ impl Vm {
         state.memory = Some(memory);
         state.allocator = allocator;
         state.root_context_id = Vm::ROOT_CONTEXT_ID;
+        state.calls.sink = Some(call_sink);
         let mut vm = Vm {
             store,
             exports,
@@ -549,6 +555,30 @@ impl Vm {
             Callback::Delete,
             |exports, store| match &exports.on_delete {
                 Some(delete) => delete.call(store, context_id),
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// `proxy_on_http_call_response` on the root context, as both Envoy and
+    /// ngx_wasm_module call it (the SDKs route it by token to the context
+    /// that made the call).
+    pub(crate) fn http_call_response(
+        &mut self,
+        token: u32,
+        headers: usize,
+        body_size: usize,
+        trailers: usize,
+    ) -> Result<Called<()>, Trap> {
+        let (headers, body_size, trailers) = (size(headers), size(body_size), size(trailers));
+        self.call(
+            Vm::ROOT_CONTEXT_ID,
+            Callback::HttpCallResponse,
+            |exports, store| match &exports.on_http_call_response {
+                Some(respond) => respond.call(
+                    store,
+                    (Vm::ROOT_CONTEXT_ID, token, headers, body_size, trailers),
+                ),
                 None => Ok(()),
             },
         )

@@ -128,3 +128,44 @@ fn check_accepts_the_shipped_configs_and_rejects_a_bad_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_refuses_a_cluster_that_is_not_name_equals_host_port() {
+    let output = Command::new(SLUICE)
+        .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "limits"])
+        .output()
+        .expect("sluice runs");
+    assert!(!output.status.success(), "a bad --cluster is refused");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cluster `limits`: expected NAME=HOST:PORT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_names_the_clusters_its_filter_can_call() {
+    let mut child = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "sluice_service=127.0.0.1:8081",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sluice starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Server(child);
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("sluice: listening on"))
+        .expect("sluice prints its address");
+    assert!(
+        line.contains("clusters: sluice_service=127.0.0.1:8081"),
+        "{line}"
+    );
+}

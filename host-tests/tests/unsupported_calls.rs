@@ -1,4 +1,5 @@
-//! Calls this host does not support answer `UNIMPLEMENTED` (12) rather than
+//! Calls this host does not support (gRPC, shared queues, foreign functions)
+//! answer `UNIMPLEMENTED` (12) rather than
 //! trap, and say so in the logs; calls with arguments the ABI does not
 //! define answer `BAD_ARGUMENT` (2).
 
@@ -20,7 +21,6 @@ fn raw(operations: &[&str]) -> (sluice_host::Proxy, sluice_host::Exchange) {
 #[test]
 fn calls_the_host_does_not_support_answer_unimplemented() {
     let operations = [
-        "http-call",
         "grpc-call",
         "grpc-stream",
         "grpc-send",
@@ -41,8 +41,15 @@ fn calls_the_host_does_not_support_answer_unimplemented() {
         );
     }
     assert!(proxy.logs().records().iter().any(|record| {
-        record.level == LogLevel::Warn && record.message.contains("proxy_http_call")
+        record.level == LogLevel::Warn && record.message.contains("proxy_grpc_call")
     }));
+    assert_eq!(done.status(), Some(200), "the stream carries on");
+}
+
+#[test]
+fn an_http_call_to_a_cluster_the_host_does_not_have_is_a_bad_argument() {
+    let (_proxy, done) = raw(&["http-call"]);
+    assert_eq!(result(&done, "raw-http-call").as_deref(), Some("2"));
     assert_eq!(done.status(), Some(200), "the stream carries on");
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sluice_core::time::NANOS_PER_MILLI;
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics, StoreError};
+use sluice_policy::global::{MemoryService, Started};
 use sluice_policy::{OwnedRequest, Policy, Response};
 
 /// `at_ms: 0`: 2026-01-01T00:00:00Z, a day boundary, so windows of a day or less start there.
@@ -53,8 +54,15 @@ fn every_vector_passes() {
             }
         };
         for (semantics, seed) in RUNS {
-            if let Err(e) = run(&vector, semantics, seed) {
+            if let Err(e) = run(&vector, semantics, seed, false) {
                 failures.push(format!("{name} ({semantics:?} store): {e}"));
+            }
+            // Global rules once more through the decide protocol, against the in-memory
+            // service: the same decisions and headers as deciding them locally.
+            if has_global_rules(&vector)
+                && let Err(e) = run(&vector, semantics, seed, true)
+            {
+                failures.push(format!("{name} ({semantics:?} store, global path): {e}"));
             }
         }
     }
@@ -104,9 +112,19 @@ struct Expect {
     body: Option<String>,
 }
 
-fn run(vector: &Vector, semantics: Semantics, seed: Seed) -> Result<(), String> {
+fn has_global_rules(vector: &Vector) -> bool {
+    Policy::from_json(&vector.config).is_ok_and(|policy| policy.has_global_rules())
+}
+
+fn run(
+    vector: &Vector,
+    semantics: Semantics,
+    seed: Seed,
+    through_service: bool,
+) -> Result<(), String> {
     let policy =
         Policy::from_json(&vector.config).map_err(|e| format!("the config is rejected: {e}"))?;
+    let mut service = through_service.then(|| MemoryService::new(policy.clone()));
     let mut limiter = Limiter::new(seed, policy.cas_retries());
     let mut store = MemoryStore::new(semantics);
     // As the filter does when it is configured.
@@ -125,9 +143,31 @@ fn run(vector: &Vector, semantics: Semantics, seed: Seed) -> Result<(), String> 
             if step.store_fails {
                 store.set_outage(Some(StoreError::Unavailable));
             }
-            let handled = policy.handle(&step.request, now, &mut limiter, &mut store);
+            let response = match service.as_mut() {
+                None => {
+                    policy
+                        .handle(&step.request, now, &mut limiter, &mut store)
+                        .response
+                }
+                Some(service) => match policy.start(&step.request, now, &mut limiter, &mut store) {
+                    Started::Done(handled) => handled.response,
+                    Started::Call(call) => {
+                        let (status, reply) = service.decide(call.body(), now);
+                        if status != 200 {
+                            return Err(format!(
+                                "steps[{index}]: the service answered {status}: {}",
+                                String::from_utf8_lossy(&reply)
+                            ));
+                        }
+                        policy
+                            .finish(call, Ok(&reply), &mut limiter, &mut store)
+                            .handled
+                            .response
+                    }
+                },
+            };
             store.set_outage(None);
-            let differences = compare(&handled.response, &step.expect);
+            let differences = compare(&response, &step.expect);
             if !differences.is_empty() {
                 let mut message = format!("steps[{index}] (at_ms {}", step.at_ms);
                 if step.repeat > 1 {

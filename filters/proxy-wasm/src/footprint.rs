@@ -92,9 +92,9 @@ impl fmt::Display for Footprint {
 
 fn tables<'a>(policy: &'a Policy, names: &'a TableNames) -> impl Iterator<Item = RuleTable<'a>> {
     policy
-        .rules()
-        .iter()
-        .map(move |rule| names.table(rule.name(), rule.limit(), rule.max_keys()))
+        .table_specs()
+        .into_iter()
+        .map(move |spec| names.table(spec.rule, spec.limit, spec.max_keys))
 }
 
 fn read_back_failed(rule: &str, error: StoreError) -> String {

@@ -39,6 +39,50 @@ enum HeaderEdit {
     SetAll(Vec<(String, String)>),
 }
 
+/// What the probe does once its HTTP call is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum CallThen {
+    /// `resume_http_request`.
+    #[default]
+    Continue,
+    /// A local response with the call's status and body.
+    Respond,
+    /// Nothing: the stream stays as it is.
+    Nothing,
+}
+
+/// The HTTP call `x-probe-http-call` dispatches.
+#[derive(Debug)]
+struct ProbeCall {
+    upstream: String,
+    method: String,
+    path: String,
+    authority: Option<String>,
+    omitted: Vec<String>,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    timeout_ms: u64,
+    then: CallThen,
+    echo_headers: Vec<String>,
+}
+
+impl Default for ProbeCall {
+    fn default() -> ProbeCall {
+        ProbeCall {
+            upstream: String::new(),
+            method: "GET".to_string(),
+            path: "/".to_string(),
+            authority: None,
+            omitted: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: 1000,
+            then: CallThen::Continue,
+            echo_headers: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct LocalReply {
     status: Option<u32>,
@@ -69,6 +113,8 @@ pub(crate) struct ProbeHttp {
     late_request_header_reads: Vec<String>,
     /// Properties to read in the response headers callback.
     late_property_reads: Vec<String>,
+    /// The HTTP call to dispatch, once every instruction is read.
+    call: Option<ProbeCall>,
 }
 
 fn split_pair(value: &str) -> (String, String) {
@@ -253,7 +299,49 @@ impl ProbeHttp {
             added_request_trailers: Vec::new(),
             late_request_header_reads: Vec::new(),
             late_property_reads: Vec::new(),
+            call: None,
         }
+    }
+
+    fn call_mut(&mut self) -> &mut ProbeCall {
+        self.call.get_or_insert_with(ProbeCall::default)
+    }
+
+    /// Dispatches the HTTP call, if one was asked for; answers whether it
+    /// is in flight.
+    fn dispatch_call(&mut self) -> bool {
+        let Some(call) = &self.call else {
+            return false;
+        };
+        let authority = call
+            .authority
+            .clone()
+            .unwrap_or_else(|| call.upstream.clone());
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", call.method.as_str()),
+            (":path", call.path.as_str()),
+            (":authority", authority.as_str()),
+        ];
+        headers.retain(|(name, _)| !call.omitted.iter().any(|omitted| omitted == name));
+        headers.extend(
+            call.headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
+        let dispatched = self.dispatch_http_call(
+            &call.upstream,
+            headers,
+            call.body.as_deref().map(str::as_bytes),
+            vec![],
+            std::time::Duration::from_millis(call.timeout_ms),
+        );
+        let answer = match dispatched {
+            Ok(_) => "0".to_string(),
+            Err(status) => (status as u32).to_string(),
+        };
+        let in_flight = dispatched.is_ok();
+        self.result("http-call", answer);
+        in_flight
     }
 
     fn result(&mut self, name: &str, value: String) {
@@ -420,6 +508,22 @@ impl ProbeHttp {
             "get-request-header-later" => self
                 .late_request_header_reads
                 .push(value.trim().to_string()),
+            "http-call" => self.call_mut().upstream = value.trim().to_string(),
+            "call-method" => self.call_mut().method = value.trim().to_string(),
+            "call-path" => self.call_mut().path = value.trim().to_string(),
+            "call-authority" => self.call_mut().authority = Some(value.trim().to_string()),
+            "call-omit" => self.call_mut().omitted.push(value.trim().to_string()),
+            "call-header" => self.call_mut().headers.push(split_pair(value)),
+            "call-body" => self.call_mut().body = Some(value.to_string()),
+            "call-timeout-ms" => self.call_mut().timeout_ms = value.trim().parse().unwrap_or(1000),
+            "call-echo-header" => self.call_mut().echo_headers.push(value.trim().to_string()),
+            "call-then" => {
+                self.call_mut().then = match value.trim() {
+                    "respond" => CallThen::Respond,
+                    "nothing" => CallThen::Nothing,
+                    _ => CallThen::Continue,
+                }
+            }
             other => {
                 log_lazy(LogLevel::Warn, || {
                     format!("probe: unknown instruction x-probe-{other}")
@@ -504,6 +608,69 @@ impl ProbeHttp {
 }
 
 impl Context for ProbeHttp {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        num_trailers: usize,
+    ) {
+        let mut results = vec![
+            ("call-headers".to_string(), num_headers.to_string()),
+            ("call-trailers".to_string(), num_trailers.to_string()),
+        ];
+        let status = self.get_http_call_response_header(":status");
+        results.push((
+            "call-status".to_string(),
+            status.clone().unwrap_or_else(|| "none".to_string()),
+        ));
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        results.push(("call-body".to_string(), report::bytes(&body)));
+        let (_, code, message) = raw::status();
+        results.push((
+            "call-get-status".to_string(),
+            format!("{code}:{}", report::bytes(&message.unwrap_or_default())),
+        ));
+        let echoed = self
+            .call
+            .as_ref()
+            .map(|call| call.echo_headers.clone())
+            .unwrap_or_default();
+        for name in echoed {
+            let value = self.get_http_call_response_header(&name);
+            results.push((
+                format!("call-header-{name}"),
+                value.unwrap_or_else(|| "none".to_string()),
+            ));
+        }
+        for (name, value) in results {
+            let name = format!("{RESULT_PREFIX}{name}");
+            self.add_http_request_header(&name, &value);
+            self.results.push((name, value));
+        }
+        match self
+            .call
+            .as_ref()
+            .map_or(CallThen::Continue, |call| call.then)
+        {
+            CallThen::Continue => self.resume_http_request(),
+            CallThen::Respond => {
+                let status = status.and_then(|status| status.parse().ok()).unwrap_or(500);
+                self.send_http_response(
+                    status,
+                    self.results
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str()))
+                        .collect(),
+                    Some(&body),
+                );
+            }
+            CallThen::Nothing => {}
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         log_lazy(LogLevel::Debug, || {
             format!("probe on_done {}", self.context_id)
@@ -542,6 +709,7 @@ impl HttpContext for ProbeHttp {
                 .join(",");
             self.result("request-headers", seen);
         }
+        let call_in_flight = self.dispatch_call();
         for (name, value) in &self.results {
             self.add_http_request_header(name, value);
         }
@@ -564,6 +732,9 @@ impl HttpContext for ProbeHttp {
         }
         if self.pauses.contains(&PausePoint::RequestHeaders) {
             return self.pause(StreamKind::Request);
+        }
+        if call_in_flight {
+            return Action::Pause;
         }
         Action::Continue
     }

@@ -42,6 +42,18 @@
 //! | `x-probe-echo-request-trailers: 1` | the request trailers | `x-probe-r-request-trailers` (response only) |
 //! | `x-probe-replace-request-body: <text>`, `x-probe-replace-response-body: <text>` | `set_http_*_body` | — |
 //! | `x-probe-add-request-trailer: <n>=<v>` | adds a trailer (creating the map at the end of the body) | — |
+//! | `x-probe-http-call: <upstream>` | `dispatch_http_call` once the other instructions are read; the request pauses while it is in flight | `x-probe-r-http-call` (the status) |
+//! | `x-probe-call-{method,path,authority}: <v>` | the call's pseudo-headers (`GET`, `/`, the upstream by default) | — |
+//! | `x-probe-call-omit: <pseudo-header>` | leaves `:method`, `:path` or `:authority` out | — |
+//! | `x-probe-call-header: <n>=<v>`, `x-probe-call-body: <text>`, `x-probe-call-timeout-ms: <n>` (1000) | more of the call | — |
+//! | `x-probe-call-echo-header: <name>` | reads that response header in the callback | `x-probe-r-call-header-<name>` |
+//! | `x-probe-call-then: <continue\|respond\|nothing>` | in `on_http_call_response`: `resume_http_request` (default), a local response with the call's status and body, or nothing | — |
+//!
+//! In `on_http_call_response` the probe adds to the request headers (and so to
+//! the forwarded request, the response and a local response)
+//! `x-probe-r-call-headers`, `-call-trailers` (the counts it was given),
+//! `-call-status` (`:status`, or `none`), `-call-body` and `-call-get-status`
+//! (`proxy_get_status`, `<code>:<message>`).
 //!
 //! The plugin configuration is described in [`config`]. The VM configuration
 //! `reject` makes `on_vm_start` fail. Every tick increments the counter

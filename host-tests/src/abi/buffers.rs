@@ -4,7 +4,8 @@
 //! Available as in Envoy: the VM configuration always, the plugin
 //! configuration only inside `proxy_on_configure`, a body during its callback
 //! (or while the filter keeps the stream paused there; outside, it reads as
-//! empty and cannot be written). Bodies are modified as Envoy modifies them
+//! empty and cannot be written), an HTTP call's response body while
+//! `proxy_on_http_call_response` runs (`NOT_FOUND` otherwise). Bodies are modified as Envoy modifies them
 //! (prepend, replace a prefix, or append); configurations are read-only.
 
 use wasmtime::{Caller, Linker};
@@ -130,8 +131,11 @@ fn with_buffer<R>(
         | BufferType::UpstreamData
         | BufferType::GrpcReceiveBuffer
         | BufferType::CallData => Some(read(&[])),
-        // No HTTP call has a response.
-        BufferType::HttpCallResponseBody => None,
+        // The body of the HTTP call response being delivered, if any (read
+        // only: Envoy's `Buffer` over a const body).
+        BufferType::HttpCallResponseBody => {
+            state.calls.delivering.as_ref().map(|call| read(&call.body))
+        }
     }
 }
 

@@ -1,10 +1,25 @@
-//! gRPC calls and streams: not supported by this host. Every call answers
-//! `UNIMPLEMENTED`, so the `proxy_on_grpc_*` callbacks never run.
+//! gRPC calls and streams: not supported by this host. Under Envoy every
+//! call answers `UNIMPLEMENTED`, so the `proxy_on_grpc_*` callbacks never
+//! run; under ngx_wasm_module, which does not implement them either, every
+//! call traps as it traps there (`host trap (function not yet implemented)`).
 
 use wasmtime::{Caller, Linker};
 
-use super::{answer, unimplemented};
+use super::{AbiError, AbiResult, answer};
+use crate::options::HostFlavor;
 use crate::state::HostState;
+use crate::types::LogLevel;
+
+fn unimplemented(caller: &Caller<'_, HostState>, function: &str) -> AbiResult<()> {
+    match caller.data().env.flavor {
+        HostFlavor::Envoy => super::unimplemented(caller, function),
+        HostFlavor::NgxWasmModule => {
+            let message = format!("host trap (function not yet implemented): {function}");
+            caller.data().host_log(LogLevel::Error, message.clone());
+            Err(AbiError::Trap(wasmtime::format_err!("{message}")))
+        }
+    }
+}
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(

@@ -10,7 +10,10 @@
 //! - names are lower-cased; a lookup answers the first value;
 //! - trailers can be added in the last body callback when the message had
 //!   none (the map is created then);
-//! - the gRPC and HTTP-call maps are never available (no calls are made).
+//! - the response headers and trailers of an HTTP call can be read (and
+//!   changed, as in Envoy) while `proxy_on_http_call_response` runs,
+//!   whichever context is effective; the gRPC maps are never available (no
+//!   gRPC calls are made).
 
 use wasmtime::{Caller, Linker};
 
@@ -26,8 +29,10 @@ enum MapType {
     RequestTrailers,
     ResponseHeaders,
     ResponseTrailers,
-    /// gRPC metadata and HTTP-call responses.
-    CallMaps,
+    /// gRPC metadata.
+    GrpcMaps,
+    HttpCallResponseHeaders,
+    HttpCallResponseTrailers,
 }
 
 impl MapType {
@@ -37,7 +42,9 @@ impl MapType {
             1 => MapType::RequestTrailers,
             2 => MapType::ResponseHeaders,
             3 => MapType::ResponseTrailers,
-            4..=7 => MapType::CallMaps,
+            4 | 5 => MapType::GrpcMaps,
+            6 => MapType::HttpCallResponseHeaders,
+            7 => MapType::HttpCallResponseTrailers,
             _ => return Err(Status::BadArgument.into()),
         })
     }
@@ -52,7 +59,9 @@ fn readable(stream: &StreamData, map: MapType) -> Option<&HeaderMap> {
         MapType::RequestTrailers => (access.request_trailers, &stream.request_trailers),
         MapType::ResponseHeaders => (access.response_headers, &stream.response_headers),
         MapType::ResponseTrailers => (access.response_trailers, &stream.response_trailers),
-        MapType::CallMaps => return None,
+        MapType::GrpcMaps
+        | MapType::HttpCallResponseHeaders
+        | MapType::HttpCallResponseTrailers => return None,
     };
     (held || stream.log_phase).then_some(map.as_ref()).flatten()
 }
@@ -71,7 +80,26 @@ fn trailers<'a>(
     if *held { trailers.as_mut() } else { None }
 }
 
+/// The map of the HTTP call response being delivered, if `map` is one.
+/// `Some(None)`: a call map, not available now.
+fn call_map(state: &mut HostState, map: MapType) -> Option<Option<&mut HeaderMap>> {
+    let delivering = state.calls.delivering.as_mut();
+    match map {
+        MapType::HttpCallResponseHeaders => Some(delivering.map(|call| &mut call.headers)),
+        MapType::HttpCallResponseTrailers => Some(delivering.map(|call| &mut call.trailers)),
+        _ => None,
+    }
+}
+
 fn writable(state: &mut HostState, map: MapType) -> AbiResult<&mut HeaderMap> {
+    if matches!(
+        map,
+        MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers
+    ) {
+        return call_map(state, map)
+            .flatten()
+            .ok_or(AbiError::Status(Status::BadArgument));
+    }
     let callback = state.call.callback;
     let stream = state.effective_stream().ok_or(Status::BadArgument)?;
     let access = &mut stream.access;
@@ -210,11 +238,14 @@ fn get_pairs(
     size_out: u32,
 ) -> AbiResult<()> {
     let map = MapType::from_code(map_type)?;
-    let serialized = caller
-        .data_mut()
-        .effective_stream()
-        .and_then(|stream| readable(stream, map).map(HeaderMap::serialize))
-        .unwrap_or_default();
+    let state = caller.data_mut();
+    let serialized = match call_map(state, map) {
+        Some(call) => call.map(|headers| headers.serialize()),
+        None => state
+            .effective_stream()
+            .and_then(|stream| readable(stream, map).map(HeaderMap::serialize)),
+    }
+    .unwrap_or_default();
     memory::return_bytes(caller, &serialized, data_out, size_out)
 }
 
@@ -241,6 +272,11 @@ fn get_value(
 ) -> AbiResult<()> {
     let map = MapType::from_code(map_type)?;
     let key = memory::read(caller, key, key_size)?;
+    if let Some(call) = call_map(caller.data_mut(), map) {
+        let headers = call.ok_or(Status::BadArgument)?;
+        let value = headers.get(&key).ok_or(Status::NotFound)?.to_vec();
+        return memory::return_bytes(caller, &value, value_out, value_size_out);
+    }
     let stream = caller
         .data_mut()
         .effective_stream()

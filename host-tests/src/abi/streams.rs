@@ -57,11 +57,26 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          code_out: u32,
          message_out: u32,
          message_size_out: u32| {
-            // Envoy answers the status of the last HTTP or gRPC call; this host
-            // makes none, so it is Envoy's initial value: 0 and no message.
-            answer(memory::write_u32(&mut caller, code_out, 0).and_then(|()| {
-                memory::return_bytes(&mut caller, &[], message_out, message_size_out)
-            }))
+            // Envoy answers the status of an HTTP call that failed (11,
+            // BrokenConnection, "reset") while its response is delivered;
+            // otherwise its initial value: 0 and no message.
+            let (code, message) = caller
+                .data()
+                .calls
+                .delivering
+                .as_ref()
+                .map(|call| call.status.clone())
+                .unwrap_or_default();
+            answer(
+                memory::write_u32(&mut caller, code_out, code).and_then(|()| {
+                    memory::return_bytes(
+                        &mut caller,
+                        message.as_bytes(),
+                        message_out,
+                        message_size_out,
+                    )
+                }),
+            )
         },
     )?;
     Ok(())

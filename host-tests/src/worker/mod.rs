@@ -3,6 +3,7 @@
 //! streams, fires ticks, and replaces its VM when the VM traps; [`stream`]
 //! drives each stream through the filter's callbacks.
 
+mod calls;
 mod stream;
 
 use std::collections::{HashMap, VecDeque};
@@ -19,6 +20,7 @@ use crate::http::{HttpRequest, HttpResponse, RequestOutcome, ResponseOutcome, St
 use crate::logs::VmLabel;
 use crate::module::FilterModule;
 use crate::options::HostFlavor;
+use crate::outbound::{CallCompletion, CompletionSink};
 use crate::state::{ProxyEnv, host_log};
 use crate::types::LogLevel;
 use crate::vm::{Trap, Vm};
@@ -46,6 +48,8 @@ pub(crate) enum Command {
     },
     /// The fake clock moved: fire the ticks that are due.
     ClockMoved,
+    /// An HTTP call of this worker's VM ended.
+    CallDone(CallCompletion),
     Shutdown,
 }
 
@@ -78,6 +82,8 @@ pub(crate) struct WorkerConfig {
     pub fuel_per_callback: Option<u64>,
     /// Numbers VMs across the proxy's workers.
     pub vm_numbers: Arc<AtomicU64>,
+    /// This worker's own queue, where its VM's HTTP calls report.
+    pub commands: Sender<Command>,
 }
 
 /// Starts a worker thread. It reports on `ready` whether its VM started, and
@@ -161,11 +167,17 @@ impl Worker {
             worker: self.config.index,
             instance,
         };
+        let commands = self.config.commands.clone();
+        let sink: CompletionSink = Arc::new(move |completion| {
+            // A stopped worker has no VM left to answer.
+            let _ = commands.send(Command::CallDone(completion));
+        });
         let vm = Vm::start(
             &self.config.module,
             Arc::clone(&self.config.env),
             label,
             self.config.fuel_per_callback,
+            sink,
         )?;
         self.vm = Some(vm);
         self.vm_instance = instance;
@@ -227,6 +239,7 @@ impl Worker {
                 let fired = self.tick();
                 let _ = delivered.send(fired);
             }
+            Command::CallDone(completion) => self.call_done(completion),
             Command::ClockMoved | Command::Shutdown => {}
         }
         self.process_woken();

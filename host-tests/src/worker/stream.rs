@@ -768,6 +768,31 @@ impl Worker {
         }
     }
 
+    /// ngx_wasm_module resumes a stream paused in its request once the last
+    /// of its HTTP calls has been answered (unless the filter answered or
+    /// reset it meanwhile, which the woken stream carries out first).
+    pub(super) fn continue_after_calls(&mut self, context_id: u32) {
+        let Some(&id) = self.contexts.get(&context_id) else {
+            return;
+        };
+        let pending = self
+            .vm
+            .as_mut()
+            .is_some_and(|vm| vm.state().calls.pending_from(context_id));
+        if pending {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if matches!(stream.phase, Phase::RequestPaused(_)) {
+            stream.flags.continue_request = true;
+            if !self.woken.contains(&id) {
+                self.woken.push_back(id);
+            }
+        }
+    }
+
     /// Ends a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete` (if
     /// its VM is still the one running), then forgets it.
     pub(super) fn finish(&mut self, id: StreamId) -> StreamReport {
@@ -777,6 +802,18 @@ impl Worker {
         };
         stream.phase = Phase::Closed;
         let context_id = stream.context_id;
+        let same_vm = stream.vm_instance == self.vm_instance;
+        if self.env().flavor == HostFlavor::NgxWasmModule
+            && same_vm
+            && let Some(vm) = self.vm.as_mut()
+        {
+            // ngx_wasm_module's calls live with the request: they end with it.
+            // Envoy's belong to the root context and carry on.
+            vm.state().calls.cancel_from(context_id);
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return StreamReport::default();
+        };
         let live = stream.context_created
             && !stream.failed
             && stream.vm_instance == self.vm_instance
@@ -838,7 +875,7 @@ impl Worker {
     }
 
     /// Adds a call's fuel and host calls to its stream.
-    fn book(&mut self, id: StreamId, fuel: u64, host_calls: Option<&[u64]>) {
+    pub(super) fn book(&mut self, id: StreamId, fuel: u64, host_calls: Option<&[u64]>) {
         let names = match host_calls {
             Some(_) => self.vm.as_ref().and_then(Vm::host_call_names),
             None => None,

@@ -1,14 +1,19 @@
 //! The shared vectors (`vectors/*.json`) through the real filter in the host: the same
 //! decisions and headers as the core gives natively. Every file runs on Envoy's and on
 //! ngx_wasm_module's shared-data semantics, with requests spread over two VMs, so the
-//! counts must be shared through shared data to come out right.
+//! counts must be shared through shared data to come out right. A vector with global rules
+//! runs against a fake rate-limit service deciding with the core over memory on the proxy's
+//! clock (`global_service`), so the global path must give the same decisions and headers as
+//! the local one.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sluice_host::{FaultTimes, HttpRequest, Proxy, Status};
+use sluice_host::{Clock, FaultTimes, HttpRequest, Proxy, Status};
 
-use crate::support::{HOSTS, Host, at_ms, send, start};
+use crate::global_rules::start_with_service;
+use crate::global_service::FakeService;
+use crate::support::{HOSTS, Host, T0_NS, at_ms, send, start};
 
 fn vector_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
@@ -48,7 +53,16 @@ fn every_vector_gives_the_same_decisions_through_the_filter() {
 }
 
 fn run_vector(vector: &Value, host: Host) -> Result<(), String> {
-    let proxy = start(host, &vector["config"], 2);
+    let config = &vector["config"];
+    let has_global = config["rules"]
+        .as_array()
+        .is_some_and(|rules| rules.iter().any(|rule| rule["scope"] == "global"));
+    let clock = Clock::fake(T0_NS);
+    let service = has_global.then(|| FakeService::start(config, clock.clone()));
+    let proxy = match &service {
+        Some(service) => start_with_service(host, config, 2, service.addr(), &clock),
+        None => start(host, config, 2),
+    };
     let steps = vector["steps"].as_array().ok_or("no steps")?;
     let mut sent = 0usize;
     for (index, step) in steps.iter().enumerate() {

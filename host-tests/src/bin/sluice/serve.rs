@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use sluice_host::{
-    Clock, FilterModule, HttpRequest, HttpResponse, LogLevel, LogRecord, LogSink, Proxy,
+    Clock, Clusters, FilterModule, HttpRequest, HttpResponse, LogLevel, LogRecord, LogSink, Proxy,
     ProxyOptions, RequestOutcome, ResponseOutcome,
 };
 use tokio::net::TcpListener;
@@ -51,6 +51,15 @@ pub struct ServeArgs {
     /// instead of Envoy.
     #[arg(long)]
     ngx: bool,
+    /// A cluster the filter's HTTP calls can reach, `NAME=HOST:PORT` (repeatable), e.g.
+    /// `--cluster sluice_service=127.0.0.1:8081` for a config whose `global.cluster` is
+    /// `sluice_service`.
+    #[arg(long = "cluster", value_name = "NAME=HOST:PORT", value_parser = parse_cluster)]
+    clusters: Vec<(String, SocketAddr)>,
+}
+
+fn parse_cluster(entry: &str) -> Result<(String, SocketAddr), String> {
+    Clusters::parse_entry(entry).map_err(|error| error.to_string())
 }
 
 struct Server {
@@ -94,6 +103,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .workers(args.workers)
         .clock(Clock::System)
         .log_level(LogLevel::Info);
+    for (name, address) in &args.clusters {
+        options = options.cluster(name, *address);
+    }
     options.logs = LogSink::with_forwarder(0, forward_log());
     let proxy = Proxy::start(options)?;
     let upstream = match args.upstream {
@@ -122,10 +134,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         eprintln!(
-            "sluice: listening on http://{} ({} rules, {} workers, upstream: {upstream_name})",
+            "sluice: listening on http://{} ({} rules, {} workers, upstream: {upstream_name}{})",
             listener.local_addr()?,
             policy.rules().len(),
             args.workers,
+            if args.clusters.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = args
+                    .clusters
+                    .iter()
+                    .map(|(name, address)| format!("{name}={address}"))
+                    .collect();
+                format!(", clusters: {}", names.join(", "))
+            },
         );
         loop {
             let (socket, peer) = tokio::select! {
