@@ -88,19 +88,10 @@ impl Connection {
         cmd: &redis::Cmd,
         timeout: Duration,
     ) -> Result<Value, RedisError> {
-        let result = match self.clone() {
-            Connection::Standalone(mut c) => {
-                tokio::time::timeout(timeout, cmd.query_async::<Value>(&mut c)).await
-            }
-            Connection::Cluster(mut c) => {
-                tokio::time::timeout(timeout, cmd.query_async::<Value>(&mut c)).await
-            }
-        };
-        match result {
-            Err(_) => Err(RedisError::Timeout(timeout)),
-            Ok(Err(e)) => Err(RedisError::from_redis(&e)),
-            Ok(Ok(value)) => Ok(value),
-        }
+        self.call_raw(cmd, timeout).await.map_err(|e| match e {
+            CallError::NoScript => RedisError::Server("NOSCRIPT".to_owned()),
+            CallError::Other(e) => e,
+        })
     }
 
     /// Runs the compare-and-set script over `ops` (keys of one hash slot). Returns the reply
@@ -108,17 +99,22 @@ impl Connection {
     pub(crate) async fn compare_and_set(
         &self,
         sha1: &str,
+        token: u64,
+        turn_ms: u64,
         ops: &[KeyOp],
         timeout: Duration,
     ) -> (Result<Reply, RedisError>, u32) {
         let started = tokio::time::Instant::now();
         let first = self
-            .call_raw(&script::command(Some(sha1), ops), timeout)
+            .call_raw(&script::command(Some(sha1), token, turn_ms, ops), timeout)
             .await;
         let (value, round_trips) = match first {
             Err(CallError::NoScript) => {
                 let left = timeout.saturating_sub(started.elapsed());
-                let value = match self.call_raw(&script::command(None, ops), left).await {
+                let value = match self
+                    .call_raw(&script::command(None, token, turn_ms, ops), left)
+                    .await
+                {
                     Ok(value) => Ok(value),
                     Err(CallError::NoScript) => Err(RedisError::Server(
                         "NOSCRIPT after EVAL of the script".to_owned(),

@@ -21,6 +21,9 @@ use siphasher::sip::SipHasher13;
 /// The prefix of every key the store writes; `v1` is the layout's version.
 pub const KEY_PREFIX: &str = "sluice:v1:";
 
+/// The prefix of the short-lived turn keys next to state keys (see [`crate::script`]).
+pub const TURN_PREFIX: &str = "sluice:turn:v1:";
+
 /// Keys up to this many bytes appear in hex in the Redis key; longer ones are hashed.
 pub const MAX_HEX_KEY_BYTES: usize = 48;
 

@@ -6,11 +6,25 @@
 //! every key matched and every write happened, or nothing was written and the reply carries
 //! every key's current value for the caller to decide again.
 //!
+//! # Turns
+//!
+//! Pure compare-and-set starves under a steady stream: a replica that just committed sends
+//! its next call with the value it wrote before a replica that lost can learn that value, so
+//! the loser can lose every time. So a call that loses claims a short *turn* on its keys (a
+//! key next to each, `sluice:turn:v1:{..}:<rule>`, set if absent with the caller's token and an
+//! expiry of a few milliseconds): until the turn is released (by the claimer's next call that
+//! matches) or expires, calls of other tokens on those keys do not write and are told so
+//! (`blocked`, with the current values); they wait a moment and call again. The loser's retry
+//! then meets no competing write, so every contender commits within a few round trips. Turns
+//! are about progress only: correctness rests on the comparison alone.
+//!
 //! ```text
-//! KEYS = k1 .. kn
-//! ARGV = per key, 5 arguments: expect ("1" a value | "0" absent), expected bytes,
-//!        action ("s" set | "d" delete | "k" keep), new bytes, expiry in ms (for "s")
-//! reply: {1} (all matched, writes done) | {0, current1, .., currentn} (nil: absent)
+//! KEYS = k1 .. kn, turn1 .. turnn
+//! ARGV = token, turn expiry in ms, then per key 5 arguments: expect ("1" a value | "0"
+//!        absent), expected bytes, action ("s" set | "d" delete | "k" keep), new bytes,
+//!        expiry in ms (for "s")
+//! reply: {1} (all matched, writes done) | {0, current1, .., currentn} (a value differed;
+//!        nil: absent) | {2, current1, .., currentn} (all matched, another token's turn)
 //! ```
 //!
 //! A key holding another Redis type than a string reads as the empty string, which decodes as
@@ -18,14 +32,18 @@
 
 use redis::Value;
 
-/// The Lua source. Loaded once per server and run with `EVALSHA` (the client falls back to
-/// loading it on `NOSCRIPT`, e.g. after a Redis restart or `SCRIPT FLUSH`).
+use crate::keys::{KEY_PREFIX, TURN_PREFIX};
+
+/// The Lua source. Loaded once per server and run with `EVALSHA` (the store falls back to
+/// `EVAL`, which loads it, on `NOSCRIPT`, e.g. after a Redis restart or `SCRIPT FLUSH`).
 pub const COMPARE_AND_SET: &str = r#"
-local n = #KEYS
+local n = #KEYS / 2
+local token = ARGV[1]
 local current = {}
 local same = true
+local blocked = false
 for i = 1, n do
-  local base = (i - 1) * 5
+  local base = 2 + (i - 1) * 5
   local v = redis.pcall('GET', KEYS[i])
   if type(v) == 'table' then v = '' end
   current[i] = v
@@ -34,20 +52,31 @@ for i = 1, n do
   elseif v ~= false then
     same = false
   end
+  local turn = redis.pcall('GET', KEYS[n + i])
+  if type(turn) == 'string' and turn ~= token then blocked = true end
+end
+if same and blocked then
+  local reply = {2}
+  for i = 1, n do reply[i + 1] = current[i] end
+  return reply
 end
 if not same then
+  for i = 1, n do
+    redis.pcall('SET', KEYS[n + i], token, 'PX', ARGV[2], 'NX')
+  end
   local reply = {0}
   for i = 1, n do reply[i + 1] = current[i] end
   return reply
 end
 for i = 1, n do
-  local base = (i - 1) * 5
+  local base = 2 + (i - 1) * 5
   local action = ARGV[base + 3]
   if action == 's' then
     redis.call('SET', KEYS[i], ARGV[base + 4], 'PX', ARGV[base + 5])
   elseif action == 'd' then
     redis.call('DEL', KEYS[i])
   end
+  if redis.pcall('GET', KEYS[n + i]) == token then redis.call('DEL', KEYS[n + i]) end
 end
 return {1}
 "#;
@@ -84,9 +113,17 @@ pub fn sha1() -> String {
     redis::Script::new(COMPARE_AND_SET).get_hash().to_owned()
 }
 
+/// The turn key next to a state key (see the module docs).
+pub fn turn_key(key: &str) -> String {
+    match key.strip_prefix(KEY_PREFIX) {
+        Some(rest) => format!("{TURN_PREFIX}{rest}"),
+        None => format!("{TURN_PREFIX}{key}"),
+    }
+}
+
 /// `EVALSHA <sha1> ...` (or, with `sha1` `None`, `EVAL <source> ...`, which also loads the
-/// script) for `ops`.
-pub fn command(sha1: Option<&str>, ops: &[KeyOp]) -> redis::Cmd {
+/// script) for `ops`, on behalf of `token`, turns lasting `turn_ms`.
+pub fn command(sha1: Option<&str>, token: u64, turn_ms: u64, ops: &[KeyOp]) -> redis::Cmd {
     let mut cmd = match sha1 {
         Some(sha1) => {
             let mut cmd = redis::cmd("EVALSHA");
@@ -99,10 +136,14 @@ pub fn command(sha1: Option<&str>, ops: &[KeyOp]) -> redis::Cmd {
             cmd
         }
     };
-    cmd.arg(ops.len());
+    cmd.arg(2 * ops.len());
     for op in ops {
         cmd.arg(op.key.as_str());
     }
+    for op in ops {
+        cmd.arg(turn_key(&op.key));
+    }
+    cmd.arg(token).arg(turn_ms.max(1));
     for op in ops {
         match &op.expected {
             Some(value) => cmd.arg("1").arg(value.as_slice()),
@@ -127,6 +168,9 @@ pub enum Reply {
     /// Some key did not match; nothing was written. The current value of every key, in the
     /// order of the call (`None`: absent).
     Mismatch(Vec<Option<Vec<u8>>>),
+    /// Every key matched but another decision holds the turn on one of them; nothing was
+    /// written. The current values, as for `Mismatch`.
+    Blocked(Vec<Option<Vec<u8>>>),
 }
 
 /// A reply the script cannot have given: another script under our name, or a proxy in the
@@ -157,7 +201,7 @@ pub fn parse_reply(value: Value, keys: usize) -> Result<Reply, ReplyError> {
     let mut items = items.into_iter();
     match items.next() {
         Some(Value::Int(1)) if items.len() == 0 => Ok(Reply::Applied),
-        Some(Value::Int(0)) => {
+        Some(Value::Int(status @ (0 | 2))) => {
             if items.len() != keys {
                 return Err(ReplyError(format!(
                     "expected {keys} current values, got {}",
@@ -177,14 +221,18 @@ pub fn parse_reply(value: Value, keys: usize) -> Result<Reply, ReplyError> {
                     }
                 });
             }
-            Ok(Reply::Mismatch(current))
+            Ok(if status == 0 {
+                Reply::Mismatch(current)
+            } else {
+                Reply::Blocked(current)
+            })
         }
         Some(Value::Int(1)) => Err(ReplyError(format!(
             "an applied reply with {} extra elements",
             items.len()
         ))),
         Some(other) => Err(ReplyError(format!(
-            "expected status 0 or 1, got {}",
+            "expected status 0, 1 or 2, got {}",
             kind(&other)
         ))),
         None => Err(ReplyError("an empty array".to_owned())),
@@ -229,6 +277,7 @@ mod tests {
             Value::Nil,
             Value::Int(1),
             Value::Array(vec![]),
+            Value::Array(vec![Value::Int(3)]),
             Value::Array(vec![Value::Int(2)]),
             Value::Array(vec![Value::Int(1), Value::Nil]),
             Value::Array(vec![Value::Int(0), Value::Nil]),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -22,6 +23,10 @@ use crate::value;
 /// The longest expiry the store sets (about 31 years): a state idle further in the future
 /// than that (a clock far ahead) still expires some day.
 const MAX_TTL_MS: u64 = 1_000_000_000_000;
+
+/// The first and the longest wait before calling again while another decision holds the turn.
+const MIN_PAUSE: Duration = Duration::from_micros(100);
+const MAX_PAUSE: Duration = Duration::from_millis(2);
 
 /// A decision, and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +54,10 @@ struct Inner {
     connection: Connection,
     cluster: bool,
     sha1: String,
+    /// Random per store; with `next_token`, a token per decision for turns.
+    token_base: u64,
+    next_token: AtomicU64,
+    turn_ms: u64,
     call_timeout: Duration,
     max_cas_retries: u32,
     cache: ValueCache,
@@ -77,6 +86,9 @@ impl RedisStore {
                 connection,
                 cluster,
                 sha1: script::sha1(),
+                token_base: random_u64(),
+                next_token: AtomicU64::new(0),
+                turn_ms: turn_ms(config.call_timeout),
                 call_timeout: config.call_timeout,
                 max_cas_retries: config.max_cas_retries,
                 cache: ValueCache::new(config.cache_capacity),
@@ -84,6 +96,18 @@ impl RedisStore {
             }),
         };
         store.ping_within(config.connect_timeout).await?;
+        // Load the script now so that the first decision takes one round trip (to every
+        // master of a cluster). Best effort: a decision falls back to EVAL on NOSCRIPT.
+        let _ = store
+            .inner
+            .connection
+            .call(
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script::COMPARE_AND_SET),
+                config.connect_timeout,
+            )
+            .await;
         Ok(store)
     }
 
@@ -143,12 +167,15 @@ impl RedisStore {
         });
         // Decisions on one key in this process take turns: they would only race each other.
         let _turn = inner.locks.lock_all(&keys).await;
+        let token = inner.token();
         let groups = self.slot_groups(&keys, &duplicate);
         let mut expected: Vec<Option<Vec<u8>>> =
             keys.iter().map(|k| inner.cache.expected(k, now)).collect();
         let mut conflicts = vec![0u32; checks.len()];
         let mut retries_left = inner.max_cas_retries;
         let mut round_trips = 0u32;
+        let mut waited = Duration::ZERO;
+        let mut pause = MIN_PAUSE;
         loop {
             let mut outcomes = Vec::with_capacity(checks.len());
             let mut next = Vec::with_capacity(checks.len());
@@ -172,15 +199,11 @@ impl RedisStore {
             } else {
                 confirm_calls(&groups, &keys, &expected, &outcomes)
             };
-            let results = join_all(calls.iter().map(|call| {
-                inner
-                    .connection
-                    .compare_and_set(&inner.sha1, &call.ops, inner.call_timeout)
-            }))
-            .await;
+            let results = join_all(calls.iter().map(|call| inner.cas(token, &call.ops))).await;
             let mut applied = Vec::new();
             let mut lost = Vec::new();
             let mut failed = Vec::new();
+            let mut blocked = Vec::new();
             for (call, (result, trips)) in calls.iter().zip(results) {
                 round_trips = round_trips.saturating_add(trips);
                 match result {
@@ -202,16 +225,17 @@ impl RedisStore {
                         }
                     }
                     Ok(Reply::Mismatch(current)) => {
-                        for ((&i, op), value) in call.checks.iter().zip(&call.ops).zip(current) {
-                            inner.cache.remember(&op.key, value.as_deref(), None);
-                            if let Some(slot) = expected.get_mut(i) {
-                                *slot = value;
-                            }
+                        learn(inner, call, current, &mut expected);
+                        for &i in &call.checks {
                             if let Some(c) = conflicts.get_mut(i) {
                                 *c = c.saturating_add(1);
                             }
                         }
                         lost.push(call);
+                    }
+                    Ok(Reply::Blocked(current)) => {
+                        learn(inner, call, current, &mut expected);
+                        blocked.push(call);
                     }
                     Err(e) => {
                         for op in &call.ops {
@@ -222,24 +246,38 @@ impl RedisStore {
                     }
                 }
             }
-            if failed.is_empty() && lost.is_empty() {
+            if failed.is_empty() && lost.is_empty() && blocked.is_empty() {
                 return Decided {
                     verdict: finish(outcomes, &conflicts),
                     round_trips,
                     error,
                 };
             }
-            if failed.is_empty() && retries_left > 0 {
+            // Only waiting for another decision's turn: wait a moment (up to about a turn in
+            // all) and call again; that is no lost race.
+            let waiting = failed.is_empty()
+                && lost.is_empty()
+                && waited < Duration::from_millis(inner.turn_ms);
+            if waiting || (failed.is_empty() && retries_left > 0) {
                 // Lost a race: take back what this attempt committed, decide again from the
                 // values Redis sent back.
-                retries_left -= 1;
+                if waiting {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                } else {
+                    retries_left -= 1;
+                }
                 for call in applied {
-                    round_trips = round_trips
-                        .saturating_add(self.refund(call, checks, &next, &mut expected, now).await);
+                    round_trips = round_trips.saturating_add(
+                        self.refund(token, call, checks, &next, &mut expected, now)
+                            .await,
+                    );
                 }
                 continue;
             }
             // Out of retries, or Redis failed: those rules get their failure mode.
+            lost.append(&mut blocked);
             for (calls, store_error) in [
                 (&lost, StoreError::Contention),
                 (&failed, StoreError::Unavailable),
@@ -262,8 +300,10 @@ impl RedisStore {
             }
             if allowed && !request_allowed(&outcomes) {
                 for call in applied {
-                    round_trips = round_trips
-                        .saturating_add(self.refund(call, checks, &next, &mut expected, now).await);
+                    round_trips = round_trips.saturating_add(
+                        self.refund(token, call, checks, &next, &mut expected, now)
+                            .await,
+                    );
                 }
             }
             return Decided {
@@ -310,6 +350,7 @@ impl RedisStore {
     /// trips made.
     async fn refund(
         &self,
+        token: u64,
         call: &Call,
         checks: &[Check<'_>],
         committed: &[Option<State>],
@@ -340,10 +381,7 @@ impl RedisStore {
             if ops.is_empty() {
                 return round_trips;
             }
-            let (result, trips) = inner
-                .connection
-                .compare_and_set(&inner.sha1, &ops, inner.call_timeout)
-                .await;
+            let (result, trips) = inner.cas(token, &ops).await;
             round_trips += trips;
             match result {
                 Ok(Reply::Applied) => {
@@ -356,7 +394,7 @@ impl RedisStore {
                     }
                     return round_trips;
                 }
-                Ok(Reply::Mismatch(values)) => {
+                Ok(Reply::Mismatch(values) | Reply::Blocked(values)) => {
                     let mut still = Vec::with_capacity(current.len());
                     for ((i, _), (op, value)) in current.iter().zip(ops.iter().zip(values)) {
                         inner.cache.remember(&op.key, value.as_deref(), None);
@@ -387,6 +425,52 @@ impl RedisStore {
     /// How many keys' last values the store remembers (bounded by the cache capacity).
     pub fn cached_keys(&self) -> usize {
         self.inner.cache.len()
+    }
+}
+
+impl Inner {
+    fn token(&self) -> u64 {
+        self.token_base
+            .wrapping_add(self.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn cas(&self, token: u64, ops: &[KeyOp]) -> (Result<Reply, RedisError>, u32) {
+        self.connection
+            .compare_and_set(&self.sha1, token, self.turn_ms, ops, self.call_timeout)
+            .await
+    }
+}
+
+/// How long a turn lasts: long enough for the claimer's next call to arrive, short enough
+/// that a claimer that went away holds nobody up for long.
+fn turn_ms(call_timeout: Duration) -> u64 {
+    (call_timeout.as_millis() as u64 / 2).clamp(5, 50)
+}
+
+/// 64 random bits from the standard library's per-process hash keys and the clock.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// Takes the current values a call sent back as the expected ones.
+fn learn(
+    inner: &Inner,
+    call: &Call,
+    current: Vec<Option<Vec<u8>>>,
+    expected: &mut [Option<Vec<u8>>],
+) {
+    for ((&i, op), value) in call.checks.iter().zip(&call.ops).zip(current) {
+        inner.cache.remember(&op.key, value.as_deref(), None);
+        if let Some(slot) = expected.get_mut(i) {
+            *slot = value;
+        }
     }
 }
 
