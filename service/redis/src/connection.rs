@@ -148,6 +148,7 @@ impl Connection {
             {
                 Err(CallError::NoScript)
             }
+            Ok(Err(e)) if e.is_timeout() => Err(CallError::Other(RedisError::Timeout(timeout))),
             Ok(Err(e)) => Err(CallError::Other(RedisError::from_redis(&e))),
             Ok(Ok(value)) => Ok(value),
         }

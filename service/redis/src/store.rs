@@ -365,7 +365,10 @@ impl RedisStore {
             .filter_map(|&i| committed.get(i).cloned().flatten().map(|s| (i, s)))
             .collect();
         let mut round_trips = 0;
-        for _ in 0..=inner.max_cas_retries {
+        let mut tries = 0;
+        let mut waited = Duration::ZERO;
+        let mut pause = MIN_PAUSE;
+        while tries <= inner.max_cas_retries {
             let mut ops = Vec::with_capacity(current.len());
             for (i, state) in &current {
                 let (Some(check), Some(key)) = (checks.get(*i), call_key(call, *i)) else {
@@ -394,7 +397,15 @@ impl RedisStore {
                     }
                     return round_trips;
                 }
+                Ok(Reply::Blocked(values)) if waited < Duration::from_millis(inner.turn_ms) => {
+                    // Same values, another decision's turn: wait for it, no lost race.
+                    drop(values);
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
                 Ok(Reply::Mismatch(values) | Reply::Blocked(values)) => {
+                    tries += 1;
                     let mut still = Vec::with_capacity(current.len());
                     for ((i, _), (op, value)) in current.iter().zip(ops.iter().zip(values)) {
                         inner.cache.remember(&op.key, value.as_deref(), None);

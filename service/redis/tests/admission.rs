@@ -65,7 +65,7 @@ async fn every_algorithm_admits_exactly_its_limit_for_a_hot_key_from_many_tasks(
             FailureMode::Open,
         )];
         // 32 tasks x 8 = 256 attempts for a limit of 100.
-        let admitted = hammer(&[store.clone()], &domain, checks, 32, 8, now).await;
+        let admitted = hammer(std::slice::from_ref(&store), &domain, checks, 32, 8, now).await;
         assert_eq!(admitted, 100, "{algorithm:?}");
     }
 }
