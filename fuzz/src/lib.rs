@@ -10,6 +10,8 @@ pub mod config;
 pub mod filter;
 pub mod fuzzed_request;
 pub mod input;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
 pub mod request;
 pub mod state;
