@@ -159,3 +159,48 @@ async fn two_replicas_keep_exact_counts_across_nodes() {
         "{decided:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_resume_after_a_master_fails_over_to_its_replica() {
+    let mut cluster = RedisCluster::start_with_replicas(3, 1).unwrap();
+    let domain = domain("failover");
+    let store = cluster_store(&cluster).await;
+    let limit = limit(Algorithm::FixedWindow, 1000, HOUR);
+    let checks = [check("r", limit, b"k", FailureMode::Closed)];
+    let now = now();
+    for _ in 0..5 {
+        assert!(store.decide(&domain, &checks, now).await.verdict.allowed);
+    }
+    let key = RedisStore::state_key(&domain, "r", b"k");
+    let master = cluster.master_of(&key).unwrap();
+    // Let the replica have the writes before its master goes.
+    let _: redis::Value = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query(&mut cluster.node(master).unwrap().connection().unwrap())
+        .unwrap();
+    cluster.node_mut(master).unwrap().kill();
+    let started = Instant::now();
+    let decided = store.decide(&domain, &checks, now).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "no hang");
+    assert_eq!(
+        decided.verdict.outcomes[0].status,
+        Status::FailedClosed,
+        "{decided:?}"
+    );
+    // The replica takes over (node timeout 1 s); the store follows by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let decided = loop {
+        let decided = store.decide(&domain, &checks, now).await;
+        if decided.error.is_none() {
+            break decided;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {decided:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(cluster.master_of(&key).unwrap(), master);
+    // The count survived on the replica: 5 before, this one is the 6th (failed calls before
+    // the failover may have been applied too, so at least 6).
+    let remaining = decided.verdict.outcomes[0].decision.remaining;
+    assert!(remaining <= 1000 - 6, "{decided:?}");
+}
