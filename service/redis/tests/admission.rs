@@ -297,3 +297,44 @@ async fn a_denied_request_consumes_nothing_from_its_other_rules() {
     assert_eq!(decided.verdict.outcomes[0].status, Status::Allowed);
     assert_eq!(decided.verdict.outcomes[0].decision.remaining, 6);
 }
+
+#[tokio::test]
+async fn counts_survive_a_service_restart_and_a_clean_redis_restart() {
+    let mut server = RedisServer::start().unwrap();
+    let domain = domain("restart");
+    let now = now();
+    let checks = [check(
+        "r",
+        limit(sluice_core::Algorithm::SlidingWindow, 5, HOUR),
+        b"k",
+        FailureMode::Closed,
+    )];
+    let first = store(&server.url()).await;
+    for _ in 0..3 {
+        assert!(first.decide(&domain, &checks, now).await.verdict.allowed);
+    }
+    drop(first);
+    // A new service process: nothing cached, the count is in Redis.
+    let second = store(&server.url()).await;
+    let decided = second.decide(&domain, &checks, now).await;
+    assert_eq!(
+        decided.verdict.outcomes[0].decision.remaining, 1,
+        "{decided:?}"
+    );
+    // Redis saved and restarted: the same store goes on counting.
+    server.restart(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let decided = loop {
+        let decided = second.decide(&domain, &checks, now).await;
+        if decided.error.is_none() {
+            break decided;
+        }
+        assert!(std::time::Instant::now() < deadline, "{decided:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        decided.verdict.outcomes[0].decision.remaining, 0,
+        "{decided:?}"
+    );
+    assert!(!second.decide(&domain, &checks, now).await.verdict.allowed);
+}

@@ -95,6 +95,17 @@ async fn a_redis_slower_than_the_timeout_gives_failure_modes_within_the_timeout(
     assert_eq!(decided.verdict.outcomes[0].status, Status::FailedClosed);
     assert!(took < Duration::from_millis(400), "{took:?}");
     sleeper.join().unwrap();
+    // Once Redis answers again, so does the store.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let decided = store.decide(&domain, &checks, now()).await;
+        if decided.error.is_none() {
+            assert!(decided.verdict.allowed);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {decided:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
