@@ -31,7 +31,10 @@
 //!    did not: the script wrote nothing in that slot and sent back the current values; slots
 //!    already committed in this attempt are refunded, and the decision starts again at 3 with
 //!    the values just read, up to `max_cas_retries` times; then the rules of the slot that
-//!    kept losing get their failure mode ([`sluice_core::StoreError::Contention`]).
+//!    kept losing get their failure mode ([`sluice_core::StoreError::Contention`]). A call
+//!    that loses claims a short turn on its keys, so that a replica committing back to back
+//!    cannot starve it; a call that finds every value as expected but another decision's turn
+//!    waits a moment and calls again ([`script`] explains turns).
 //! 6. Redis fails or does not answer within the call timeout: that slot's rules get their
 //!    failure mode (open: allowed and not counted; closed: denied, committed slots refunded).
 //!    A call that timed out may still have been applied: its spend then stays, which errs on
@@ -62,6 +65,9 @@
 //!   replica whose clock lags by δ may see a key expired δ early. Keep replicas on NTP.
 //! - **The cache is never trusted**: it only supplies the expected value; a wrong guess costs a
 //!   round trip (the script's mismatch reply carries the current values).
+//! - **Locks and turns only help progress**: the per-key turns within a process and the
+//!   short-lived turn keys in Redis decide who goes first, never what is written; a turn that
+//!   expires or a lock that is skipped only costs retries.
 //!
 //! # Costs
 //!
