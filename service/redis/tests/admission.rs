@@ -180,7 +180,7 @@ async fn a_warm_key_costs_one_round_trip() {
 }
 
 async fn store_with_no_cache(url: &str) -> RedisStore {
-    let mut config = sluice_redis::RedisConfig::new(url);
+    let mut config = patient(sluice_redis::RedisConfig::new(url));
     config.cache_capacity = 0;
     RedisStore::connect(config).await.unwrap()
 }

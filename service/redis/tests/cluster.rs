@@ -33,9 +33,11 @@ fn keys_on_two_masters(cluster: &RedisCluster, domain: &str) -> (Vec<u8>, Vec<u8
 }
 
 async fn cluster_store(cluster: &RedisCluster) -> RedisStore {
-    let store = RedisStore::connect(RedisConfig::cluster(cluster.urls()))
-        .await
-        .unwrap();
+    // Patient enough for a loaded machine, short enough to see a dead node quickly.
+    let mut config = RedisConfig::cluster(cluster.urls());
+    config.call_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(5);
+    let store = RedisStore::connect(config).await.unwrap();
     assert!(store.is_cluster());
     store
 }
@@ -47,7 +49,7 @@ async fn rules_on_different_nodes_are_all_or_nothing() {
     let (a, b, _, master_b) = keys_on_two_masters(&cluster, &domain);
     let store = cluster_store(&cluster).await;
     // Auto-detected from one node, too.
-    let auto = RedisStore::connect(RedisConfig::new(cluster.urls()[0].clone()))
+    let auto = RedisStore::connect(patient(RedisConfig::new(cluster.urls()[0].clone())))
         .await
         .unwrap();
     assert!(auto.is_cluster());

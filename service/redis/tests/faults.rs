@@ -15,7 +15,9 @@ use sluice_redis_server::{RedisServer, ServerOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_mid_run_gives_failure_modes_then_recovers_by_itself() {
     let mut server = RedisServer::start().unwrap();
-    let store = store(&server.url()).await;
+    let mut config = RedisConfig::new(server.url());
+    config.call_timeout = Duration::from_millis(200);
+    let store = RedisStore::connect(config).await.unwrap();
     let domain = domain("outage");
     let limit = limit(Algorithm::Gcra, 1000, HOUR);
     let checks = [
@@ -195,8 +197,8 @@ async fn passwords_work_and_never_show() {
     )];
 
     // In the URL (ACL user), and as separate fields (requirepass).
-    let in_url = RedisConfig::new(server.url_with_credentials());
-    let mut fields = RedisConfig::new(server.url());
+    let in_url = patient(RedisConfig::new(server.url_with_credentials()));
+    let mut fields = patient(RedisConfig::new(server.url()));
     fields.password = Some("pw-Secret-default".to_owned());
     for config in [in_url.clone(), fields.clone()] {
         let shown = format!("{config:?}");

@@ -41,8 +41,18 @@ pub fn check<'a>(rule: &'a str, limit: Limit, key: &[u8], failure_mode: FailureM
     }
 }
 
+/// A store with a call timeout generous enough for a loaded test machine: the tests that
+/// are about timeouts set their own.
 pub async fn store(url: &str) -> RedisStore {
-    RedisStore::connect(RedisConfig::new(url)).await.unwrap()
+    RedisStore::connect(patient(RedisConfig::new(url)))
+        .await
+        .unwrap()
+}
+
+pub fn patient(mut config: RedisConfig) -> RedisConfig {
+    config.call_timeout = std::time::Duration::from_secs(2);
+    config.connect_timeout = std::time::Duration::from_secs(5);
+    config
 }
 
 /// Whether any rule of the verdict met a store failure.
