@@ -34,10 +34,10 @@ impl RedisCluster {
         masters: usize,
         replicas_per_master: usize,
     ) -> Result<RedisCluster, HarnessError> {
-        if masters == 0 {
-            return Err(HarnessError::Start(
-                "a cluster needs at least one master".to_owned(),
-            ));
+        if masters == 0 || masters > usize::from(SLOTS) {
+            return Err(HarnessError::Start(format!(
+                "a cluster needs 1 to {SLOTS} masters, not {masters}"
+            )));
         }
         let total = masters * (1 + replicas_per_master);
         let mut nodes = Vec::with_capacity(total);
