@@ -12,6 +12,8 @@ pub mod filter;
 pub mod fuzzed_request;
 pub mod input;
 pub mod nginx_conf;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
 pub mod request;
 pub mod state;

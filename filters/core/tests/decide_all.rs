@@ -102,3 +102,42 @@ fn a_check_without_a_state_slot_gets_its_failure_mode() {
     );
     assert_eq!(states, vec![None]);
 }
+
+/// The per-rule steps a remote store composes (`decide_rule`, `failure_outcome`,
+/// `request_allowed`) give `decide_all`'s verdict, failures included.
+#[test]
+fn the_per_rule_steps_compose_into_decide_all() {
+    use sluice_core::limiter::{decide_rule, failure_outcome, request_allowed};
+    let a = limit(Algorithm::SlidingWindow, 3, MINUTE, 3);
+    let b = limit(Algorithm::Gcra, 2, MINUTE, 2);
+    let mut checks = [check("a", a, "k", 1), check("b", b, "k", 1)];
+    checks[1].failure_mode = FailureMode::Closed;
+    let mut states = vec![None, None];
+    for step in 0..4u64 {
+        let now = BASE + step;
+        let composed: Vec<_> = checks
+            .iter()
+            .zip(&states)
+            .map(|(c, s)| decide_rule(c, Ok(s.as_ref()), now))
+            .collect();
+        let outcomes: Vec<_> = composed.iter().map(|(o, _)| *o).collect();
+        let expected = Limiter::decide_all(&checks, &mut states, now);
+        assert_eq!(outcomes, expected.outcomes, "step {step}");
+        assert_eq!(request_allowed(&outcomes), expected.allowed);
+        if expected.allowed {
+            for ((_, next), state) in composed.iter().zip(&states) {
+                assert_eq!(next.as_ref(), state.as_ref());
+            }
+        }
+    }
+    // A store error: the same outcome as a missing state slot in decide_all.
+    let (failed, next) = decide_rule(&checks[1], Err(StoreError::Unavailable), BASE);
+    assert!(next.is_none());
+    let verdict = Limiter::decide_all(&checks, &mut [None], BASE);
+    assert_eq!(failed, verdict.outcomes[1]);
+    assert_eq!(
+        failure_outcome(&checks[1], None, StoreError::Unavailable, 0),
+        failed
+    );
+    assert!(!request_allowed(&[failed]));
+}
