@@ -6,6 +6,7 @@
 //! seeded mutations of it (`replay`).
 
 pub mod config;
+pub mod decide_reply;
 #[cfg(feature = "filter")]
 pub mod filter;
 pub mod fuzzed_request;

@@ -22,6 +22,7 @@
 //! run out or the store fails, the units stay spent, which errs on the side of limiting.
 
 mod plan;
+mod refund;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -15,6 +15,7 @@ use crate::cost::CostSpec;
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
 use crate::exempt::Exemptions;
+use crate::global::{self, Scope};
 use crate::json::{self, Fields};
 use crate::key::{KeySpec, WhenKeyMissing};
 use crate::matching::Match;
@@ -39,7 +40,14 @@ pub const MAX_RULE_STORE_BYTES: u64 = 1 << 30;
 /// The longest rule name.
 pub const MAX_NAME_LEN: usize = 64;
 
-const TOP_FIELDS: &[&str] = &["client_ip", "exempt", "response", "store", "rules"];
+const TOP_FIELDS: &[&str] = &[
+    "client_ip",
+    "exempt",
+    "response",
+    "store",
+    "global",
+    "rules",
+];
 const STORE_FIELDS: &[&str] = &["max_keys", "cas_retries"];
 const RULE_FIELDS: &[&str] = &[
     "name",
@@ -52,6 +60,7 @@ const RULE_FIELDS: &[&str] = &[
     "mode",
     "failure_mode",
     "max_keys",
+    "scope",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -97,6 +106,7 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
         Some(v) => store(v)?,
         None => (DEFAULT_MAX_KEYS, DEFAULT_CAS_RETRIES),
     };
+    let global = top.get("global").map(global::parse_global).transpose()?;
 
     let rule_values = match top.get("rules") {
         Some(v) => json::list(v, "rules")?,
@@ -108,8 +118,15 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
     let mut rules: Vec<Rule> = Vec::with_capacity(rule_values.len());
     for (index, value) in rule_values.iter().enumerate() {
         let rule = compile_rule(value, index, &rules, max_keys)?;
+        if rule.scope == Scope::Global && global.is_none() {
+            return Err(
+                ConfigError::new("scope", Problem::GlobalScopeWithoutService)
+                    .in_rule(index, Some(&rule.name)),
+            );
+        }
         rules.push(rule);
     }
+    let has_global_rules = rules.iter().any(|rule| rule.scope == Scope::Global);
 
     Ok(Policy {
         client_ip,
@@ -117,6 +134,8 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
         response,
         cas_retries,
         rules,
+        global,
+        has_global_rules,
     })
 }
 
@@ -247,6 +266,10 @@ fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, C
         Some(v) => max_keys(v, "max_keys")?,
         None => default_max_keys,
     };
+    let scope = match fields.get("scope") {
+        Some(v) => global::parse_scope(v)?,
+        None => Scope::default(),
+    };
     let bytes = RuleTable::new(name, limit, max_keys).max_store_bytes();
     if bytes > MAX_RULE_STORE_BYTES {
         return Err(ConfigError::new(
@@ -268,6 +291,7 @@ fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, C
         mode,
         failure_mode,
         max_keys,
+        scope,
     })
 }
 

@@ -237,6 +237,18 @@ pub enum Problem {
         /// The part, e.g. `header`.
         part: String,
     },
+    /// `global.domain` with characters outside `[A-Za-z0-9_.-]` or too long.
+    InvalidDomain {
+        /// The domain found.
+        domain: String,
+    },
+    /// `global.timeout` outside 1ms to 60s.
+    TimeoutOutOfRange {
+        /// The text found.
+        text: String,
+    },
+    /// A rule with `"scope": "global"` in a configuration without the `global` object.
+    GlobalScopeWithoutService,
 }
 
 impl fmt::Display for Problem {
@@ -407,6 +419,21 @@ impl fmt::Display for Problem {
                     part = Quoted(part)
                 )
             }
+            Problem::InvalidDomain { domain } => write!(
+                f,
+                "{domain} is not a valid domain; use 1 to 64 characters from A-Z a-z 0-9 _ . -",
+                domain = Quoted(domain)
+            ),
+            Problem::TimeoutOutOfRange { text } => write!(
+                f,
+                "{text} is out of range; use 1ms to 60s (a request waits this long for the \
+                 rate-limit service at most)",
+                text = Quoted(text)
+            ),
+            Problem::GlobalScopeWithoutService => f.write_str(
+                "\"global\" needs the top-level \"global\" object naming the rate-limit service, \
+                 e.g. \"global\": {\"cluster\": \"sluice_service\"}; or use \"scope\": \"local\"",
+            ),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod cost;
 mod duration;
 pub mod error;
 pub mod exempt;
+pub mod global;
 mod json;
 pub mod key;
 pub mod matching;
@@ -40,6 +41,7 @@ pub use config::{
 pub use cost::CostSpec;
 pub use error::{ConfigError, Problem, RuleRef};
 pub use exempt::Exemptions;
+pub use global::{GlobalConfig, Scope};
 pub use key::{KeyDisplay, KeyPart, KeySpec, WhenKeyMissing};
 pub use matching::{HostPattern, Match};
 pub use notice::Notice;

@@ -12,6 +12,7 @@ use crate::client_ip::ClientIpSource;
 use crate::cost::CostSpec;
 use crate::error::ConfigError;
 use crate::exempt::Exemptions;
+use crate::global::{GlobalConfig, Scope};
 use crate::key::{KeyInput, KeySpec, WhenKeyMissing};
 use crate::matching::Match;
 use crate::notice::Notice;
@@ -45,6 +46,8 @@ pub struct Policy {
     pub(crate) response: ResponseConfig,
     pub(crate) cas_retries: u32,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) global: Option<GlobalConfig>,
+    pub(crate) has_global_rules: bool,
 }
 
 /// One compiled rule.
@@ -59,6 +62,7 @@ pub struct Rule {
     pub(crate) mode: Mode,
     pub(crate) failure_mode: FailureMode,
     pub(crate) max_keys: u32,
+    pub(crate) scope: Scope,
 }
 
 impl Rule {
@@ -107,6 +111,25 @@ impl Rule {
         self.max_keys
     }
 
+    /// Where its counters live: shared data, or the rate-limit service.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The check of this rule for a request with `key` and `cost` (as the rate-limit
+    /// service builds it from a decide request).
+    pub fn check(&self, key: Vec<u8>, cost: u64) -> Check<'_> {
+        Check {
+            rule: &self.name,
+            limit: self.limit,
+            max_keys: self.max_keys,
+            key,
+            cost,
+            mode: self.mode,
+            failure_mode: self.failure_mode,
+        }
+    }
+
     /// The most bytes (store key names and values) the rule's table can ever occupy in the
     /// counter store.
     pub fn max_store_bytes(&self) -> u64 {
@@ -127,8 +150,10 @@ pub enum Evaluation<'p> {
 /// [`Policy::rules`] (for per-rule metrics).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppliedRules<'p> {
-    checks: Vec<Check<'p>>,
-    rule_indices: Vec<usize>,
+    pub(crate) checks: Vec<Check<'p>>,
+    pub(crate) rule_indices: Vec<usize>,
+    /// Each check's scope; left empty (no allocation) when the policy has no global rule.
+    pub(crate) scopes: Vec<Scope>,
 }
 
 impl<'p> AppliedRules<'p> {
@@ -145,6 +170,17 @@ impl<'p> AppliedRules<'p> {
     /// Whether no rule applies.
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty()
+    }
+
+    /// The scope of `checks()[i]`'s rule: decided in shared data, or by the rate-limit
+    /// service.
+    pub fn scope(&self, i: usize) -> Scope {
+        self.scopes.get(i).copied().unwrap_or_default()
+    }
+
+    /// Whether a global rule applies (the request needs the rate-limit service).
+    pub fn has_global(&self) -> bool {
+        self.scopes.contains(&Scope::Global)
     }
 }
 
@@ -169,6 +205,14 @@ impl<'p> Evaluation<'p> {
             Evaluation::Rules(rules) => rules.rule_indices(),
         }
     }
+
+    /// The scope of `checks()[i]` (see [`AppliedRules::scope`]).
+    pub fn scope(&self, i: usize) -> Scope {
+        match self {
+            Evaluation::Exempt => Scope::Local,
+            Evaluation::Rules(rules) => rules.scope(i),
+        }
+    }
 }
 
 /// Everything [`Policy::handle`] did for one request.
@@ -180,11 +224,19 @@ pub struct Handled<'p> {
     pub verdict: Option<Verdict>,
     /// What to do with the request.
     pub response: Response<'p>,
-    policy: &'p Policy,
+    pub(crate) policy: &'p Policy,
+    /// Positions of checks that were not decided (global rules not asked because a local
+    /// rule denied): their outcomes in `verdict` only fill the place for rendering.
+    pub(crate) unasked: Vec<usize>,
+    /// Set when the rate-limit service call failed and the global rules' failure modes
+    /// decided (logged by the caller through [`FailureLog`](crate::global::FailureLog),
+    /// not per request).
+    pub(crate) global_failure: bool,
 }
 
 impl<'p> Handled<'p> {
     /// Each applying rule's index in [`Policy::rules`], its check and its outcome.
+    /// Global rules left unasked (a local rule denied first) are not listed.
     pub fn outcomes(&self) -> impl Iterator<Item = (usize, &Check<'p>, &RuleOutcome)> {
         let outcomes = self.verdict.iter().flat_map(|v| v.outcomes.iter());
         self.evaluation
@@ -193,15 +245,24 @@ impl<'p> Handled<'p> {
             .copied()
             .zip(self.evaluation.checks())
             .zip(outcomes)
-            .map(|((index, check), outcome)| (index, check, outcome))
+            .enumerate()
+            .filter(|(position, _)| !self.unasked.contains(position))
+            .map(|(_, ((index, check), outcome))| (index, check, outcome))
     }
 
     /// What is worth a log line: shadow rules that would have denied, and counter store
     /// failures. Each displays as one line naming the rule and the key (secret parts
     /// fingerprinted).
+    ///
+    /// Outcomes that a failed call to the rate-limit service decided are left out: a storm of
+    /// failing calls must not become a storm of log lines (see
+    /// [`FailureLog`](crate::global::FailureLog)).
     pub fn notices(&self) -> impl Iterator<Item = Notice<'_>> {
         self.outcomes().filter_map(|(index, check, outcome)| {
             let rule = self.policy.rules.get(index)?;
+            if self.global_failure && rule.scope == Scope::Global {
+                return None;
+            }
             Notice::of(rule, check, outcome)
         })
     }
@@ -216,6 +277,29 @@ impl Policy {
     /// The rules, in configuration order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The rule named `name`.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+
+    /// How to reach the rate-limit service (`global`), if configured.
+    pub fn global(&self) -> Option<&GlobalConfig> {
+        self.global.as_ref()
+    }
+
+    /// Whether any rule has `"scope": "global"`: requests may then wait for the service
+    /// ([`Policy::start`]); otherwise [`Policy::handle`] does everything.
+    pub fn has_global_rules(&self) -> bool {
+        self.has_global_rules
+    }
+
+    /// The service's domain for this configuration: `global.domain`, by default `sluice`.
+    pub fn domain(&self) -> &str {
+        self.global
+            .as_ref()
+            .map_or(crate::global::DEFAULT_DOMAIN, GlobalConfig::domain)
     }
 
     /// CAS retries per request for the limiter (`store.cas_retries`).
@@ -269,6 +353,9 @@ impl Policy {
                 failure_mode: rule.failure_mode,
             });
             applied.rule_indices.push(index);
+            if self.has_global_rules {
+                applied.scopes.push(rule.scope);
+            }
         }
         Evaluation::Rules(applied)
     }
@@ -303,6 +390,8 @@ impl Policy {
             verdict,
             response,
             policy: self,
+            unasked: Vec::new(),
+            global_failure: false,
         }
     }
 }

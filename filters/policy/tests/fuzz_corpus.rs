@@ -6,6 +6,8 @@
 
 #[path = "../../../fuzz/src/config.rs"]
 mod config;
+#[path = "../../../fuzz/src/decide_reply.rs"]
+mod decide_reply;
 #[path = "../../../fuzz/src/fuzzed_request.rs"]
 mod fuzzed_request;
 #[allow(dead_code)]
@@ -25,4 +27,9 @@ fn the_config_corpus_and_its_mutations_compile_or_fail_in_one_line() {
 #[test]
 fn the_request_corpus_and_its_mutations_keep_keys_unspoofable() {
     replay::replay("request", 5_000, request::run);
+}
+
+#[test]
+fn the_decide_reply_corpus_and_its_mutations_are_answers_or_errors() {
+    replay::replay("decide_reply", 3_000, decide_reply::run);
 }

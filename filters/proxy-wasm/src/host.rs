@@ -47,6 +47,87 @@ unsafe extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+}
+
+/// `MapType::HttpCallResponseHeaders`.
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+/// `BufferType::HttpCallResponseBody`.
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+/// `StreamType::HttpRequest`.
+const HTTP_REQUEST_STREAM: u32 = 0;
+
+/// Takes ownership of a buffer the host allocated in guest memory.
+///
+/// # Safety
+/// `data` is null or points to `size` bytes the host obtained from this module's allocator.
+unsafe fn host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: as the caller guarantees.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// The `:status` of the response to an HTTP call, inside `on_http_call_response`; `None` when
+/// there is no response (the call failed) or the status is not a number.
+pub fn http_call_status() -> Option<u16> {
+    let key = ":status";
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `key` is valid for the call; the out-pointers are valid and writable.
+    let status = unsafe {
+        proxy_get_header_map_value(
+            HTTP_CALL_RESPONSE_HEADERS,
+            key.as_ptr(),
+            key.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    // SAFETY: the host allocated the value with our allocator (or left it null).
+    let value = unsafe { host_buffer(data, size) };
+    if status != OK {
+        return None;
+    }
+    core::str::from_utf8(&value).ok()?.trim().parse().ok()
+}
+
+/// The body of the response to an HTTP call (`size` bytes as the callback announced), inside
+/// `on_http_call_response`; `None` if the host does not give it.
+pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        return Some(Vec::new());
+    }
+    let mut data: *mut u8 = null_mut();
+    let mut returned: usize = 0;
+    // SAFETY: the out-pointers are valid and writable.
+    let status = unsafe {
+        proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, &mut data, &mut returned)
+    };
+    // SAFETY: as in `http_call_status`.
+    let body = unsafe { host_buffer(data, returned) };
+    (status == OK).then_some(body)
+}
+
+/// Resumes the paused request; false if the host refused.
+pub fn continue_request() -> bool {
+    // SAFETY: a plain value.
+    unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) == OK }
 }
 
 /// Writes one log line; a host that refuses it is ignored (there is nowhere else to report).

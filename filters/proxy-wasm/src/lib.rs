@@ -12,6 +12,7 @@
 
 #[cfg(feature = "count-allocations")]
 mod allocations;
+mod global_call;
 mod host;
 mod metrics;
 mod request;
@@ -23,8 +24,10 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
 use sluice_core::Limiter;
-use sluice_policy::{Policy, Response};
+use sluice_policy::global::{CallFailure, GlobalCall, Started};
+use sluice_policy::{Handled, Policy, Response};
 
+use crate::global_call::GlobalRuntime;
 use crate::host::{LogLevel, SharedData, log};
 use crate::metrics::Metrics;
 use crate::request::HostRequest;
@@ -43,6 +46,8 @@ struct Runtime {
     policy: Policy,
     limiter: RefCell<Limiter>,
     metrics: Metrics,
+    /// Set when a rule is global: how to call the rate-limit service.
+    global: Option<GlobalRuntime>,
 }
 
 #[derive(Default)]
@@ -71,6 +76,7 @@ impl RootContext for SluiceRoot {
         Some(Box::new(SluiceHttp {
             runtime,
             response_headers: Vec::new(),
+            pending: None,
         }))
     }
 
@@ -86,7 +92,11 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
     let mut store = SharedData;
     let seed = seed::shared_seed(&mut store).map_err(|e| e.to_string())?;
     let limiter = Limiter::new(seed, policy.cas_retries());
-    for rule in policy.rules() {
+    for rule in policy
+        .rules()
+        .iter()
+        .filter(|rule| rule.scope() == sluice_policy::Scope::Local)
+    {
         limiter
             .prepare(rule.name(), &rule.limit(), rule.max_keys(), &mut store)
             .map_err(|e| {
@@ -97,6 +107,10 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
             })?;
     }
     let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
+    let global = match policy.global() {
+        Some(config) if policy.has_global_rules() => Some(GlobalRuntime::new(config.clone())),
+        _ => None,
+    };
     #[cfg(feature = "count-allocations")]
     allocations::define();
     log(
@@ -107,6 +121,7 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         policy,
         limiter: RefCell::new(limiter),
         metrics,
+        global,
     })
 }
 
@@ -114,9 +129,33 @@ struct SluiceHttp {
     runtime: Rc<Runtime>,
     /// Rate-limit headers for an allowed request, added to the upstream's response.
     response_headers: Vec<(&'static str, String)>,
+    /// The request waiting for the rate-limit service.
+    pending: Option<GlobalCall>,
 }
 
-impl Context for SluiceHttp {}
+impl Context for SluiceHttp {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(call) = self.pending.take() else {
+            return;
+        };
+        let answer = global_call::read_answer(num_headers, body_size);
+        let runtime = Rc::clone(&self.runtime);
+        if self.finish_global(&runtime, call, answer) == Action::Continue
+            && !host::continue_request()
+        {
+            log(
+                LogLevel::Error,
+                "sluice: the proxy refused to resume the request after the rate-limit service answered",
+            );
+        }
+    }
+}
 
 impl HttpContext for SluiceHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -131,6 +170,9 @@ impl HttpContext for SluiceHttp {
         };
         let request = HostRequest::from_host(self.get_http_request_headers_bytes());
         let runtime = Rc::clone(&self.runtime);
+        if runtime.global.is_some() {
+            return self.start_global(&runtime, &request, now);
+        }
         let handled = {
             let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
                 return Action::Continue;
@@ -139,6 +181,23 @@ impl HttpContext for SluiceHttp {
                 .policy
                 .handle(&request, now, &mut limiter, &mut SharedData)
         };
+        self.apply(&runtime, handled)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            self.add_http_response_header(name, &value);
+        }
+        #[cfg(feature = "count-allocations")]
+        allocations::flush();
+        Action::Continue
+    }
+}
+
+impl SluiceHttp {
+    /// Counts, logs and applies a decided request: `Continue` with the rate-limit headers
+    /// kept for the response, or the local denial sent (`Pause`).
+    fn apply(&mut self, runtime: &Runtime, handled: Handled<'_>) -> Action {
         if handled.evaluation.is_exempt() {
             runtime.metrics.record_exempt();
         }
@@ -168,12 +227,67 @@ impl HttpContext for SluiceHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.add_http_response_header(name, &value);
+    /// A request under a policy with global rules: local rules first, then (if they allow
+    /// and a global rule applies) one call to the service, the request paused until it
+    /// answers.
+    fn start_global(&mut self, runtime: &Runtime, request: &HostRequest, now: u64) -> Action {
+        let started = {
+            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            runtime
+                .policy
+                .start(request, now, &mut limiter, &mut SharedData)
+        };
+        let call = match started {
+            Started::Done(handled) => return self.apply(runtime, handled),
+            Started::Call(call) => call,
+        };
+        let Some(global) = runtime.global.as_ref() else {
+            return self.finish_global(runtime, call, Err(CallFailure::NoResponse));
+        };
+        global.counters.record_call();
+        let dispatched = self.dispatch_http_call(
+            global.cluster(),
+            global.request_headers(),
+            Some(call.body()),
+            Vec::new(),
+            global.timeout(),
+        );
+        match dispatched {
+            Ok(_token) => {
+                self.pending = Some(call);
+                Action::Pause
+            }
+            Err(status) => {
+                self.finish_global(runtime, call, Err(CallFailure::Dispatch(status as u32)))
+            }
         }
-        #[cfg(feature = "count-allocations")]
-        allocations::flush();
-        Action::Continue
+    }
+
+    /// Decides a request from the service's answer (or its failure) and applies it.
+    fn finish_global(
+        &mut self,
+        runtime: &Runtime,
+        call: GlobalCall,
+        answer: Result<Vec<u8>, CallFailure>,
+    ) -> Action {
+        let now = call.now();
+        let global_rules = call.global_checks();
+        let finished = {
+            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            runtime.policy.finish(
+                call,
+                answer.as_deref().map_err(Clone::clone),
+                &mut limiter,
+                &mut SharedData,
+            )
+        };
+        if let (Some(failure), Some(global)) = (&finished.failure, runtime.global.as_ref()) {
+            global.record_failure(failure, now, global_rules);
+        }
+        self.apply(runtime, finished.handled)
     }
 }

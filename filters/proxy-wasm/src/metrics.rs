@@ -76,3 +76,30 @@ fn bump(id: Option<u32>, delta: u64) {
         host::increment(id, delta);
     }
 }
+
+/// The counters of calls to the rate-limit service (defined only when a rule is global).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallCounters {
+    calls: Option<u32>,
+    call_errors: Option<u32>,
+}
+
+impl CallCounters {
+    /// Defines `sluice.global.calls` and `sluice.global.call_errors`.
+    pub fn define() -> CallCounters {
+        CallCounters {
+            calls: host::define_counter("sluice.global.calls"),
+            call_errors: host::define_counter("sluice.global.call_errors"),
+        }
+    }
+
+    /// Counts one call made (or attempted).
+    pub fn record_call(&self) {
+        bump(self.calls, 1);
+    }
+
+    /// Counts one call that gave no usable answer.
+    pub fn record_error(&self) {
+        bump(self.call_errors, 1);
+    }
+}

@@ -1,0 +1,100 @@
+//! The service's side of the decide protocol over states held in memory: the reference the
+//! filter's tests run against, and a model of what `sluice-service` does over Redis.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::Serialize;
+use sluice_core::{Limiter, Nanos, State};
+
+use super::wire::{DecideReply, DecideRequest, RequestError};
+use crate::policy::Policy;
+
+/// Decides decide requests for one configuration with the core's [`Limiter::decide_all`]
+/// (all or nothing: nothing is consumed when an enforcing rule denies), keeping each
+/// (rule, key)'s state in memory.
+///
+/// ```
+/// use sluice_policy::Policy;
+/// use sluice_policy::global::{DecideReply, MemoryService};
+///
+/// let policy = Policy::from_json(br#"{"global": {"cluster": "limits"}, "rules": [
+///     {"name": "r", "scope": "global", "key": ["client_ip"],
+///      "limit": {"requests": 1, "period": "1m"}}]}"#).unwrap();
+/// let mut service = MemoryService::new(policy);
+/// let body = br#"{"domain": "sluice", "checks": [{"rule": "r", "key": "6b", "cost": 1,
+///                 "limit": "gcra:1/60000000000/1"}]}"#;
+/// let (status, reply) = service.decide(body, 0);
+/// assert_eq!(status, 200);
+/// assert!(DecideReply::parse(&reply, 1).unwrap().allowed);
+/// let (_, reply) = service.decide(body, 1);
+/// assert!(!DecideReply::parse(&reply, 1).unwrap().allowed);
+/// assert_eq!(service.decide(b"{}", 2).0, 400);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryService {
+    policy: Policy,
+    states: BTreeMap<(String, Vec<u8>), State>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl MemoryService {
+    /// A service for `policy`'s domain and rules, with no state yet.
+    pub fn new(policy: Policy) -> MemoryService {
+        MemoryService {
+            policy,
+            states: BTreeMap::new(),
+        }
+    }
+
+    /// Answers one request body at `now`: the HTTP status and the JSON body (a
+    /// [`DecideReply`], or `{"error": "..."}` naming the field).
+    pub fn decide(&mut self, body: &[u8], now: Nanos) -> (u16, Vec<u8>) {
+        match self.try_decide(body, now) {
+            Ok(reply) => (200, reply.to_json()),
+            Err(error) => {
+                let body = ErrorBody {
+                    error: format!("{error}"),
+                };
+                (
+                    error.http_status(),
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
+        }
+    }
+
+    fn try_decide(&mut self, body: &[u8], now: Nanos) -> Result<DecideReply, RequestError> {
+        let request = DecideRequest::from_json(body)?;
+        let checks = request.checks(&self.policy)?;
+        let mut states: Vec<Option<State>> = checks
+            .iter()
+            .map(|check| {
+                self.states
+                    .get(&(String::from(check.rule), check.key.clone()))
+                    .cloned()
+            })
+            .collect();
+        let verdict = Limiter::decide_all(&checks, &mut states, now);
+        if verdict.allowed {
+            for (check, state) in checks.iter().zip(states) {
+                if let Some(state) = state {
+                    self.states
+                        .insert((String::from(check.rule), check.key.clone()), state);
+                }
+            }
+        }
+        Ok(DecideReply::from_verdict(&verdict))
+    }
+
+    /// The stored state of `rule`'s `key`, if it has spent anything.
+    pub fn state(&self, rule: &str, key: &[u8]) -> Option<&State> {
+        self.states.get(&(String::from(rule), key.to_vec()))
+    }
+}

@@ -1,0 +1,34 @@
+//! The global tier: rules whose counters live in the rate-limit service (`sluice-service`)
+//! rather than in the proxy's shared data, so one count holds across every proxy.
+//!
+//! - [`GlobalConfig`]: the top-level `global` object (which service, how long to wait) and
+//!   [`Scope`], a rule's `scope`.
+//! - The native decide protocol, shared by the filter and the service: [`DecideRequest`] and
+//!   [`DecideReply`] with their JSON encoding, hex keys ([`hex`]) and limit signatures
+//!   ([`limit_text`]).
+//! - The filter's side of a request with global rules ([`Policy::start`](crate::Policy::start)
+//!   and [`Policy::finish`](crate::Policy::finish)): local rules first, one call for the
+//!   global ones, all or nothing across both.
+//! - [`FailureLog`]: at most one log line per kind of call failure per interval.
+//! - [`MemoryService`]: the service's side over states in memory, the reference the filter's
+//!   tests run against.
+
+mod config;
+mod exchange;
+pub mod hex;
+pub mod limit_text;
+mod log;
+mod memory_service;
+mod wire;
+
+pub use config::{
+    DEFAULT_DOMAIN, DEFAULT_PATH, DEFAULT_TIMEOUT, GlobalConfig, MAX_TIMEOUT, MIN_TIMEOUT, Scope,
+};
+pub(crate) use config::{parse_global, parse_scope};
+pub use exchange::{CallFailure, Finished, GlobalCall, Started};
+pub use log::{FailureLog, LOG_INTERVAL};
+pub use memory_service::MemoryService;
+pub use wire::{
+    DecideCheck, DecideOutcome, DecideReply, DecideRequest, MAX_BODY_BYTES, MAX_CHECKS, ReplyError,
+    RequestError,
+};

@@ -1,0 +1,90 @@
+//! Asking the rate-limit service about a request's global rules: one HTTP call per request
+//! (`proxy_http_call`, on Envoy and ngx_wasm_module alike), the request paused meanwhile.
+//! The policy decides what to send and what the answer means; this module makes the call,
+//! reads the response, and logs failures at most once per kind per 10 s.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use sluice_policy::GlobalConfig;
+use sluice_policy::global::{CallFailure, FailureLog, MAX_BODY_BYTES};
+
+use crate::host::{self, LogLevel, log};
+use crate::metrics::CallCounters;
+
+/// What a configured VM needs to call the service.
+pub struct GlobalRuntime {
+    config: GlobalConfig,
+    pub counters: CallCounters,
+    failures: RefCell<FailureLog>,
+}
+
+impl GlobalRuntime {
+    pub fn new(config: GlobalConfig) -> GlobalRuntime {
+        GlobalRuntime {
+            config,
+            counters: CallCounters::define(),
+            failures: RefCell::new(FailureLog::default()),
+        }
+    }
+
+    /// The call's headers (`:method`, `:path`, `:authority`, `content-type`) and timeout.
+    pub fn request_headers(&self) -> Vec<(&str, &str)> {
+        vec![
+            (":method", "POST"),
+            (":path", self.config.path()),
+            (":authority", self.config.authority()),
+            ("content-type", "application/json"),
+        ]
+    }
+
+    pub fn cluster(&self) -> &str {
+        self.config.cluster()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.config.timeout())
+    }
+
+    /// Counts a failed call, and logs it unless a failure of its kind was logged in the last
+    /// 10 s; `now` is the request's own clock reading.
+    pub fn record_failure(&self, failure: &CallFailure, now: u64, global_rules: usize) {
+        self.counters.record_error();
+        let Ok(mut failures) = self.failures.try_borrow_mut() else {
+            return;
+        };
+        let Some(suppressed) = failures.record(failure, now) else {
+            return;
+        };
+        let mut line = format!(
+            "sluice: rate-limit service (cluster \"{}\"): {failure}; {global_rules} global \
+             rule(s) decided by their failure_mode",
+            self.config.cluster()
+        );
+        if suppressed > 0 {
+            line.push_str(&format!(
+                "; {suppressed} more failure(s) of this kind since the last such line were not logged"
+            ));
+        }
+        log(LogLevel::Warn, &line);
+    }
+}
+
+/// The service's answer, read inside `on_http_call_response`: the body of a 200, or why
+/// there is none.
+pub fn read_answer(num_headers: usize, body_size: usize) -> Result<Vec<u8>, CallFailure> {
+    // A failed call (timeout, connection refused, reset) comes back without headers.
+    if num_headers == 0 {
+        return Err(CallFailure::NoResponse);
+    }
+    let status = host::http_call_status().ok_or(CallFailure::NoResponse)?;
+    if status != 200 {
+        return Err(CallFailure::Status(status));
+    }
+    if body_size > MAX_BODY_BYTES {
+        return Err(CallFailure::BadReply(
+            sluice_policy::global::ReplyError::TooLarge { bytes: body_size },
+        ));
+    }
+    host::http_call_body(body_size).ok_or(CallFailure::NoResponse)
+}
