@@ -391,6 +391,36 @@ impl Limiter {
     }
 }
 
+/// Decides one rule from its stored state, or from the error met reading it, for stores that
+/// do their own compare-and-set (a remote store deciding from states it read or cached): the
+/// same per-rule step [`Limiter::check`] and [`Limiter::decide_all`] take. Returns the outcome
+/// and, if the rule allows the request and spends something, the state to commit. Combine the
+/// outcomes with [`request_allowed`]; commit only if it says so.
+pub fn decide_rule(
+    check: &Check<'_>,
+    prior: Result<Option<&State>, StoreError>,
+    now: Nanos,
+) -> (RuleOutcome, Option<State>) {
+    plan::decide_rule(check, prior, now)
+}
+
+/// The outcome of a rule whose counter could not be read or written (`error`), by its failure
+/// mode, as [`Limiter::check`] gives it. `known` is the decision made before the failure (a
+/// commit that failed), if any; `cas_retries` the races lost on the rule.
+pub fn failure_outcome(
+    check: &Check<'_>,
+    known: Option<Decision>,
+    error: StoreError,
+    cas_retries: u32,
+) -> RuleOutcome {
+    plan::failed(check, known, error, cas_retries)
+}
+
+/// Whether a request with these outcomes passes: no enforcing rule denied it or failed closed.
+pub fn request_allowed(outcomes: &[RuleOutcome]) -> bool {
+    plan::request_allowed(outcomes)
+}
+
 /// Writes every rule that has a state to commit, in order. See the module docs for what a
 /// lost race or a store error does.
 fn commit<S: SlotStore>(
