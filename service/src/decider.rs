@@ -1,0 +1,272 @@
+//! The protocol-independent part of a decision: a domain, its rules by name, keys and costs in;
+//! the core's verdict and the rendered rate-limit headers out. Every API (RLS gRPC, RLS JSON,
+//! the decide API) converts its request into [`Requested`] checks once, at the edge, and its
+//! answer out of an [`Answer`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::gauge::Gauge;
+use sluice_core::{Check, Limit, Limiter, RuleOutcome, Status};
+use tokio::sync::Semaphore;
+
+use crate::clock::Clock;
+use crate::domains::{Domain, Domains};
+use crate::metrics::{Api, Metrics, RequestResult};
+use crate::store::DecisionStore;
+
+/// The most checks one request may carry.
+pub const MAX_CHECKS: usize = 64;
+
+/// One rule to decide for one request, as a client asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// The rule's name in the domain's configuration.
+    pub rule: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// Units to spend.
+    pub cost: u64,
+}
+
+/// Why a request was not decided. Each message says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    /// No configuration for the domain.
+    #[error("unknown domain \"{0}\": the service has no configuration with this global.domain")]
+    UnknownDomain(String),
+    /// The domain has no such rule.
+    #[error("domain \"{domain}\" has no rule \"{rule}\"")]
+    UnknownRule {
+        /// The domain.
+        domain: String,
+        /// The rule asked for.
+        rule: String,
+    },
+    /// A rule was asked for twice with the same key in one request.
+    #[error("rule \"{0}\" appears twice with the same key in one request")]
+    DuplicateRule(String),
+    /// More checks than [`MAX_CHECKS`].
+    #[error("{0} checks in one request; at most {MAX_CHECKS}")]
+    TooManyChecks(usize),
+    /// Too many requests are being decided; retry later.
+    #[error("the service is at its limit of requests in flight")]
+    Overloaded,
+}
+
+/// One rule's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleAnswer {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's limit in the service's configuration.
+    pub limit: Limit,
+    /// What the core decided.
+    pub outcome: RuleOutcome,
+}
+
+/// The result of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Every enforcing rule allowed the request.
+    pub allowed: bool,
+    /// One result per requested check, in order.
+    pub rules: Vec<RuleAnswer>,
+    /// The rate-limit headers the policy renders for this verdict (`Retry-After` included on
+    /// a denial), exactly as the filter would add them.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Decides requests for every domain over one store.
+#[derive(Debug)]
+pub struct Decider<S, C> {
+    domains: Domains,
+    store: Arc<S>,
+    clock: C,
+    metrics: Metrics,
+    in_flight: Semaphore,
+    deadline: Duration,
+}
+
+impl<S: DecisionStore, C: Clock> Decider<S, C> {
+    /// A decider allowing `max_in_flight` concurrent decisions, each given at most `deadline`
+    /// in the store before its rules' failure modes apply.
+    pub fn new(
+        domains: Domains,
+        store: Arc<S>,
+        clock: C,
+        metrics: Metrics,
+        max_in_flight: usize,
+        deadline: Duration,
+    ) -> Decider<S, C> {
+        Decider {
+            domains,
+            store,
+            clock,
+            metrics,
+            in_flight: Semaphore::new(max_in_flight),
+            deadline,
+        }
+    }
+
+    /// The domains served.
+    pub fn domains(&self) -> &Domains {
+        &self.domains
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Looks a domain up.
+    pub fn domain(&self, name: &str) -> Result<&Arc<Domain>, DecideError> {
+        self.domains
+            .get(name)
+            .ok_or_else(|| DecideError::UnknownDomain(name.to_owned()))
+    }
+
+    /// Decides `requested` for the domain named `domain`, counting the request under `api`.
+    pub async fn decide(
+        &self,
+        api: Api,
+        domain: &str,
+        requested: &[Requested],
+    ) -> Result<Answer, DecideError> {
+        let started = Instant::now();
+        let result = match self.checks_of(domain, requested) {
+            Ok((domain, checks)) => self.decide_checks(domain, &checks).await,
+            Err(error) => Err(error),
+        };
+        self.count(api, &result, started);
+        result
+    }
+
+    /// Decides checks already built from `domain`'s rules (the decide API builds them with
+    /// `sluice_policy::global::DecideRequest::checks`), counting the request under `api`.
+    pub async fn decide_built(
+        &self,
+        api: Api,
+        domain: &Domain,
+        checks: &[Check<'_>],
+    ) -> Result<Answer, DecideError> {
+        let started = Instant::now();
+        let result = self.decide_checks(domain, checks).await;
+        self.count(api, &result, started);
+        result
+    }
+
+    fn count(&self, api: Api, result: &Result<Answer, DecideError>, started: Instant) {
+        let label = match result {
+            Ok(answer) if answer.allowed => RequestResult::Allowed,
+            Ok(_) => RequestResult::Denied,
+            Err(DecideError::Overloaded) => RequestResult::Overloaded,
+            Err(_) => RequestResult::Rejected,
+        };
+        self.metrics.request(api, label, started.elapsed());
+    }
+
+    fn checks_of<'d>(
+        &'d self,
+        domain_name: &str,
+        requested: &[Requested],
+    ) -> Result<(&'d Domain, Vec<Check<'d>>), DecideError> {
+        let domain = self.domain(domain_name)?;
+        if requested.len() > MAX_CHECKS {
+            return Err(DecideError::TooManyChecks(requested.len()));
+        }
+        let mut checks = Vec::with_capacity(requested.len());
+        for (position, asked) in requested.iter().enumerate() {
+            let (_, rule) = domain
+                .rule(&asked.rule)
+                .ok_or_else(|| DecideError::UnknownRule {
+                    domain: domain_name.to_owned(),
+                    rule: asked.rule.clone(),
+                })?;
+            // The same counter twice would be read once and written twice.
+            if requested[..position]
+                .iter()
+                .any(|r| r.rule == asked.rule && r.key == asked.key)
+            {
+                return Err(DecideError::DuplicateRule(asked.rule.clone()));
+            }
+            checks.push(rule.check(asked.key.clone(), asked.cost));
+        }
+        Ok((domain, checks))
+    }
+
+    async fn decide_checks(
+        &self,
+        domain: &Domain,
+        checks: &[Check<'_>],
+    ) -> Result<Answer, DecideError> {
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| DecideError::Overloaded)?;
+        let verdict = {
+            let _gauge = InFlight::enter(self.metrics.in_flight());
+            let now = self.clock.now();
+            match tokio::time::timeout(self.deadline, self.store.decide(domain.name(), checks, now))
+                .await
+            {
+                Ok(decided) => {
+                    self.metrics.round_trips(decided.round_trips);
+                    decided.verdict
+                }
+                // The store took too long: every rule's failure mode, as if it had failed.
+                Err(_) => Limiter::decide_all(checks, &mut [], now),
+            }
+        };
+        for (check, outcome) in checks.iter().zip(&verdict.outcomes) {
+            self.metrics.decision(
+                domain.name(),
+                check.rule,
+                outcome.status,
+                outcome.store_error.is_some(),
+            );
+        }
+        let headers = domain.policy().respond(checks, &verdict).headers().to_vec();
+        let rules = checks
+            .iter()
+            .zip(&verdict.outcomes)
+            .map(|(check, outcome)| RuleAnswer {
+                rule: check.rule.to_owned(),
+                limit: check.limit,
+                outcome: *outcome,
+            })
+            .collect();
+        Ok(Answer {
+            allowed: verdict.allowed,
+            rules,
+            headers,
+        })
+    }
+}
+
+/// Keeps the in-flight gauge right even when a request is dropped mid-decision (its client
+/// went away).
+struct InFlight<'g>(&'g Gauge);
+
+impl<'g> InFlight<'g> {
+    fn enter(gauge: &'g Gauge) -> InFlight<'g> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Whether an outcome lets the request through.
+pub fn passes(status: Status) -> bool {
+    !matches!(status, Status::Denied | Status::FailedClosed)
+}

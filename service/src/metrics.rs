@@ -1,0 +1,202 @@
+//! The service's Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//! Labels are bounded by the configuration (domains, rules) and by fixed sets (api, status):
+//! nothing a client sends becomes a label value unless the configuration names it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sluice_core::Status;
+
+/// Which protocol a request came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Envoy's RLS v3 over gRPC.
+    Grpc,
+    /// Envoy's RLS v3 as JSON (`POST /json`).
+    Json,
+    /// sluice's decide API (`POST /v1/decide`), used by the filter.
+    Decide,
+}
+
+impl Api {
+    fn label(self) -> &'static str {
+        match self {
+            Api::Grpc => "grpc",
+            Api::Json => "json",
+            Api::Decide => "decide",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabels {
+    domain: String,
+    rule: String,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    api: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ApiLabels {
+    api: &'static str,
+}
+
+/// How a request to the service ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    /// Decided; every enforcing rule allowed.
+    Allowed,
+    /// Decided; a rule denied (or failed closed).
+    Denied,
+    /// The request was malformed or named an unknown domain, rule or limit.
+    Rejected,
+    /// Too many requests in flight: answered without deciding.
+    Overloaded,
+}
+
+impl RequestResult {
+    fn label(self) -> &'static str {
+        match self {
+            RequestResult::Allowed => "allowed",
+            RequestResult::Denied => "denied",
+            RequestResult::Rejected => "rejected",
+            RequestResult::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// Every metric the service keeps.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    decisions: Family<DecisionLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<ApiLabels, Histogram>,
+    round_trips: Counter,
+    store_errors: Counter,
+    in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sluice_service");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Rule decisions, by domain, rule and outcome",
+            decisions.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests to the service, by API and result",
+            requests.clone(),
+        );
+        let latency = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs to ~1.6 s.
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide a request, from its arrival to its answer, by API",
+            latency.clone(),
+        );
+        let round_trips = Counter::default();
+        registry.register(
+            "store_round_trips",
+            "Round trips to Redis made for decisions",
+            round_trips.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Rule decisions the store could not make (Redis errors, timeouts, contention): the rule's failure mode applied",
+            store_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight",
+            "Requests being decided now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            decisions,
+            requests,
+            latency,
+            round_trips,
+            store_errors,
+            in_flight,
+        }
+    }
+
+    /// Counts one rule's outcome.
+    pub fn decision(&self, domain: &str, rule: &str, status: Status, store_failed: bool) {
+        let status = match status {
+            Status::Allowed => "allowed",
+            Status::Denied => "denied",
+            Status::ShadowDenied => "shadow_denied",
+            Status::FailedOpen => "failed_open",
+            Status::FailedClosed => "failed_closed",
+        };
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                domain: domain.to_owned(),
+                rule: rule.to_owned(),
+                status,
+            })
+            .inc();
+        if store_failed {
+            self.store_errors.inc();
+        }
+    }
+
+    /// Counts one request and its latency.
+    pub fn request(&self, api: Api, result: RequestResult, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                api: api.label(),
+                result: result.label(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ApiLabels { api: api.label() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts store round trips.
+    pub fn round_trips(&self, count: u32) {
+        self.round_trips.inc_by(u64::from(count));
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

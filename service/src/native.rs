@@ -1,0 +1,59 @@
+//! sluice's decide API (`POST /v1/decide`), the filter's way to the global tier. The protocol
+//! types and their checks against the configuration are `sluice_policy::global`'s, shared with
+//! the filter so the two sides cannot drift apart; this module only serves them.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use sluice_policy::global::{DecideOutcome, DecideReply, DecideRequest};
+
+use crate::clock::Clock;
+use crate::decider::Decider;
+use crate::http_api::{decide_error_status, error_response};
+use crate::metrics::Api;
+use crate::store::DecisionStore;
+
+/// Answers one decide request body: 200 with a `DecideReply`, or an error status with
+/// `{"error": "..."}` naming the field at fault.
+pub async fn handle<S: DecisionStore, C: Clock>(
+    decider: &Decider<S, C>,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let refused = |status: u16, message: String| {
+        error_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &message,
+        )
+    };
+    let request = match DecideRequest::from_json(body) {
+        Ok(request) => request,
+        Err(error) => return refused(error.http_status(), error.to_string()),
+    };
+    let domain = match decider.domain(&request.domain) {
+        Ok(domain) => domain,
+        Err(error) => return error_response(decide_error_status(&error), &error.to_string()),
+    };
+    let checks = match request.checks(domain.policy()) {
+        Ok(checks) => checks,
+        Err(error) => return refused(error.http_status(), error.to_string()),
+    };
+    match decider.decide_built(Api::Decide, domain, &checks).await {
+        Ok(answer) => {
+            let reply = DecideReply {
+                allowed: answer.allowed,
+                outcomes: answer
+                    .rules
+                    .iter()
+                    .map(|rule| DecideOutcome::from_outcome(&rule.outcome))
+                    .collect(),
+            };
+            let mut response = Response::new(Full::new(Bytes::from(reply.to_json())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(error) => error_response(decide_error_status(&error), &error.to_string()),
+    }
+}

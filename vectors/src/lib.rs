@@ -1,0 +1,343 @@
+//! The shared test vectors of `vectors/` (format: `vectors/README.md`), parsed strictly, and
+//! the comparison of a rendered response with a step's expectation: one reader for every
+//! runner written in Rust (the policy's native runner, the service's global-path runner).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sluice_policy::{OwnedRequest, Response};
+
+/// `at_ms: 0`: 2026-01-01T00:00:00Z, a day boundary, so windows of a day or less start there.
+pub const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
+
+/// The vectors directory.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Every vector file, sorted by name.
+pub fn files() -> Vec<PathBuf> {
+    let dir = dir();
+    let entries = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the vectors directory {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("a readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A file's name, for messages.
+pub fn name(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+impl Step {
+    /// When the step is handled, in nanoseconds since the Unix epoch.
+    pub fn now(&self) -> Result<u64, String> {
+        self.at_ms
+            .checked_mul(1_000_000)
+            .and_then(|ns| ns.checked_add(EPOCH_NS))
+            .ok_or_else(|| format!("at_ms {} is too large", self.at_ms))
+    }
+}
+
+/// A parsed vector file.
+#[derive(Debug, Clone)]
+pub struct Vector {
+    /// The configuration, as JSON bytes.
+    pub config: Vec<u8>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step (see `vectors/README.md`).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Milliseconds after [`EPOCH_NS`].
+    pub at_ms: u64,
+    /// The request.
+    pub request: OwnedRequest,
+    /// How many times it is sent at `at_ms`.
+    pub repeat: u64,
+    /// Whether every counter-store call fails while it is handled.
+    pub store_fails: bool,
+    /// What must come back.
+    pub expect: Expect,
+}
+
+/// What a step must get back.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// 200 (passed upstream) or the local response's status.
+    pub status: u16,
+    /// Headers with exactly these values.
+    pub headers: Vec<(String, String)>,
+    /// Headers that must not be there.
+    pub absent: Vec<String>,
+    /// The local response's body.
+    pub body: Option<String>,
+}
+
+/// Every way `response` differs from `expect`; empty if it matches.
+pub fn compare(response: &Response<'_>, expect: &Expect) -> Vec<String> {
+    let (status, mut headers, body) = match response {
+        Response::Pass { headers } => (200, headers.clone(), None),
+        Response::Deny {
+            status,
+            body,
+            content_type,
+            headers,
+        } => {
+            let mut headers = headers.clone();
+            headers.push(("content-type", (*content_type).to_owned()));
+            (*status, headers, Some(*body))
+        }
+    };
+    headers.sort();
+    let actual = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut differences = Vec::new();
+    if status != expect.status {
+        differences.push(format!("status: expected {}, got {status}", expect.status));
+    }
+    for (name, value) in &expect.headers {
+        match actual(name) {
+            Some(v) if v == value => {}
+            Some(v) => differences.push(format!("{name}: expected {value:?}, got {v:?}")),
+            None => differences.push(format!("{name}: expected {value:?}, but it is absent")),
+        }
+    }
+    for name in &expect.absent {
+        if let Some(v) = actual(name) {
+            differences.push(format!("{name}: expected absent, got {v:?}"));
+        }
+    }
+    if let Some(expected) = &expect.body {
+        match body {
+            Some(b) if b == expected => {}
+            Some(b) => differences.push(format!("body: expected {expected:?}, got {b:?}")),
+            None => differences.push(format!(
+                "body: expected the local response {expected:?}, but the request was passed"
+            )),
+        }
+    }
+    if !differences.is_empty() {
+        let all: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        differences.push(format!("(all headers: {})", all.join(" | ")));
+    }
+    differences
+}
+
+// Parsing: strict, so a typo in a vector is an error rather than a silently skipped check.
+
+pub fn load(path: &Path) -> Result<Vector, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))?;
+    parse_vector(&value)
+}
+
+fn object<'v>(
+    value: &'v Value,
+    at: &str,
+    allowed: &[&str],
+) -> Result<&'v Map<String, Value>, String> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| format!("{at}: expected an object"))?;
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "{at}: unknown field {unknown:?} (allowed: {})",
+            allowed.join(", ")
+        ));
+    }
+    Ok(map)
+}
+
+fn string(map: &Map<String, Value>, field: &str, at: &str) -> Result<String, String> {
+    map.get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{at}.{field}: expected a string"))
+}
+
+fn parse_vector(value: &Value) -> Result<Vector, String> {
+    let map = object(value, "vector", &["description", "config", "steps"])?;
+    let description = string(map, "description", "vector")?;
+    if description.trim().is_empty() {
+        return Err("description: say what the vector proves".to_owned());
+    }
+    let config = map.get("config").ok_or("config: required")?;
+    let steps = map
+        .get("steps")
+        .and_then(Value::as_array)
+        .filter(|steps| !steps.is_empty())
+        .ok_or("steps: expected a non-empty list")?
+        .iter()
+        .enumerate()
+        .map(|(i, step)| parse_step(step, &format!("steps[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Vector {
+        config: config.to_string().into_bytes(),
+        steps,
+    })
+}
+
+fn parse_step(value: &Value, at: &str) -> Result<Step, String> {
+    let map = object(
+        value,
+        at,
+        &[
+            "at_ms",
+            "note",
+            "request",
+            "repeat",
+            "store_fails",
+            "expect",
+        ],
+    )?;
+    if map.get("note").is_some_and(|note| !note.is_string()) {
+        return Err(format!("{at}.note: expected a string"));
+    }
+    let at_ms = map
+        .get("at_ms")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{at}.at_ms: expected a whole number"))?;
+    let repeat = match map.get("repeat") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{at}.repeat: expected a whole number of at least 1"))?,
+    };
+    let store_fails = match map.get("store_fails") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("{at}.store_fails: expected true or false"))?,
+    };
+    let request = parse_request(
+        map.get("request")
+            .ok_or_else(|| format!("{at}.request: required"))?,
+        &format!("{at}.request"),
+    )?;
+    let expect = parse_expect(
+        map.get("expect")
+            .ok_or_else(|| format!("{at}.expect: required"))?,
+        &format!("{at}.expect"),
+    )?;
+    Ok(Step {
+        at_ms,
+        request,
+        repeat,
+        store_fails,
+        expect,
+    })
+}
+
+fn parse_request(value: &Value, at: &str) -> Result<OwnedRequest, String> {
+    let map = object(
+        value,
+        at,
+        &["method", "path", "authority", "peer", "headers"],
+    )?;
+    let peer = match map.get("peer") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| format!("{at}.peer: expected a string"))?
+                .to_owned(),
+        ),
+    };
+    let headers = match map.get("headers") {
+        None => Vec::new(),
+        Some(v) => pairs(v, &format!("{at}.headers"))?
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect(),
+    };
+    Ok(OwnedRequest {
+        method: string(map, "method", at)?.into_bytes(),
+        path: string(map, "path", at)?.into_bytes(),
+        authority: string(map, "authority", at)?.into_bytes(),
+        peer,
+        headers,
+    })
+}
+
+/// `[["name", "value"], ...]`, names lowercase.
+fn pairs(value: &Value, at: &str) -> Result<Vec<(String, String)>, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("{at}: expected a list of [name, value] pairs"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| match pair.as_array().map(Vec::as_slice) {
+            Some([Value::String(name), Value::String(value)]) if *name == name.to_lowercase() => {
+                Ok((name.clone(), value.clone()))
+            }
+            _ => Err(format!(
+                "{at}[{i}]: expected [name, value] with a lowercase name"
+            )),
+        })
+        .collect()
+}
+
+fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
+    let map = object(value, at, &["status", "headers", "absent", "body"])?;
+    let status = map
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .ok_or_else(|| format!("{at}.status: expected a status code"))?;
+    let headers = match map.get("headers") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_object()
+            .ok_or_else(|| format!("{at}.headers: expected an object"))?
+            .iter()
+            .map(|(name, value)| match value.as_str() {
+                Some(text) if *name == name.to_lowercase() => Ok((name.clone(), text.to_owned())),
+                _ => Err(format!(
+                    "{at}.headers.{name}: expected a string value and a lowercase name"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let absent = match map.get("absent") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| format!("{at}.absent: expected a list of header names"))?
+            .iter()
+            .map(|name| match name.as_str() {
+                Some(text) if text == text.to_lowercase() => Ok(text.to_owned()),
+                _ => Err(format!("{at}.absent: expected lowercase header names")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let body = match map.get("body") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| format!("{at}.body: expected a string"))?
+                .to_owned(),
+        ),
+    };
+    Ok(Expect {
+        status,
+        headers,
+        absent,
+        body,
+    })
+}
