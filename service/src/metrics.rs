@@ -132,11 +132,7 @@ impl Metrics {
             store_errors.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register(
-            "in_flight",
-            "Requests being decided now",
-            in_flight.clone(),
-        );
+        registry.register("in_flight", "Requests being decided now", in_flight.clone());
         Metrics {
             registry: Arc::new(registry),
             decisions,

@@ -133,11 +133,13 @@ pub fn render_answer(answer: RlsAnswer) -> Vec<u8> {
             .into_iter()
             .map(|s| JsonStatus {
                 code: code(s.over_limit),
-                current_limit: s.current_limit.map(|(name, requests_per_unit, unit)| JsonLimit {
-                    name,
-                    requests_per_unit,
-                    unit: unit.as_str_name(),
-                }),
+                current_limit: s
+                    .current_limit
+                    .map(|(name, requests_per_unit, unit)| JsonLimit {
+                        name,
+                        requests_per_unit,
+                        unit: unit.as_str_name(),
+                    }),
                 limit_remaining: s.remaining,
                 // google.protobuf.Duration's JSON form: seconds with up to 9 decimals and "s".
                 duration_until_reset: format!(

@@ -25,10 +25,10 @@ const CONFIG: &str = r#"{
 
 fn request_for(key: &str) -> OwnedRequest {
     OwnedRequest {
-        method: "GET".to_owned(),
-        path: "/".to_owned(),
-        authority: "api.example.com".to_owned(),
-        headers: vec![("x-api-key".to_owned(), key.to_owned())],
+        method: b"GET".to_vec(),
+        path: b"/".to_vec(),
+        authority: b"api.example.com".to_vec(),
+        headers: vec![("x-api-key".to_owned(), key.as_bytes().to_vec())],
         peer: None,
     }
 }
@@ -52,16 +52,32 @@ async fn store(redis: &RedisServer) -> Arc<RedisStore> {
 async fn two_replicas_share_one_exact_count() {
     let redis = RedisServer::start().expect("a test Redis");
     let clock = common::clock();
-    let first = common::start(store(&redis).await, clock.clone(), &[CONFIG], Duration::from_secs(1)).await;
-    let second = common::start(store(&redis).await, clock.clone(), &[CONFIG], Duration::from_secs(1)).await;
+    let first = common::start(
+        store(&redis).await,
+        clock.clone(),
+        &[CONFIG],
+        Duration::from_secs(1),
+    )
+    .await;
+    let second = common::start(
+        store(&redis).await,
+        clock.clone(),
+        &[CONFIG],
+        Duration::from_secs(1),
+    )
+    .await;
     let policy = Policy::from_json(CONFIG.as_bytes()).expect("valid");
     let client = common::client();
     let body = body_for(&policy, "k-1");
     let mut allowed = 0;
     for round in 0..30 {
         let replica = if round % 2 == 0 { &first } else { &second };
-        let (status, json) =
-            common::post(&client, &format!("{}/v1/decide", replica.http()), body.clone()).await;
+        let (status, json) = common::post(
+            &client,
+            &format!("{}/v1/decide", replica.http()),
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 200, "{json}");
         let reply = DecideReply::parse(json.to_string().as_bytes(), 2).expect("a valid reply");
         if reply.allowed {
@@ -69,9 +85,15 @@ async fn two_replicas_share_one_exact_count() {
         }
         // The shadow rule never denies, and reports what it would have done.
         let shadow = reply.outcomes[1].status;
-        assert!(matches!(shadow, Status::Allowed | Status::ShadowDenied), "{shadow:?}");
+        assert!(
+            matches!(shadow, Status::Allowed | Status::ShadowDenied),
+            "{shadow:?}"
+        );
     }
-    assert_eq!(allowed, 10, "the sliding log admits exactly its limit across replicas");
+    assert_eq!(
+        allowed, 10,
+        "the sliding log admits exactly its limit across replicas"
+    );
     // A second later the log has emptied.
     clock.advance(1_000_000_000);
     let (_, json) = common::post(&client, &format!("{}/v1/decide", first.http()), body).await;
@@ -83,16 +105,31 @@ async fn two_replicas_share_one_exact_count() {
 #[tokio::test]
 async fn config_drift_and_bad_bodies_are_refused_with_the_field_named() {
     let redis = RedisServer::start().expect("a test Redis");
-    let service = common::start(store(&redis).await, common::clock(), &[CONFIG], Duration::from_secs(1)).await;
+    let service = common::start(
+        store(&redis).await,
+        common::clock(),
+        &[CONFIG],
+        Duration::from_secs(1),
+    )
+    .await;
     let client = common::client();
     let url = format!("{}/v1/decide", service.http());
 
     // The proxy's config says 20 per second: the service has 10.
-    let drifted = Policy::from_json(CONFIG.replace("\"requests\": 10", "\"requests\": 20").as_bytes())
-        .expect("valid");
+    let drifted = Policy::from_json(
+        CONFIG
+            .replace("\"requests\": 10", "\"requests\": 20")
+            .as_bytes(),
+    )
+    .expect("valid");
     let (status, json) = common::post(&client, &url, body_for(&drifted, "k")).await;
     assert_eq!(status, 409, "{json}");
-    assert!(json["error"].as_str().is_some_and(|e| e.contains("checks[0].limit")), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("checks[0].limit")),
+        "{json}"
+    );
 
     let cases: [(&str, u16, &str); 5] = [
         ("not json", 400, "not a decide request"),

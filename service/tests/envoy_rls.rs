@@ -81,7 +81,12 @@ async fn envoy_gets_ok_until_the_limit_then_over_limit_with_statuses_and_headers
     let mut client = RateLimitServiceClient::connect(service.grpc())
         .await
         .expect("gRPC connects");
-    let asked = || request(vec![descriptor("per-client", &[("remote_address", "203.0.113.7")])]);
+    let asked = || {
+        request(vec![descriptor(
+            "per-client",
+            &[("remote_address", "203.0.113.7")],
+        )])
+    };
 
     for n in 1..=3u32 {
         let response = client
@@ -185,7 +190,10 @@ async fn descriptors_of_one_request_are_all_or_nothing_and_unknown_ones_are_unli
         assert_eq!(denied.overall_code, Code::OverLimit as i32);
         assert_eq!(denied.statuses.len(), 4);
         assert_eq!(denied.statuses[1].code, Code::Ok as i32);
-        assert_eq!(denied.statuses[1].limit_remaining, 1, "what the request would leave");
+        assert_eq!(
+            denied.statuses[1].limit_remaining, 1,
+            "what the request would leave"
+        );
         for unlimited in &denied.statuses[2..] {
             assert_eq!(unlimited.code, Code::Ok as i32);
             assert!(unlimited.current_limit.is_none());
@@ -225,9 +233,16 @@ async fn bad_requests_get_grpc_errors_that_say_what_is_wrong() {
         .expect("gRPC connects");
     let mut unknown = request(vec![descriptor("per-client", &[("remote_address", "a")])]);
     unknown.domain = "nope".to_owned();
-    let error = client.should_rate_limit(unknown).await.expect_err("refused");
+    let error = client
+        .should_rate_limit(unknown)
+        .await
+        .expect_err("refused");
     assert_eq!(error.code(), tonic::Code::NotFound);
-    assert!(error.message().contains("unknown domain \"nope\""), "{}", error.message());
+    assert!(
+        error.message().contains("unknown domain \"nope\""),
+        "{}",
+        error.message()
+    );
 
     let mut negative = descriptor("per-client", &[("remote_address", "a")]);
     negative.is_negative_hits = true;
@@ -236,7 +251,11 @@ async fn bad_requests_get_grpc_errors_that_say_what_is_wrong() {
         .await
         .expect_err("refused");
     assert_eq!(error.code(), tonic::Code::InvalidArgument);
-    assert!(error.message().contains("is_negative_hits"), "{}", error.message());
+    assert!(
+        error.message().contains("is_negative_hits"),
+        "{}",
+        error.message()
+    );
     service.running.shutdown().await;
 }
 

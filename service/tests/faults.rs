@@ -14,7 +14,7 @@ use sluice_redis::{RedisConfig, RedisStore};
 use sluice_redis_server::RedisServer;
 use sluice_service::decider::{DecideError, Decider, Requested};
 use sluice_service::metrics::{Api, Metrics};
-use sluice_service::store::{DecisionStore, Decided};
+use sluice_service::store::{Decided, DecisionStore};
 
 const CONFIG: &str = r#"{
     "global": {"cluster": "sluice_service"},
@@ -29,9 +29,9 @@ const CONFIG: &str = r#"{
 fn body(rules: &[&str]) -> Vec<u8> {
     let policy = Policy::from_json(CONFIG.as_bytes()).expect("valid");
     let request = OwnedRequest {
-        method: "GET".to_owned(),
-        path: "/".to_owned(),
-        authority: "a".to_owned(),
+        method: b"GET".to_vec(),
+        path: b"/".to_vec(),
+        authority: b"a".to_vec(),
         headers: Vec::new(),
         peer: Some("203.0.113.7".to_owned()),
     };
@@ -47,7 +47,11 @@ async fn redis_store(redis: &RedisServer) -> Arc<RedisStore> {
     let mut config = RedisConfig::new(redis.url());
     config.call_timeout = Duration::from_millis(100);
     config.connect_timeout = Duration::from_millis(200);
-    Arc::new(RedisStore::connect(config).await.expect("the store connects"))
+    Arc::new(
+        RedisStore::connect(config)
+            .await
+            .expect("the store connects"),
+    )
 }
 
 #[tokio::test]
@@ -71,18 +75,25 @@ async fn redis_down_applies_failure_modes_quickly_and_counts_resume_after_restar
         let (status, json) = common::post(&client, &url, body(&rules)).await;
         let took = started.elapsed();
         assert_eq!(status, 200, "{json}");
-        let expected = if rules[0] == "open" { "failed_open" } else { "failed_closed" };
+        let expected = if rules[0] == "open" {
+            "failed_open"
+        } else {
+            "failed_closed"
+        };
         assert_eq!(json["outcomes"][0]["status"], expected, "{json}");
         assert!(took < Duration::from_secs(2), "answered in {took:?}");
     }
     let metrics = common::send(&client, "GET", &format!("{}/metrics", service.http()), "").await;
     let metrics = String::from_utf8_lossy(&metrics.1).into_owned();
-    assert!(metrics.contains("sluice_service_store_errors_total"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_service_store_errors_total"),
+        "{metrics}"
+    );
     let ready = common::send(&client, "GET", &format!("{}/readyz", service.http()), "").await;
     assert_eq!(ready.0, 503);
 
     // Back with its data: the count goes on where it was.
-    redis.restart().expect("Redis restarts");
+    redis.restart(true).expect("Redis restarts");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, json) = common::post(&client, &url, body(&["open"])).await;
@@ -90,7 +101,10 @@ async fn redis_down_applies_failure_modes_quickly_and_counts_resume_after_restar
             assert_eq!(json["outcomes"][0]["remaining"], 1, "{json}");
             break;
         }
-        assert!(Instant::now() < deadline, "the store never recovered: {json}");
+        assert!(
+            Instant::now() < deadline,
+            "the store never recovered: {json}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ready = common::send(&client, "GET", &format!("{}/readyz", service.http()), "").await;
@@ -104,9 +118,19 @@ async fn counts_survive_a_service_restart() {
     let clock = common::clock();
     let client = common::client();
     for remaining in [2, 1] {
-        let service = common::start(redis_store(&redis).await, clock.clone(), &[CONFIG], Duration::from_secs(1)).await;
-        let (_, json) =
-            common::post(&client, &format!("{}/v1/decide", service.http()), body(&["open"])).await;
+        let service = common::start(
+            redis_store(&redis).await,
+            clock.clone(),
+            &[CONFIG],
+            Duration::from_secs(1),
+        )
+        .await;
+        let (_, json) = common::post(
+            &client,
+            &format!("{}/v1/decide", service.http()),
+            body(&["open"]),
+        )
+        .await;
         assert_eq!(json["outcomes"][0]["remaining"], remaining, "{json}");
         service.running.shutdown().await;
     }
@@ -128,7 +152,13 @@ impl DecisionStore for Stuck {
 
 #[tokio::test]
 async fn a_store_slower_than_the_deadline_gets_the_failure_modes_in_time() {
-    let service = common::start(Arc::new(Stuck), common::clock(), &[CONFIG], Duration::from_millis(150)).await;
+    let service = common::start(
+        Arc::new(Stuck),
+        common::clock(),
+        &[CONFIG],
+        Duration::from_millis(150),
+    )
+    .await;
     let client = common::client();
     let started = Instant::now();
     let (status, json) = common::post(
@@ -141,7 +171,11 @@ async fn a_store_slower_than_the_deadline_gets_the_failure_modes_in_time() {
     assert_eq!(json["allowed"], false, "{json}");
     assert_eq!(json["outcomes"][0]["status"], "failed_open");
     assert_eq!(json["outcomes"][1]["status"], "failed_closed");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     service.running.shutdown().await;
 }
 

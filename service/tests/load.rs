@@ -41,17 +41,30 @@ async fn a_hot_key_through_two_replicas_admits_exactly_the_limit_for_every_algor
         let config = config(algorithm, 50, "1h");
         let clock = common::clock();
         let replicas = [
-            common::start(store(&redis).await, clock.clone(), &[&config], Duration::from_secs(5)).await,
-            common::start(store(&redis).await, clock.clone(), &[&config], Duration::from_secs(5)).await,
+            common::start(
+                store(&redis).await,
+                clock.clone(),
+                &[&config],
+                Duration::from_secs(5),
+            )
+            .await,
+            common::start(
+                store(&redis).await,
+                clock.clone(),
+                &[&config],
+                Duration::from_secs(5),
+            )
+            .await,
         ];
         let policy = Policy::from_json(config.as_bytes()).expect("valid");
         let request = OwnedRequest {
-            method: "GET".to_owned(),
-            path: "/".to_owned(),
-            authority: "a".to_owned(),
+            method: b"GET".to_vec(),
+            path: b"/".to_vec(),
+            authority: b"a".to_vec(),
             ..OwnedRequest::default()
         };
-        let body = DecideRequest::new(policy.domain(), policy.evaluate(&request).checks()).to_json();
+        let body =
+            DecideRequest::new(policy.domain(), policy.evaluate(&request).checks()).to_json();
         let mut tasks = Vec::new();
         for task in 0..16 {
             let url = format!("{}/v1/decide", replicas[task % 2].http());
@@ -74,7 +87,10 @@ async fn a_hot_key_through_two_replicas_admits_exactly_the_limit_for_every_algor
         for task in tasks {
             allowed += task.await.expect("a client task");
         }
-        assert_eq!(allowed, 50, "{algorithm}: 160 requests against a limit of 50");
+        assert_eq!(
+            allowed, 50,
+            "{algorithm}: 160 requests against a limit of 50"
+        );
         for replica in replicas {
             replica.running.shutdown().await;
         }
@@ -147,7 +163,10 @@ async fn many_keys_are_decided_exactly_and_expire_once_recovered() {
     // admits a third; never more than that.
     let keys = keys as u64;
     assert!(admitted >= 2 * keys, "admitted {admitted} for {keys} keys");
-    assert!(admitted <= 2 * keys + keys / 10, "admitted {admitted} for {keys} keys");
+    assert!(
+        admitted <= 2 * keys + keys / 10,
+        "admitted {admitted} for {keys} keys"
+    );
     eprintln!(
         "{keys} keys × 3 decisions in {took:?} ({:.0} decisions/s), {admitted} admitted",
         (3 * keys) as f64 / took.as_secs_f64()
@@ -157,7 +176,10 @@ async fn many_keys_are_decided_exactly_and_expire_once_recovered() {
         .query_async(&mut connection)
         .await
         .expect("DBSIZE");
-    assert!(live > 0 && live <= keys, "{live} keys in Redis for {keys} clients");
+    assert!(
+        live > 0 && live <= keys,
+        "{live} keys in Redis for {keys} clients"
+    );
     // Every state has recovered 2 s after its window ended: Redis holds nothing.
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     let live: u64 = redis::cmd("DBSIZE")

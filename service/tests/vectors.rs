@@ -50,7 +50,11 @@ impl DecisionStore for Faulty {
 async fn every_vector_gives_the_same_decisions_and_headers_through_the_service() {
     let redis = RedisServer::start().expect("a test Redis");
     let files = sluice_vectors::files();
-    assert!(files.len() >= 15, "expected the vector set, found {}", files.len());
+    assert!(
+        files.len() >= 15,
+        "expected the vector set, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let name = sluice_vectors::name(file);

@@ -16,6 +16,7 @@ mod failure_modes;
 mod flood_limits;
 mod fuzz_corpus;
 mod global_fleet;
+mod global_redis;
 mod global_rules;
 mod global_service;
 mod hash_placement;

@@ -24,7 +24,11 @@ struct Args {
     configs: Vec<PathBuf>,
     /// Redis: `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. Repeat to give
     /// several seed nodes of a Redis Cluster.
-    #[arg(long = "redis", value_name = "URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long = "redis",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis: Vec<String>,
     /// Treat the Redis URL(s) as seed nodes of a Redis Cluster (implied by several --redis).
     #[arg(long)]

@@ -31,12 +31,18 @@ pub struct Service<S, C> {
 impl<S: DecisionStore, C: Clock> Service<S, C> {
     /// The HTTP base URL.
     pub fn http(&self) -> String {
-        format!("http://{}", self.running.http_addr().expect("an HTTP listener"))
+        format!(
+            "http://{}",
+            self.running.http_addr().expect("an HTTP listener")
+        )
     }
 
     /// The gRPC endpoint.
     pub fn grpc(&self) -> String {
-        format!("http://{}", self.running.grpc_addr().expect("a gRPC listener"))
+        format!(
+            "http://{}",
+            self.running.grpc_addr().expect("a gRPC listener")
+        )
     }
 }
 

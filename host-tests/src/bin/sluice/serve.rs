@@ -52,7 +52,7 @@ pub struct ServeArgs {
     #[arg(long)]
     ngx: bool,
     /// A cluster the filter's HTTP calls can reach, `NAME=HOST:PORT` (repeatable), e.g.
-    /// `--cluster sluice_service=127.0.0.1:8081` for a config whose `global.cluster` is
+    /// `--cluster sluice_service=127.0.0.1:8082` for a config whose `global.cluster` is
     /// `sluice_service`.
     #[arg(long = "cluster", value_name = "NAME=HOST:PORT", value_parser = parse_cluster)]
     clusters: Vec<(String, SocketAddr)>,
