@@ -241,7 +241,7 @@ fn running_out_of_retries_with_room_left_still_takes_the_failure_mode() {
         let mut store = MemoryStore::new(Semantics::Envoy);
         let mut limiter = Limiter::new(SEED, 1);
         limiter.prepare("a", &l, 1024, &mut store).unwrap();
-        store.force_cas_mismatches("sluice/a/", 2);
+        store.force_cas_mismatches("sluice/default/a/", 2);
         let verdict = limiter.check(&checks, BASE, &mut store);
         let outcome = verdict.outcomes[0];
         assert_eq!(verdict.allowed, failure_mode == FailureMode::Open);
