@@ -4,13 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use sluice_core::Status;
 use sluice_policy::global::{DecideReply, DecideRequest};
 use sluice_policy::{OwnedRequest, Policy};
-use sluice_redis::{RedisConfig, RedisStore};
 use sluice_redis_server::RedisServer;
 
 const CONFIG: &str = r#"{
@@ -40,32 +36,12 @@ fn body_for(policy: &Policy, key: &str) -> Vec<u8> {
     DecideRequest::new(policy.domain(), evaluation.checks()).to_json()
 }
 
-async fn store(redis: &RedisServer) -> Arc<RedisStore> {
-    Arc::new(
-        RedisStore::connect(RedisConfig::new(redis.url()))
-            .await
-            .expect("the store connects"),
-    )
-}
-
 #[tokio::test]
 async fn two_replicas_share_one_exact_count() {
     let redis = RedisServer::start().expect("a test Redis");
     let clock = common::clock();
-    let first = common::start(
-        store(&redis).await,
-        clock.clone(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
-    let second = common::start(
-        store(&redis).await,
-        clock.clone(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let first = common::start_on_redis(&redis, clock.clone(), &[CONFIG]).await;
+    let second = common::start_on_redis(&redis, clock.clone(), &[CONFIG]).await;
     let policy = Policy::from_json(CONFIG.as_bytes()).expect("valid");
     let client = common::client();
     let body = body_for(&policy, "k-1");
@@ -105,13 +81,7 @@ async fn two_replicas_share_one_exact_count() {
 #[tokio::test]
 async fn config_drift_and_bad_bodies_are_refused_with_the_field_named() {
     let redis = RedisServer::start().expect("a test Redis");
-    let service = common::start(
-        store(&redis).await,
-        common::clock(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let service = common::start_on_redis(&redis, common::clock(), &[CONFIG]).await;
     let client = common::client();
     let url = format!("{}/v1/decide", service.http());
 

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
@@ -14,7 +11,6 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_li
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::UInt64Value;
-use sluice_redis::{RedisConfig, RedisStore};
 use sluice_redis_server::RedisServer;
 
 const CONFIG: &str = r#"{
@@ -59,25 +55,11 @@ fn header<'r>(response: &'r RateLimitResponse, name: &str) -> Option<&'r str> {
         .map(|h| h.value.as_str())
 }
 
-async fn redis_store(server: &RedisServer) -> Arc<RedisStore> {
-    Arc::new(
-        RedisStore::connect(RedisConfig::new(server.url()))
-            .await
-            .expect("the store connects to the test Redis"),
-    )
-}
-
 #[tokio::test]
 async fn envoy_gets_ok_until_the_limit_then_over_limit_with_statuses_and_headers() {
     let redis = RedisServer::start().expect("a test Redis");
     let clock = common::clock();
-    let service = common::start(
-        redis_store(&redis).await,
-        clock.clone(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let service = common::start_on_redis(&redis, clock.clone(), &[CONFIG]).await;
     let mut client = RateLimitServiceClient::connect(service.grpc())
         .await
         .expect("gRPC connects");
@@ -147,13 +129,7 @@ async fn envoy_gets_ok_until_the_limit_then_over_limit_with_statuses_and_headers
 async fn descriptors_of_one_request_are_all_or_nothing_and_unknown_ones_are_unlimited() {
     let redis = RedisServer::start().expect("a test Redis");
     let clock = common::clock();
-    let service = common::start(
-        redis_store(&redis).await,
-        clock.clone(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let service = common::start_on_redis(&redis, clock.clone(), &[CONFIG]).await;
     let mut client = RateLimitServiceClient::connect(service.grpc())
         .await
         .expect("gRPC connects");
@@ -221,13 +197,7 @@ async fn descriptors_of_one_request_are_all_or_nothing_and_unknown_ones_are_unli
 #[tokio::test]
 async fn bad_requests_get_grpc_errors_that_say_what_is_wrong() {
     let redis = RedisServer::start().expect("a test Redis");
-    let service = common::start(
-        redis_store(&redis).await,
-        common::clock(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let service = common::start_on_redis(&redis, common::clock(), &[CONFIG]).await;
     let mut client = RateLimitServiceClient::connect(service.grpc())
         .await
         .expect("gRPC connects");
@@ -262,13 +232,7 @@ async fn bad_requests_get_grpc_errors_that_say_what_is_wrong() {
 #[tokio::test]
 async fn the_json_endpoint_answers_like_envoyproxy_ratelimit() {
     let redis = RedisServer::start().expect("a test Redis");
-    let service = common::start(
-        redis_store(&redis).await,
-        common::clock(),
-        &[CONFIG],
-        Duration::from_secs(1),
-    )
-    .await;
+    let service = common::start_on_redis(&redis, common::clock(), &[CONFIG]).await;
     let client = common::client();
     let url = format!("{}/json", service.http());
     let body = r#"{"domain":"edge","descriptors":[{"entries":[

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use sluice_policy::global::DecideRequest;
 use sluice_policy::{OwnedRequest, Policy};
-use sluice_redis::{RedisConfig, RedisStore};
 use sluice_redis_server::RedisServer;
 use sluice_service::clock::SystemClock;
 use sluice_service::decider::{Decider, Requested};
@@ -26,14 +25,6 @@ fn config(algorithm: &str, requests: u64, period: &str) -> String {
     )
 }
 
-async fn store(redis: &RedisServer) -> Arc<RedisStore> {
-    Arc::new(
-        RedisStore::connect(RedisConfig::new(redis.url()))
-            .await
-            .expect("the store connects"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hot_key_through_two_replicas_admits_exactly_the_limit_for_every_algorithm() {
     let redis = RedisServer::start().expect("a test Redis");
@@ -41,20 +32,8 @@ async fn a_hot_key_through_two_replicas_admits_exactly_the_limit_for_every_algor
         let config = config(algorithm, 50, "1h");
         let clock = common::clock();
         let replicas = [
-            common::start(
-                store(&redis).await,
-                clock.clone(),
-                &[&config],
-                Duration::from_secs(5),
-            )
-            .await,
-            common::start(
-                store(&redis).await,
-                clock.clone(),
-                &[&config],
-                Duration::from_secs(5),
-            )
-            .await,
+            common::start_on_redis(&redis, clock.clone(), &[&config]).await,
+            common::start_on_redis(&redis, clock.clone(), &[&config]).await,
         ];
         let policy = Policy::from_json(config.as_bytes()).expect("valid");
         let request = OwnedRequest {
@@ -123,7 +102,7 @@ async fn many_keys_are_decided_exactly_and_expire_once_recovered() {
         "limit": {"requests": 2, "period": "2s"}}]}"#;
     let decider = Arc::new(Decider::new(
         common::domains(&[config]),
-        store(&redis).await,
+        common::redis_store(&redis).await,
         SystemClock,
         Metrics::new(),
         4096,

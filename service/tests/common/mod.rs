@@ -12,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sluice_policy::Policy;
+use sluice_redis::{RedisConfig, RedisStore};
+use sluice_redis_server::RedisServer;
 use sluice_service::clock::{Clock, ManualClock};
 use sluice_service::decider::Decider;
 use sluice_service::domains::{Domain, Domains};
@@ -135,4 +137,28 @@ pub async fn post(
         )
     });
     (status, json)
+}
+
+/// A Redis store on the test Redis.
+pub async fn redis_store(redis: &RedisServer) -> Arc<RedisStore> {
+    Arc::new(
+        RedisStore::connect(RedisConfig::new(redis.url()))
+            .await
+            .expect("the store connects to the test Redis"),
+    )
+}
+
+/// A service on the test Redis with the vectors' clock, for `configs`.
+pub async fn start_on_redis(
+    redis: &RedisServer,
+    clock: ManualClock,
+    configs: &[&str],
+) -> Service<RedisStore, ManualClock> {
+    start(
+        redis_store(redis).await,
+        clock,
+        configs,
+        Duration::from_secs(5),
+    )
+    .await
 }
