@@ -9,8 +9,8 @@
 use std::fmt::Write as _;
 
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics, StoreError};
+use sluice_policy::Policy;
 use sluice_policy::global::{MemoryService, Started};
-use sluice_policy::{Policy, Response};
 use sluice_vectors::{Vector, compare, load};
 
 /// The store semantics and seeds each vector runs under.
