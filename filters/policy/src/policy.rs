@@ -411,22 +411,6 @@ impl Policy {
         limiter: &mut Limiter,
         store: &mut S,
     ) -> Handled<'_> {
-        let evaluation = self.evaluate(request);
-        let checks = evaluation.checks();
-        let (verdict, response) = if checks.is_empty() {
-            (None, Response::pass())
-        } else {
-            let verdict = limiter.check(checks, now, store);
-            let response = self.respond(checks, &verdict);
-            (Some(verdict), response)
-        };
-        Handled {
-            evaluation,
-            verdict,
-            response,
-            policy: self,
-            unasked: Vec::new(),
-            global_failure: false,
-        }
+        self.decide_locally(self.evaluate(request), now, limiter, store)
     }
 }

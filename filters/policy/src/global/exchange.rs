@@ -278,7 +278,7 @@ impl Policy {
     }
 
     /// [`Policy::handle`] for an evaluation already made.
-    fn decide_locally<'p, S: SlotStore>(
+    pub(crate) fn decide_locally<'p, S: SlotStore>(
         &'p self,
         evaluation: Evaluation<'p>,
         now: Nanos,
