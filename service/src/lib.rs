@@ -6,8 +6,7 @@
 //! - [`domains`]: the configurations served, by `global.domain`.
 //! - [`decider`]: protocol-independent decisions (rules by name, keys, costs in; the core's
 //!   verdict and the rendered headers out), bounded in flight and in time.
-//! - [`store`]: the [`DecisionStore`](store::DecisionStore) trait over Redis (`sluice-redis`)
-//!   and in memory.
+//! - [`store`]: the [`DecisionStore`](store::DecisionStore) trait, over Redis (`sluice-redis`).
 //! - [`rls`], [`rls_json`]: Envoy's rate-limit service API v3, over gRPC and as JSON.
 //! - [`native`]: sluice's decide API, used by the filter.
 //! - [`http_api`], [`server`]: the listeners; [`metrics`]: Prometheus metrics.

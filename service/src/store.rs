@@ -1,19 +1,18 @@
 //! Where the service keeps its counters: the [`DecisionStore`] trait, implemented over Redis
-//! (`sluice-redis`, the only store a deployment uses) and in memory ([`MemoryStore`], the
-//! reference the tests compare the Redis store and the protocols against).
+//! (`sluice-redis`). Tests implement it too, to inject faults (a failing or a stuck store).
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_core::{Check, Limit, Limiter, Nanos, State, Verdict};
-use tokio::sync::Mutex;
+use sluice_core::{Check, Nanos, Verdict};
 
 /// What a store answers for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
     /// One outcome per check, with the core's all-or-nothing semantics.
     pub verdict: Verdict,
-    /// Round trips to the backing store this decision took (0 for memory).
+    /// Round trips to the backing store this decision took.
     pub round_trips: u32,
 }
 
@@ -37,6 +36,9 @@ pub trait DecisionStore: Send + Sync + 'static {
 impl DecisionStore for sluice_redis::RedisStore {
     async fn decide(&self, domain: &str, checks: &[Check<'_>], now: Nanos) -> Decided {
         let decided = sluice_redis::RedisStore::decide(self, domain, checks, now).await;
+        if let Some(error) = &decided.error {
+            log_store_error(error);
+        }
         Decided {
             verdict: decided.verdict,
             round_trips: decided.round_trips,
@@ -48,64 +50,14 @@ impl DecisionStore for sluice_redis::RedisStore {
     }
 }
 
-/// Counters in this process's memory, decided with the core's `Limiter::decide_all`. One
-/// replica only; states are kept until they have fully recovered.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    states: Mutex<HashMap<StateKey, (Limit, State)>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct StateKey {
-    domain: String,
-    rule: String,
-    key: Vec<u8>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
-    }
-
-    /// How many keys hold a state that has not fully recovered at `now`.
-    pub async fn active_keys(&self, now: Nanos) -> usize {
-        let mut states = self.states.lock().await;
-        states.retain(|_, (limit, state)| now < limit.idle_at(state));
-        states.len()
-    }
-}
-
-impl DecisionStore for MemoryStore {
-    async fn decide(&self, domain: &str, checks: &[Check<'_>], now: Nanos) -> Decided {
-        let mut states = self.states.lock().await;
-        let keys: Vec<StateKey> = checks
-            .iter()
-            .map(|check| StateKey {
-                domain: domain.to_owned(),
-                rule: check.rule.to_owned(),
-                key: check.key.clone(),
-            })
-            .collect();
-        let mut current: Vec<Option<State>> = keys
-            .iter()
-            .map(|k| states.get(k).map(|(_, state)| state.clone()))
-            .collect();
-        let verdict = Limiter::decide_all(checks, &mut current, now);
-        if verdict.allowed {
-            for ((key, state), check) in keys.into_iter().zip(current).zip(checks) {
-                if let Some(state) = state {
-                    states.insert(key, (check.limit, state));
-                }
-            }
-        }
-        Decided {
-            verdict,
-            round_trips: 0,
-        }
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        Ok(())
+/// Logs a Redis failure, at most once a second per process: in an outage every decision fails,
+/// and one line per decision would bury everything else. The metrics count every one.
+fn log_store_error(error: &sluice_redis::RedisError) {
+    static LAST_LOGGED_SECOND: AtomicU64 = AtomicU64::new(0);
+    let second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST_LOGGED_SECOND.swap(second, Ordering::Relaxed) != second {
+        tracing::warn!(%error, "Redis failed: the rules' failure modes apply");
     }
 }
