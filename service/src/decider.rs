@@ -3,6 +3,7 @@
 //! the decide API) converts its request into [`Requested`] checks once, at the edge, and its
 //! answer out of an [`Answer`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::domains::{Domain, Domains};
-use crate::metrics::{Api, Metrics, RequestResult};
+use crate::metrics::{Api, Metrics, RequestResult, RuleCounters};
 use crate::store::DecisionStore;
 
 /// The most checks one request may carry.
@@ -84,6 +85,8 @@ pub struct Decider<S, C> {
     store: Arc<S>,
     clock: C,
     metrics: Metrics,
+    /// Per domain, each rule's decision counters in the order of the policy's rules.
+    counters: HashMap<String, Vec<RuleCounters>>,
     in_flight: Semaphore,
     deadline: Duration,
 }
@@ -99,10 +102,24 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
         max_in_flight: usize,
         deadline: Duration,
     ) -> Decider<S, C> {
+        let counters = domains
+            .names()
+            .filter_map(|name| domains.get(name))
+            .map(|domain| {
+                let rules = domain
+                    .policy()
+                    .rules()
+                    .iter()
+                    .map(|rule| metrics.rule_counters(domain.name(), rule.name()))
+                    .collect();
+                (domain.name().to_owned(), rules)
+            })
+            .collect();
         Decider {
             domains,
             store,
             clock,
+            counters,
             metrics,
             in_flight: Semaphore::new(max_in_flight),
             deadline,
@@ -223,13 +240,22 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
                 Err(_) => Limiter::decide_all(checks, &mut [], now),
             }
         };
+        let counters = self.counters.get(domain.name());
         for (check, outcome) in checks.iter().zip(&verdict.outcomes) {
-            self.metrics.decision(
-                domain.name(),
-                check.rule,
-                outcome.status,
-                outcome.store_error.is_some(),
-            );
+            let store_failed = outcome.store_error.is_some();
+            let registered = domain
+                .rule(check.rule)
+                .and_then(|(index, _)| counters.and_then(|rules| rules.get(index)));
+            match registered {
+                Some(rule) => self
+                    .metrics
+                    .count_decision(rule, outcome.status, store_failed),
+                // A domain built outside the decider's domains: count by name.
+                None => {
+                    self.metrics
+                        .decision(domain.name(), check.rule, outcome.status, store_failed)
+                }
+            }
         }
         let headers = domain.policy().respond(checks, &verdict).headers().to_vec();
         let rules = checks

@@ -6,7 +6,8 @@
 //! - [`domains`]: the configurations served, by `global.domain`.
 //! - [`decider`]: protocol-independent decisions (rules by name, keys, costs in; the core's
 //!   verdict and the rendered headers out), bounded in flight and in time.
-//! - [`store`]: the [`DecisionStore`](store::DecisionStore) trait, over Redis (`sluice-redis`).
+//! - [`store`]: the [`DecisionStore`](store::DecisionStore) trait, over Redis (`sluice-redis`);
+//!   [`redis_setup`]: the Redis options (URLs, password file, TLS files), checked.
 //! - [`rls`], [`rls_json`]: Envoy's rate-limit service API v3, over gRPC and as JSON.
 //! - [`native`]: sluice's decide API, used by the filter.
 //! - [`http_api`], [`server`]: the listeners; [`metrics`]: Prometheus metrics.
@@ -17,6 +18,7 @@ pub mod domains;
 pub mod http_api;
 pub mod metrics;
 pub mod native;
+pub mod redis_setup;
 pub mod rls;
 pub mod rls_json;
 pub mod server;

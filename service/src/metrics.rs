@@ -76,6 +76,42 @@ impl RequestResult {
     }
 }
 
+/// Statuses in the order of [`RuleCounters`].
+const STATUSES: [Status; 5] = [
+    Status::Allowed,
+    Status::Denied,
+    Status::ShadowDenied,
+    Status::FailedOpen,
+    Status::FailedClosed,
+];
+
+fn status_index(status: Status) -> usize {
+    match status {
+        Status::Allowed => 0,
+        Status::Denied => 1,
+        Status::ShadowDenied => 2,
+        Status::FailedOpen => 3,
+        Status::FailedClosed => 4,
+    }
+}
+
+fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Allowed => "allowed",
+        Status::Denied => "denied",
+        Status::ShadowDenied => "shadow_denied",
+        Status::FailedOpen => "failed_open",
+        Status::FailedClosed => "failed_closed",
+    }
+}
+
+/// One rule's decision counters, one per status, registered once (at start) so that counting
+/// a decision neither allocates label strings nor looks them up. Clones share the counters.
+#[derive(Debug, Clone)]
+pub struct RuleCounters {
+    by_status: [Counter; 5],
+}
+
 /// Every metric the service keeps.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -144,20 +180,40 @@ impl Metrics {
         }
     }
 
-    /// Counts one rule's outcome.
+    /// Registers `rule` of `domain` (every status, at 0) and returns its counters, for
+    /// [`Metrics::count_decision`].
+    pub fn rule_counters(&self, domain: &str, rule: &str) -> RuleCounters {
+        RuleCounters {
+            by_status: STATUSES.map(|status| {
+                self.decisions
+                    .get_or_create(&DecisionLabels {
+                        domain: domain.to_owned(),
+                        rule: rule.to_owned(),
+                        status: status_label(status),
+                    })
+                    .clone()
+            }),
+        }
+    }
+
+    /// Counts one rule's outcome on its pre-registered counters.
+    pub fn count_decision(&self, counters: &RuleCounters, status: Status, store_failed: bool) {
+        if let Some(counter) = counters.by_status.get(status_index(status)) {
+            counter.inc();
+        }
+        if store_failed {
+            self.store_errors.inc();
+        }
+    }
+
+    /// Counts one rule's outcome, looking its counter up by name (allocates the labels; the
+    /// decider uses [`Metrics::count_decision`]).
     pub fn decision(&self, domain: &str, rule: &str, status: Status, store_failed: bool) {
-        let status = match status {
-            Status::Allowed => "allowed",
-            Status::Denied => "denied",
-            Status::ShadowDenied => "shadow_denied",
-            Status::FailedOpen => "failed_open",
-            Status::FailedClosed => "failed_closed",
-        };
         self.decisions
             .get_or_create(&DecisionLabels {
                 domain: domain.to_owned(),
                 rule: rule.to_owned(),
-                status,
+                status: status_label(status),
             })
             .inc();
         if store_failed {

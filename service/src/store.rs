@@ -1,11 +1,14 @@
 //! Where the service keeps its counters: the [`DecisionStore`] trait, implemented over Redis
-//! (`sluice-redis`). Tests implement it too, to inject faults (a failing or a stuck store).
+//! (`sluice-redis`) by [`RedisBackend`]. Tests implement it too, to inject faults (a failing
+//! or a stuck store).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_core::{Check, Nanos, Verdict};
+use sluice_core::{Check, Limiter, Nanos, Verdict};
+use sluice_redis::{RedisConfig, RedisError, RedisStore};
 
 /// What a store answers for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,5 +62,110 @@ fn log_store_error(error: &sluice_redis::RedisError) {
         .map_or(0, |d| d.as_secs());
     if LAST_LOGGED_SECOND.swap(second, Ordering::Relaxed) != second {
         tracing::warn!(%error, "Redis failed: the rules' failure modes apply");
+    }
+}
+
+/// The service's Redis. It connects at start; when Redis cannot be reached then (down, a
+/// wrong password, a certificate that does not verify), the service still starts: it keeps
+/// trying in the background, answers every decision with the rules' failure modes and is not
+/// ready (`/readyz` says why) until a connection succeeds. Only a configuration that cannot
+/// work (a URL that does not parse, mixed schemes) is refused at start.
+#[derive(Debug)]
+pub struct RedisBackend {
+    store: OnceLock<RedisStore>,
+    /// Why the last connection attempt failed (no password in it).
+    last_error: Mutex<String>,
+}
+
+/// The longest pause between two connection attempts.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
+impl RedisBackend {
+    /// Tries to connect once; if that fails for any reason but the configuration, keeps trying
+    /// in the background (pauses from 100 ms up to 5 s). Must be called within a tokio
+    /// runtime.
+    pub async fn start(config: RedisConfig) -> Result<Arc<RedisBackend>, RedisError> {
+        config.validate().map_err(RedisError::Config)?;
+        let backend = Arc::new(RedisBackend {
+            store: OnceLock::new(),
+            last_error: Mutex::new("not connected yet".to_owned()),
+        });
+        match RedisStore::connect(config.clone()).await {
+            Ok(store) => {
+                tracing::info!(cluster = store.is_cluster(), "connected to Redis");
+                let _ = backend.store.set(store);
+            }
+            Err(error @ RedisError::Config(_)) => return Err(error),
+            Err(error) => {
+                backend.failed(&error, Duration::from_millis(100));
+                let retrying = Arc::clone(&backend);
+                tokio::spawn(async move { retrying.keep_connecting(config).await });
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Whether a connection has been made (it heals by itself after that).
+    pub fn is_connected(&self) -> bool {
+        self.store.get().is_some()
+    }
+
+    /// The store, once connected.
+    pub fn store(&self) -> Option<&RedisStore> {
+        self.store.get()
+    }
+
+    async fn keep_connecting(&self, config: RedisConfig) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+            match RedisStore::connect(config.clone()).await {
+                Ok(store) => {
+                    tracing::info!(cluster = store.is_cluster(), "connected to Redis");
+                    let _ = self.store.set(store);
+                    return;
+                }
+                Err(error) => self.failed(&error, pause),
+            }
+        }
+    }
+
+    fn failed(&self, error: &RedisError, retry_in: Duration) {
+        let message = error.to_string();
+        tracing::warn!(
+            error = %message,
+            retry_in = ?retry_in,
+            "cannot connect to Redis: the rules' failure modes apply until it answers"
+        );
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = message;
+        }
+    }
+}
+
+impl DecisionStore for RedisBackend {
+    async fn decide(&self, domain: &str, checks: &[Check<'_>], now: Nanos) -> Decided {
+        match self.store.get() {
+            Some(store) => DecisionStore::decide(store, domain, checks, now).await,
+            // No state can be read: every rule's failure mode.
+            None => Decided {
+                verdict: Limiter::decide_all(checks, &mut [], now),
+                round_trips: 0,
+            },
+        }
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        match self.store.get() {
+            Some(store) => DecisionStore::ready(store).await,
+            None => Err(format!(
+                "not connected to Redis: {}",
+                self.last_error
+                    .lock()
+                    .map(|last| last.clone())
+                    .unwrap_or_default()
+            )),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 use crate::server::{RedisServer, ServerOptions};
+use crate::tls::{ClientAuth, TestPki};
 
 /// Hash slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -50,6 +51,33 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes, masters };
         cluster.form(replicas_per_master)?;
         Ok(cluster)
+    }
+
+    /// `masters` masters without replicas, each behind a TLS terminator and announcing its
+    /// TLS port: the cluster's slot map ([`RedisCluster::tls_urls`]) leads clients to TLS
+    /// ports only. The plain ports stay open for the harness itself.
+    pub fn start_tls(
+        masters: usize,
+        pki: &TestPki,
+        client_auth: ClientAuth,
+    ) -> Result<RedisCluster, HarnessError> {
+        if masters == 0 || masters > usize::from(SLOTS) {
+            return Err(HarnessError::Start(format!(
+                "a cluster needs 1 to {SLOTS} masters, not {masters}"
+            )));
+        }
+        let mut nodes = Vec::with_capacity(masters);
+        for _ in 0..masters {
+            nodes.push(RedisServer::start_tls_cluster_node(pki, client_auth)?);
+        }
+        let cluster = RedisCluster { nodes, masters };
+        cluster.form(0)?;
+        Ok(cluster)
+    }
+
+    /// Every node's `rediss://` URL, for a cluster started with [`RedisCluster::start_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(RedisServer::tls_url).collect()
     }
 
     fn form(&self, replicas_per_master: usize) -> Result<(), HarnessError> {
@@ -219,7 +247,12 @@ impl RedisCluster {
                     .next()
                     .and_then(|a| a.rsplit(':').next())
                     .and_then(|p| p.parse::<u16>().ok());
-                if let Some(i) = self.nodes.iter().position(|n| Some(n.port()) == port) {
+                // A node behind TLS announces its terminator's port.
+                if let Some(i) = self
+                    .nodes
+                    .iter()
+                    .position(|n| Some(n.port()) == port || n.tls_port() == port)
+                {
                     return Ok(i);
                 }
             }

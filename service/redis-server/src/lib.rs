@@ -11,7 +11,9 @@
 //! [`binaries`](mod@binaries)). When neither works the harness fails with what it tried and how to
 //! fix it: a test never skips for want of Redis.
 //!
-//! The provisioned Redis 6.2 is built without TLS, so the harness offers no `rediss://`.
+//! - [`TlsProxy`], [`TestPki`]: `rediss://` through a TLS terminator in front of a server
+//!   ([`RedisServer::start_tls`]), with certificates made at test time; optionally mutual TLS.
+//!   It stands in for Redis' own TLS, which the provisioned Redis 6.2 is built without.
 //!
 //! ```no_run
 //! let server = sluice_redis_server::RedisServer::start().unwrap();
@@ -22,10 +24,12 @@
 pub mod binaries;
 mod cluster;
 mod server;
+mod tls;
 
 pub use binaries::{Binaries, Source, binaries};
 pub use cluster::{RedisCluster, SLOTS, slot_range};
 pub use server::{RedisServer, ServerOptions};
+pub use tls::{ClientAuth, TestPki, TlsProxy};
 
 /// Why the harness could not give a Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]

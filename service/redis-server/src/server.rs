@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::HarnessError;
 use crate::binaries::{Binaries, binaries, tools_dir};
+use crate::tls::{ClientAuth, TestPki, TlsProxy};
 
 /// How long a server may take to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -36,6 +37,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    tls: Option<TlsProxy>,
 }
 
 impl RedisServer {
@@ -46,18 +48,54 @@ impl RedisServer {
 
     /// A server started with `options` on a free port.
     pub fn start_with(options: ServerOptions) -> Result<RedisServer, HarnessError> {
+        RedisServer::start_fronted(options, None)
+    }
+
+    /// A Redis Cluster node behind a TLS terminator that announces the terminator's port to
+    /// the cluster (`cluster-announce-port`; the bus stays on the plain port + 10000), so
+    /// that clients following the cluster's slot map reach every node over TLS.
+    pub(crate) fn start_tls_cluster_node(
+        pki: &TestPki,
+        client_auth: ClientAuth,
+    ) -> Result<RedisServer, HarnessError> {
+        let options = ServerOptions {
+            cluster: true,
+            ..ServerOptions::default()
+        };
+        RedisServer::start_fronted(options, Some((pki, client_auth)))
+    }
+
+    fn start_fronted(
+        options: ServerOptions,
+        tls_front: Option<(&TestPki, ClientAuth)>,
+    ) -> Result<RedisServer, HarnessError> {
         let binaries = binaries()?;
         let dir = fresh_dir()?;
         let mut last = None;
         // A free port may be taken between our probe and the server's bind: try another.
         for _ in 0..8 {
             let port = free_port(options.cluster)?;
+            let mut options = options.clone();
+            let tls = match tls_front {
+                Some((pki, client_auth)) => {
+                    let proxy = TlsProxy::start(port, pki, client_auth)?;
+                    options.extra_args.extend([
+                        "--cluster-announce-port".to_owned(),
+                        proxy.port().to_string(),
+                        "--cluster-announce-bus-port".to_owned(),
+                        (port + 10_000).to_string(),
+                    ]);
+                    Some(proxy)
+                }
+                None => None,
+            };
             let mut server = RedisServer {
                 binaries,
-                options: options.clone(),
+                options,
                 port,
                 dir: dir.clone(),
                 child: None,
+                tls,
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -71,6 +109,32 @@ impl RedisServer {
         }
         let _ = fs::remove_dir_all(&dir);
         Err(last.unwrap_or_else(|| HarnessError::Start("no free port".to_owned())))
+    }
+
+    /// A server started with `options`, reached over TLS through a terminator on another
+    /// loopback port that presents `pki`'s server certificate (for `127.0.0.1` and
+    /// `localhost`) and, with [`ClientAuth::Required`], accepts only clients presenting a
+    /// certificate signed by `pki`'s CA. The plain port stays open for the harness itself.
+    pub fn start_tls(
+        options: ServerOptions,
+        pki: &TestPki,
+        client_auth: ClientAuth,
+    ) -> Result<RedisServer, HarnessError> {
+        let mut server = RedisServer::start_with(options)?;
+        server.tls = Some(TlsProxy::start(server.port, pki, client_auth)?);
+        Ok(server)
+    }
+
+    /// The TLS terminator's port, for a server started with [`RedisServer::start_tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(TlsProxy::port)
+    }
+
+    /// `rediss://127.0.0.1:<TLS port>` without credentials, for a server started with
+    /// [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// The server's port on 127.0.0.1.
@@ -288,7 +352,7 @@ fn tail(log: &str) -> String {
 }
 
 /// A new, empty data directory under `target/redis-server/run/`.
-fn fresh_dir() -> Result<PathBuf, HarnessError> {
+pub(crate) fn fresh_dir() -> Result<PathBuf, HarnessError> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = tools_dir().join("run").join(format!(
         "{}-{}",

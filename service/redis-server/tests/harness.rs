@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use redis::{Commands, Value};
-use sluice_redis_server::{RedisCluster, RedisServer, ServerOptions, binaries};
+use sluice_redis_server::{
+    ClientAuth, RedisCluster, RedisServer, ServerOptions, TestPki, binaries,
+};
 
 #[test]
 fn a_server_answers_and_restarts_with_or_without_its_data() {
@@ -123,4 +125,45 @@ fn a_replica_takes_over_when_its_master_stops() {
         .get("failover-key")
         .unwrap();
     assert_eq!(got, "kept");
+}
+
+#[test]
+fn a_tls_terminator_serves_clients_that_trust_its_ca_and_requires_certificates_when_told() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = TestPki::generate("harness").unwrap();
+    let other = TestPki::generate("harness-other").unwrap();
+    let read = |path: std::path::PathBuf| std::fs::read(path).unwrap();
+    let ping = |url: &str, ca: &TestPki, client: bool| -> redis::RedisResult<String> {
+        let client_tls = client.then(|| redis::ClientTlsConfig {
+            client_cert: read(ca.client_cert()),
+            client_key: read(ca.client_key()),
+        });
+        let client = redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls,
+                root_cert: Some(read(ca.ca_cert())),
+            },
+        )?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("PING").query(&mut connection)
+    };
+
+    let server = RedisServer::start_tls(ServerOptions::default(), &pki, ClientAuth::None).unwrap();
+    let url = server.tls_url().unwrap();
+    assert_eq!(ping(&url, &pki, false).unwrap(), "PONG");
+    assert!(
+        ping(&url, &other, false).is_err(),
+        "another CA is not trusted"
+    );
+    let plain: String = redis::cmd("PING")
+        .query(&mut server.connection().unwrap())
+        .unwrap();
+    assert_eq!(plain, "PONG", "the plain port stays open for the harness");
+
+    let mutual =
+        RedisServer::start_tls(ServerOptions::default(), &pki, ClientAuth::Required).unwrap();
+    let url = mutual.tls_url().unwrap();
+    assert_eq!(ping(&url, &pki, true).unwrap(), "PONG");
+    assert!(ping(&url, &pki, false).is_err(), "no client certificate");
 }

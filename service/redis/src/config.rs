@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::tls::TlsConfig;
+
 /// Standalone Redis, a Redis Cluster, or whichever the server says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Topology {
@@ -30,8 +32,8 @@ pub enum Topology {
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user[:password]@]host[:port][/db]` (`rediss://` is not supported by this
-    /// build). One for a standalone server, one or more seed nodes for a cluster.
+    /// `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS. One for a
+    /// standalone server, one or more seed nodes for a cluster; all of one scheme.
     pub urls: Vec<String>,
     /// Standalone or cluster.
     pub topology: Topology,
@@ -39,6 +41,9 @@ pub struct RedisConfig {
     pub username: Option<String>,
     /// Password (of `username`, or `requirepass`); overrides one in the URLs.
     pub password: Option<String>,
+    /// For `rediss://`: a private CA and a client certificate (mutual TLS). `None`: the
+    /// system's certificate authorities, no client certificate.
+    pub tls: Option<TlsConfig>,
     /// How long one Redis call may take before the rules of the decision get their failure
     /// mode. A decision makes one call in the common case.
     pub call_timeout: Duration,
@@ -86,6 +91,7 @@ impl RedisConfig {
             topology,
             username: None,
             password: None,
+            tls: None,
             call_timeout: RedisConfig::DEFAULT_CALL_TIMEOUT,
             connect_timeout: RedisConfig::DEFAULT_CONNECT_TIMEOUT,
             max_cas_retries: RedisConfig::DEFAULT_MAX_CAS_RETRIES,
@@ -102,12 +108,58 @@ impl fmt::Debug for RedisConfig {
             .field("topology", &self.topology)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .field("call_timeout", &self.call_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_cas_retries", &self.max_cas_retries)
             .field("cache_capacity", &self.cache_capacity)
             .finish()
     }
+}
+
+impl RedisConfig {
+    /// Whether the URLs ask for TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        self.urls.iter().any(|url| is_tls_url(url))
+    }
+
+    /// Refuses what cannot work: no URL, URLs of both schemes, certificates for plain
+    /// `redis://`, or a URL asking to skip certificate checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err("no Redis URL given".to_owned());
+        }
+        let tls = self.urls.iter().filter(|url| is_tls_url(url)).count();
+        if tls != 0 && tls != self.urls.len() {
+            return Err(format!(
+                "the Redis URLs mix rediss:// (TLS) and redis:// ({}): use one scheme for every node",
+                self.urls
+                    .iter()
+                    .map(|url| redact_url(url))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(url) = self.urls.iter().find(|url| url.contains("#insecure")) {
+            return Err(format!(
+                "{}: #insecure (no certificate verification) is not supported; trust the \
+                 server's CA with a CA certificate instead",
+                redact_url(url)
+            ));
+        }
+        if self.tls.is_some() && tls == 0 {
+            return Err(format!(
+                "TLS certificates are set but the Redis URL {} is not rediss://",
+                redact_url(self.urls.first().map_or("", String::as_str))
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_tls_url(url: &str) -> bool {
+    url.get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
 }
 
 /// `url` with the password of its user info replaced by `***`, for logs and errors.

@@ -35,6 +35,8 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects as `config` says, asking the server its topology if need be.
     pub(crate) async fn open(config: &RedisConfig) -> Result<Connection, RedisError> {
+        config.validate().map_err(RedisError::Config)?;
+        crate::tls::install_crypto_provider();
         let infos = connection_infos(config)?;
         let first = infos
             .first()
@@ -65,10 +67,14 @@ impl Connection {
             }
         };
         if cluster {
-            let client = ClusterClientBuilder::new(infos)
+            let mut builder = ClusterClientBuilder::new(infos)
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.call_timeout)
-                .retries(2)
+                .retries(2);
+            if let Some(tls) = &config.tls {
+                builder = builder.certs(tls.certificates());
+            }
+            let client = builder
                 .build()
                 .map_err(|e| RedisError::Config(e.to_string()))?;
             let connection =
@@ -161,13 +167,21 @@ enum CallError {
 }
 
 async fn standalone(info: ConnectionInfo, config: &RedisConfig) -> Result<Connection, RedisError> {
-    let client = Client::open(info).map_err(|e| RedisError::Config(e.to_string()))?;
+    let client = match &config.tls {
+        Some(tls) => Client::build_with_tls(info, tls.certificates()),
+        None => Client::open(info),
+    }
+    .map_err(|e| RedisError::Config(e.to_string()))?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.call_timeout))
         // Reconnect quickly after a restart: the calls' own timeout bounds the wait.
         .set_min_delay(Duration::from_millis(10))
-        .set_max_delay(Duration::from_millis(500));
+        .set_max_delay(Duration::from_millis(500))
+        // One quick retry: a refusal (a certificate that does not verify, a wrong password)
+        // is then reported as itself well within the connect timeout, not as a timeout; the
+        // caller decides whether to try again.
+        .set_number_of_retries(1);
     let manager = tokio::time::timeout(
         config.connect_timeout,
         ConnectionManager::new_with_config(client, manager_config),

@@ -11,7 +11,9 @@ use sluice_service::clock::SystemClock;
 use sluice_service::decider::Decider;
 use sluice_service::domains::Domains;
 use sluice_service::metrics::Metrics;
+use sluice_service::redis_setup::RedisOptions;
 use sluice_service::server::{self, Limits};
+use sluice_service::store::RedisBackend;
 
 /// A stateless rate-limit service for sluice's global rules: Envoy's rate-limit service API v3
 /// (gRPC and JSON) and sluice's decide API, with every counter in Redis.
@@ -22,8 +24,8 @@ struct Args {
     /// (each config's `global.domain`).
     #[arg(long = "config", value_name = "FILE", required = true)]
     configs: Vec<PathBuf>,
-    /// Redis: `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. Repeat to give
-    /// several seed nodes of a Redis Cluster.
+    /// Redis: `redis://[user[:password]@]host:port[/db]`, or `rediss://` for TLS. Repeat to
+    /// give several seed nodes of a Redis Cluster.
     #[arg(
         long = "redis",
         value_name = "URL",
@@ -33,10 +35,21 @@ struct Args {
     /// Treat the Redis URL(s) as seed nodes of a Redis Cluster (implied by several --redis).
     #[arg(long)]
     redis_cluster: bool,
-    /// The Redis password, read from this file (keeps it out of the command line); it
-    /// overrides a password in the URL.
+    /// The Redis password, read from the first line of this file (keeps it out of the
+    /// command line); it overrides a password in the URL. An ACL user goes in the URL.
     #[arg(long, value_name = "FILE")]
     redis_password_file: Option<PathBuf>,
+    /// TLS (rediss://): trust the certificate authorities in this PEM file instead of the
+    /// system's, e.g. a private CA.
+    #[arg(long, value_name = "FILE")]
+    redis_ca_cert: Option<PathBuf>,
+    /// TLS: present this PEM certificate (chain) to Redis (mutual TLS); needs
+    /// --redis-client-key.
+    #[arg(long, value_name = "FILE", requires = "redis_client_key")]
+    redis_client_cert: Option<PathBuf>,
+    /// TLS: the private key (PEM, unencrypted) of --redis-client-cert.
+    #[arg(long, value_name = "FILE", requires = "redis_client_cert")]
+    redis_client_key: Option<PathBuf>,
     /// How long one Redis call may take before the rules' failure modes apply.
     #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = humantime::parse_duration)]
     redis_timeout: Duration,
@@ -126,31 +139,24 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, domains: Domains) -> Result<(), String> {
-    let password = match &args.redis_password_file {
-        None => None,
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("{}: cannot read the Redis password: {e}", file.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
+    let options = RedisOptions {
+        urls: args.redis.clone(),
+        cluster: args.redis_cluster,
+        password_file: args.redis_password_file.clone(),
+        ca_cert: args.redis_ca_cert.clone(),
+        client_cert: args.redis_client_cert.clone(),
+        client_key: args.redis_client_key.clone(),
+        call_timeout: Some(args.redis_timeout),
     };
-    let mut config = if args.redis_cluster || args.redis.len() > 1 {
-        sluice_redis::RedisConfig::cluster(args.redis.iter().cloned())
-    } else {
-        sluice_redis::RedisConfig::new(args.redis.first().cloned().unwrap_or_default())
-    };
-    if password.is_some() {
-        config.password = password;
-    }
-    config.call_timeout = args.redis_timeout;
+    let config = options.config()?;
+    // The config's Debug output shows no password.
     tracing::info!(redis = ?config, "connecting to Redis");
-    let store = sluice_redis::RedisStore::connect(config)
+    let store = RedisBackend::start(config)
         .await
-        .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+        .map_err(|e| format!("cannot use Redis: {e}"))?;
     let decider = Arc::new(Decider::new(
         domains,
-        Arc::new(store),
+        store,
         SystemClock,
         Metrics::new(),
         args.max_in_flight,

@@ -2,6 +2,8 @@
 //! a real Redis from `sluice-redis-server`.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
