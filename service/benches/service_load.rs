@@ -73,7 +73,11 @@ async fn main() {
             "bench.json".into(),
         ))
         .expect("one domain");
-    let store = RedisStore::connect(RedisConfig::new(redis.url()))
+    // Generous timeouts: the benchmark measures throughput, and a store failure (a timeout on
+    // a loaded machine) would end it.
+    let mut redis_config = RedisConfig::new(redis.url());
+    redis_config.call_timeout = Duration::from_secs(2);
+    let store = RedisStore::connect(redis_config)
         .await
         .expect("the store connects");
     let decider = Arc::new(Decider::new(
@@ -82,7 +86,7 @@ async fn main() {
         SystemClock,
         Metrics::new(),
         100_000,
-        Duration::from_millis(250),
+        Duration::from_secs(5),
     ));
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("an address");
     let running = server::start(
