@@ -64,7 +64,7 @@ pub(crate) enum Callback {
     HttpCallResponse,
     /// `proxy_on_grpc_receive_initial_metadata`, `proxy_on_grpc_receive`,
     /// `proxy_on_grpc_receive_trailing_metadata`, `proxy_on_grpc_close`.
-    GrpcCallback,
+    GrpcEvent,
 }
 
 /// The two directions of an HTTP stream (`proxy_stream_type_t` 0 and 1).

@@ -612,7 +612,7 @@ impl Vm {
     ) -> Result<Called<()>, Trap> {
         self.call(
             Vm::ROOT_CONTEXT_ID,
-            Callback::GrpcCallback,
+            Callback::GrpcEvent,
             |exports, store| {
                 let function = match callback {
                     GrpcCallback::ReceiveInitialMetadata => {

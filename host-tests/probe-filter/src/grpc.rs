@@ -24,13 +24,13 @@ pub(crate) struct GrpcPlan {
     metadata: Vec<(String, Vec<u8>)>,
     message: Vec<u8>,
     timeout_ms: u64,
-    end: End,
+    end: Finish,
     echo_metadata: Vec<String>,
 }
 
 /// What the probe does once the call or stream is open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum End {
+enum Finish {
     /// A call: wait for its answer. A stream: send, then `proxy_grpc_close`.
     #[default]
     Default,
@@ -86,7 +86,7 @@ impl GrpcPlan {
             metadata: Vec::new(),
             message: Vec::new(),
             timeout_ms: 1000,
-            end: End::Default,
+            end: Finish::Default,
             echo_metadata: Vec::new(),
         }
     }
@@ -118,12 +118,12 @@ impl GrpcPlan {
                     }
                     "grpc-end" => {
                         plan.end = match value.trim() {
-                            "end-stream" => End::EndStream,
-                            "cancel" => End::Cancel,
-                            "close" => End::Close,
-                            "open" => End::Open,
-                            "cancel-on-tick" => End::CancelOnTick,
-                            _ => End::Default,
+                            "end-stream" => Finish::EndStream,
+                            "cancel" => Finish::Cancel,
+                            "close" => Finish::Close,
+                            "open" => Finish::Open,
+                            "cancel-on-tick" => Finish::CancelOnTick,
+                            _ => Finish::Default,
                         }
                     }
                     "grpc-echo-metadata" => plan.echo_metadata.push(value.trim().to_string()),
@@ -181,16 +181,16 @@ impl GrpcPlan {
                 .iter()
                 .enumerate()
                 .map(|(index, message)| {
-                    let end_stream = self.end == End::EndStream && index == last;
+                    let end_stream = self.end == Finish::EndStream && index == last;
                     raw::grpc_send_message(token, message, end_stream).to_string()
                 })
                 .collect();
             results.push(("grpc-send".to_string(), statuses.join(",")));
         }
         let (ended, waits) = match (self.end, self.stream.is_some()) {
-            (End::Cancel, _) => (Some(raw::grpc_cancel(token)), false),
-            (End::Close, _) => (Some(raw::grpc_close(token)), false),
-            (End::Default, true) => (Some(raw::grpc_close(token)), true),
+            (Finish::Cancel, _) => (Some(raw::grpc_cancel(token)), false),
+            (Finish::Close, _) => (Some(raw::grpc_close(token)), false),
+            (Finish::Default, true) => (Some(raw::grpc_close(token)), true),
             _ => (None, true),
         };
         if let Some(status) = ended {
@@ -201,7 +201,7 @@ impl GrpcPlan {
 
     /// Whether the root context cancels the call on the next tick.
     pub(crate) fn cancels_on_tick(&self) -> bool {
-        self.end == End::CancelOnTick
+        self.end == Finish::CancelOnTick
     }
 
     /// Reads the echoed names from the metadata map `map_type` (4 initial,

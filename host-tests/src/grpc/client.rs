@@ -208,10 +208,7 @@ impl FrameDecoder {
     fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
         self.buffer.extend_from_slice(data);
         let mut messages = Vec::new();
-        loop {
-            let Some(header) = self.buffer.get(..5) else {
-                break;
-            };
+        while let Some(header) = self.buffer.get(..5) {
             let flags = header[0];
             let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
             if flags & !1 != 0 {
@@ -402,10 +399,13 @@ fn connect_reason(error: &std::io::Error) -> String {
         .map_or_else(|| error.to_string(), |errno| errno.to_string())
 }
 
+/// The connection to one address, once made (locked while it is made).
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<SendRequest<GrpcBody>>>>;
+
 /// HTTP/2 connections to the clusters, one per address, multiplexed.
 #[derive(Default)]
 pub(crate) struct GrpcConnections {
-    by_address: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<SendRequest<GrpcBody>>>>>>,
+    by_address: Mutex<HashMap<SocketAddr, ConnectionSlot>>,
 }
 
 /// Why no request could be sent.
