@@ -569,6 +569,41 @@ fn a_reply_over_the_message_limit_is_closed_with_resource_exhausted() {
 }
 
 #[test]
+fn a_stream_with_more_unsent_bytes_than_the_limit_is_reset() {
+    let server = EchoServer::start();
+    let limits = CallLimits {
+        max_response_body: 64,
+        ..CallLimits::default()
+    };
+    let proxy = start(envoy(server.address).call_limits(limits));
+    let big = "x".repeat(70);
+    let (request, _) = call(
+        &proxy,
+        &[
+            ("x-probe-grpc-stream", "echo"),
+            ("x-probe-grpc-send", &big),
+            ("x-probe-grpc-send", "after"),
+        ],
+    );
+    assert_eq!(
+        result(&request, "grpc-send"),
+        Some("0,0"),
+        "the sends answer OK; the second goes nowhere"
+    );
+    assert_eq!(result(&request, "grpc-events"), Some("trailing,close"));
+    assert_eq!(
+        result(&request, "grpc-status"),
+        Some("8"),
+        "RESOURCE_EXHAUSTED"
+    );
+    assert_eq!(
+        result(&request, "grpc-get-status"),
+        Some("8:more than 64 bytes wait to be sent on the stream")
+    );
+    assert!(server.seen().iter().all(|seen| seen.messages.is_empty()));
+}
+
+#[test]
 fn send_close_and_cancel_answer_as_envoy_for_tokens_it_does_not_have() {
     let proxy = start(options());
     let done = common::exchange(
