@@ -534,6 +534,12 @@ fn calls_and_streams_in_flight_are_bounded_per_vm() {
             .logs()
             .contains("2 calls already in flight on this VM")
     );
+    let http = at_once(&proxy, &[("x-probe-http-call", "echo")]);
+    assert_eq!(
+        result(&http, "http-call"),
+        Some("10"),
+        "HTTP calls share the bound"
+    );
 }
 
 #[test]
