@@ -1,9 +1,9 @@
-//! The upstream clusters a filter's HTTP calls can reach, by name, and the
-//! bounds the host puts on those calls.
+//! The upstream clusters a filter's HTTP and gRPC calls can reach, by name,
+//! and the bounds the host puts on those calls.
 //!
-//! Envoy resolves the `upstream` of `proxy_http_call` in its cluster
-//! manager; this table plays that part (`sluice serve --cluster
-//! NAME=HOST:PORT`). Under ngx_wasm_module the upstream is an address
+//! Envoy resolves the `upstream` of `proxy_http_call` (and the cluster of
+//! `proxy_grpc_call` and `proxy_grpc_stream`) in its cluster manager; this
+//! table plays that part (`sluice serve --cluster NAME=HOST:PORT`). Under ngx_wasm_module the upstream is an address
 //! (`host[:port]`); there the table stands in for NGINX's resolver: a name
 //! found in it connects to its address.
 
@@ -90,19 +90,22 @@ impl Clusters {
     }
 }
 
-/// Bounds on the HTTP calls of one proxy. Envoy has no limit on calls in
-/// flight; this host has one so a filter that dispatches without bound
-/// cannot exhaust the process.
+/// Bounds on the HTTP and gRPC calls of one proxy. Envoy has no limit on
+/// calls in flight; this host has one so a filter that dispatches without
+/// bound cannot exhaust the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallLimits {
-    /// Calls in flight per VM; one more answers `INTERNAL_FAILURE` (what
-    /// Envoy answers when its async client cannot start a request).
+    /// Calls in flight per VM (HTTP calls, gRPC calls and streams together);
+    /// one more answers `INTERNAL_FAILURE` (what Envoy answers when its
+    /// async client cannot start a request).
     pub max_in_flight_per_vm: usize,
     /// A response body longer than this fails the call (0 headers, 0 body:
-    /// Envoy's `ExceedResponseBufferLimit` failure).
+    /// Envoy's `ExceedResponseBufferLimit` failure). A gRPC message received
+    /// longer than this, or more unsent bytes on a gRPC stream, closes it
+    /// with `RESOURCE_EXHAUSTED`.
     pub max_response_body: usize,
-    /// The timeout of a call made with timeout 0 (Envoy then sets none; the
-    /// host never lets a call hang).
+    /// The timeout of an HTTP call or unary gRPC call made with timeout 0
+    /// (Envoy then sets none; the host never lets a call hang).
     pub unset_timeout: Duration,
 }
 

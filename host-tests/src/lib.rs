@@ -40,9 +40,14 @@
 //!   HTTP/1.1, with Envoy's callback semantics (or ngx_wasm_module's), within
 //!   the bounds of [`CallLimits`]; see `abi/http_calls.rs` and
 //!   `worker/calls.rs`.
-//! - What the host does not support (gRPC calls, shared queues, foreign
-//!   functions, TCP streams) answers `UNIMPLEMENTED` and logs a warning. An `env` import the host does not know at all is answered the
-//!   same way (Envoy would refuse to load the module) and listed by
+//! - gRPC calls and streams reach the same clusters over HTTP/2, with
+//!   Envoy's callback semantics, within the same bounds; under
+//!   ngx_wasm_module, which has none, they trap as they trap there. See
+//!   `abi/grpc_calls.rs`, `grpc/` and `worker/grpc.rs`.
+//! - What the host does not support (shared queues, foreign functions, TCP
+//!   streams) answers `UNIMPLEMENTED` and logs a warning. An `env` import
+//!   the host does not know at all is answered the same way (Envoy would
+//!   refuse to load the module) and listed by
 //!   [`FilterModule::unknown_imports`].
 //! - `proxy_done` answers `NOT_FOUND`: the host never keeps a VM running
 //!   after shutdown for a root context that is not done.
@@ -72,6 +77,7 @@ mod abi;
 mod clock;
 mod clusters;
 mod error;
+mod grpc;
 mod headers;
 mod host_calls;
 mod http;

@@ -76,9 +76,9 @@ pub struct ProxyOptions {
     /// How long [`Proxy::exchange`](crate::Proxy::exchange) waits for a paused
     /// stream to be resumed.
     pub pause_timeout: Duration,
-    /// The clusters `proxy_http_call` can reach, by name.
+    /// The clusters `proxy_http_call` and the gRPC calls can reach, by name.
     pub clusters: Clusters,
-    /// Bounds on HTTP calls.
+    /// Bounds on HTTP and gRPC calls.
     pub call_limits: CallLimits,
 }
 
@@ -195,13 +195,14 @@ impl ProxyOptions {
     }
 
     /// Adds the cluster `name` at `address` (`sluice serve --cluster
-    /// NAME=HOST:PORT`): `proxy_http_call` to `name` connects there.
+    /// NAME=HOST:PORT`): `proxy_http_call`, `proxy_grpc_call` and
+    /// `proxy_grpc_stream` to `name` connect there.
     pub fn cluster(mut self, name: &str, address: SocketAddr) -> ProxyOptions {
         self.clusters.add(name, address);
         self
     }
 
-    /// Sets the bounds on HTTP calls.
+    /// Sets the bounds on HTTP and gRPC calls.
     pub fn call_limits(mut self, limits: CallLimits) -> ProxyOptions {
         self.call_limits = limits;
         self

@@ -1,7 +1,10 @@
-//! Outbound HTTP calls (`proxy_http_call`): carried out over HTTP/1.1 on a
-//! small tokio runtime the proxy starts on first use, and answered to the
-//! worker owning the calling VM as a [`CallCompletion`], which the worker
-//! delivers as `proxy_on_http_call_response`.
+//! Outbound calls: HTTP calls (`proxy_http_call`), carried out over
+//! HTTP/1.1, and gRPC calls and streams (`proxy_grpc_call`,
+//! `proxy_grpc_stream`, see [`crate::grpc`]), over HTTP/2, on a small tokio
+//! runtime the proxy starts on first use. What happens is answered to the
+//! worker owning the calling VM as a [`CallEvent`], which the worker
+//! delivers as `proxy_on_http_call_response` or the `proxy_on_grpc_*`
+//! callbacks.
 //!
 //! A VM keeps its calls in flight in [`VmCalls`]; dropping it (the VM was
 //! replaced, or the proxy stopped) aborts them, as Envoy cancels the calls
@@ -20,6 +23,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::task::AbortHandle;
 
 use crate::clusters::{CallLimits, Clusters};
+use crate::grpc::client::{
+    self as grpc_client, EventSink, GrpcBody, GrpcConnections, GrpcEvent, GrpcRequest,
+};
+use crate::grpc::{GrpcDelivery, VmGrpc};
 use crate::headers::{HeaderMap, Pairs};
 
 /// A request ready to send.
@@ -79,8 +86,26 @@ pub(crate) struct CallCompletion {
     pub result: Result<CallReply, CallError>,
 }
 
-/// Where a VM's completed calls go (its worker's command queue).
-pub(crate) type CompletionSink = Arc<dyn Fn(CallCompletion) + Send + Sync>;
+/// What a worker hears about its VM's calls.
+#[derive(Debug)]
+pub(crate) enum CallEvent {
+    /// An HTTP call ended.
+    Http(CallCompletion),
+    /// Something happened on a gRPC call or stream.
+    Grpc(GrpcDelivery),
+}
+
+/// Where a VM's call events go (its worker's command queue).
+pub(crate) type CompletionSink = Arc<dyn Fn(CallEvent) + Send + Sync>;
+
+/// The body of the local reply of Envoy's router for a connection that
+/// could not be made, `reason` being the OS error number (or text).
+pub(crate) fn envoy_connect_failure(reason: &str) -> String {
+    format!(
+        "upstream connect error or disconnect/reset before headers. reset reason: remote \
+         connection failure, transport failure reason: delayed connect error: {reason}"
+    )
+}
 
 /// A call in flight.
 #[derive(Debug)]
@@ -103,10 +128,13 @@ pub(crate) struct DeliveredCall {
 /// One VM's calls.
 #[derive(Default)]
 pub(crate) struct VmCalls {
+    /// HTTP calls in flight.
     pub in_flight: HashMap<u32, InFlightCall>,
     last_token: u32,
     /// The response being delivered, during `proxy_on_http_call_response`.
     pub delivering: Option<DeliveredCall>,
+    /// gRPC calls and streams.
+    pub grpc: VmGrpc,
     pub sink: Option<CompletionSink>,
 }
 
@@ -144,6 +172,25 @@ impl VmCalls {
         before - self.in_flight.len()
     }
 
+    /// HTTP and gRPC calls and streams in flight (what the per-VM limit
+    /// bounds).
+    pub(crate) fn in_flight_total(&self) -> usize {
+        self.in_flight.len() + self.grpc.in_flight()
+    }
+
+    /// What `proxy_get_status` answers: the status of the failed HTTP call
+    /// or the closed gRPC call being delivered; otherwise 0 and no message.
+    pub(crate) fn status(&self) -> (u32, String) {
+        if let Some(call) = &self.delivering {
+            return call.status.clone();
+        }
+        self.grpc
+            .delivering
+            .as_ref()
+            .map(|delivered| delivered.status.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether `context_id` has calls in flight.
     pub(crate) fn pending_from(&self, context_id: u32) -> bool {
         self.in_flight
@@ -165,6 +212,7 @@ impl fmt::Debug for VmCalls {
         f.debug_struct("VmCalls")
             .field("in_flight", &self.in_flight.len())
             .field("delivering", &self.delivering.is_some())
+            .field("grpc", &self.grpc)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +232,7 @@ impl Drop for CallRuntime {
 struct Started {
     runtime: CallRuntime,
     client: Client<HttpConnector, Full<Bytes>>,
+    grpc: Arc<GrpcConnections>,
 }
 
 /// The proxy's means of making calls: its clusters, its limits, and (once
@@ -210,7 +259,7 @@ fn start_runtime() -> Result<Started, String> {
         .thread_name("sluice-calls")
         .enable_all()
         .build()
-        .map_err(|error| format!("cannot start the runtime for HTTP calls: {error}"))?;
+        .map_err(|error| format!("cannot start the runtime for calls: {error}"))?;
     let client = {
         let _entered = runtime.enter();
         Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
@@ -218,6 +267,7 @@ fn start_runtime() -> Result<Started, String> {
     Ok(Started {
         runtime: CallRuntime(Some(runtime)),
         client,
+        grpc: Arc::new(GrpcConnections::default()),
     })
 }
 
@@ -300,6 +350,18 @@ impl CallEngine {
         }
     }
 
+    fn started(&self) -> Result<(&Started, &tokio::runtime::Runtime), String> {
+        let started = self
+            .started
+            .get_or_init(start_runtime)
+            .as_ref()
+            .map_err(Clone::clone)?;
+        match started.runtime.0.as_ref() {
+            Some(runtime) => Ok((started, runtime)),
+            None => Err("the runtime for calls has stopped".to_string()),
+        }
+    }
+
     /// Starts `call`; its completion goes to `sink`. Answers the handle that
     /// aborts it.
     pub(crate) fn start(
@@ -309,24 +371,56 @@ impl CallEngine {
         token: u32,
         sink: CompletionSink,
     ) -> Result<AbortHandle, String> {
-        let started = self
-            .started
-            .get_or_init(start_runtime)
-            .as_ref()
-            .map_err(Clone::clone)?;
-        let Some(runtime) = started.runtime.0.as_ref() else {
-            return Err("the runtime for HTTP calls has stopped".to_string());
-        };
+        let (started, runtime) = self.started()?;
         let client = started.client.clone();
         let max_body = self.limits.max_response_body;
         let task = runtime.spawn(async move {
             let result = perform(client, call, max_body).await;
-            sink(CallCompletion {
+            sink(CallEvent::Http(CallCompletion {
                 vm_instance,
                 token,
                 result,
-            });
+            }));
         });
         Ok(task.abort_handle())
+    }
+
+    /// Starts a gRPC call or stream sending `body`; its events go to
+    /// `sink`. Answers the handle that aborts it.
+    pub(crate) fn start_grpc(
+        &self,
+        request: GrpcRequest,
+        body: GrpcBody,
+        vm_instance: u64,
+        token: u32,
+        sink: CompletionSink,
+    ) -> Result<AbortHandle, String> {
+        let (started, runtime) = self.started()?;
+        let connections = Arc::clone(&started.grpc);
+        let events = Deliver {
+            vm_instance,
+            token,
+            sink,
+        };
+        let task = runtime.spawn(grpc_client::perform(connections, request, body, events));
+        Ok(task.abort_handle())
+    }
+}
+
+/// Sends a call's gRPC events to its VM's worker.
+struct Deliver {
+    vm_instance: u64,
+    token: u32,
+    sink: CompletionSink,
+}
+
+impl EventSink for Deliver {
+    fn emit(&mut self, event: GrpcEvent) {
+        (self.sink)(CallEvent::Grpc(GrpcDelivery {
+            vm_instance: self.vm_instance,
+            token: self.token,
+            event,
+            orphan: false,
+        }));
     }
 }

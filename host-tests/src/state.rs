@@ -62,6 +62,9 @@ pub(crate) enum Callback {
     Delete,
     /// `proxy_on_http_call_response`.
     HttpCallResponse,
+    /// `proxy_on_grpc_receive_initial_metadata`, `proxy_on_grpc_receive`,
+    /// `proxy_on_grpc_receive_trailing_metadata`, `proxy_on_grpc_close`.
+    GrpcEvent,
 }
 
 /// The two directions of an HTTP stream (`proxy_stream_type_t` 0 and 1).
@@ -208,7 +211,7 @@ pub(crate) struct HostState {
     pub deferred: Vec<DeferredAction>,
     /// With host-call counting, the counts of the call in progress.
     pub host_calls: Option<Counter>,
-    /// HTTP calls in flight, and the response being delivered.
+    /// HTTP and gRPC calls in flight, and what is being delivered.
     pub calls: VmCalls,
 }
 

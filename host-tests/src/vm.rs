@@ -83,6 +83,7 @@ type Callback1 = Option<TypedFunc<u32, ()>>;
 type Callback1Answer = Option<TypedFunc<u32, u32>>;
 type Callback2 = Option<TypedFunc<(u32, u32), ()>>;
 type Callback2Answer = Option<TypedFunc<(u32, u32), u32>>;
+type Callback3 = Option<TypedFunc<(u32, u32, u32), ()>>;
 type Callback3Answer = Option<TypedFunc<(u32, u32, u32), u32>>;
 type Callback5 = Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>;
 
@@ -105,6 +106,10 @@ struct Exports {
     on_response_body: Callback3Answer,
     on_response_trailers: Callback2Answer,
     on_http_call_response: Callback5,
+    on_grpc_receive_initial_metadata: Callback3,
+    on_grpc_receive: Callback3,
+    on_grpc_receive_trailing_metadata: Callback3,
+    on_grpc_close: Callback3,
 }
 
 fn export<P: WasmParams, R: WasmResults>(
@@ -145,6 +150,18 @@ impl Exports {
             on_response_body: export(instance, store, "proxy_on_response_body")?,
             on_response_trailers: export(instance, store, "proxy_on_response_trailers")?,
             on_http_call_response: export(instance, store, "proxy_on_http_call_response")?,
+            on_grpc_receive_initial_metadata: export(
+                instance,
+                store,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            on_grpc_receive: export(instance, store, "proxy_on_grpc_receive")?,
+            on_grpc_receive_trailing_metadata: export(
+                instance,
+                store,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
+            on_grpc_close: export(instance, store, "proxy_on_grpc_close")?,
         })
     }
 }
@@ -582,5 +599,57 @@ impl Vm {
                 None => Ok(()),
             },
         )
+    }
+
+    /// A gRPC callback on the root context, as Envoy makes it
+    /// (proxy-wasm-cpp-host's `ContextBase::onGrpc*`): the token and a count
+    /// (metadata entries, message bytes or the status code).
+    pub(crate) fn grpc_callback(
+        &mut self,
+        callback: GrpcCallback,
+        token: u32,
+        count: u32,
+    ) -> Result<Called<()>, Trap> {
+        self.call(
+            Vm::ROOT_CONTEXT_ID,
+            Callback::GrpcEvent,
+            |exports, store| {
+                let function = match callback {
+                    GrpcCallback::ReceiveInitialMetadata => {
+                        &exports.on_grpc_receive_initial_metadata
+                    }
+                    GrpcCallback::Receive => &exports.on_grpc_receive,
+                    GrpcCallback::ReceiveTrailingMetadata => {
+                        &exports.on_grpc_receive_trailing_metadata
+                    }
+                    GrpcCallback::Close => &exports.on_grpc_close,
+                };
+                match function {
+                    Some(function) => function.call(store, (Vm::ROOT_CONTEXT_ID, token, count)),
+                    None => Ok(()),
+                }
+            },
+        )
+    }
+}
+
+/// The four gRPC callbacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GrpcCallback {
+    ReceiveInitialMetadata,
+    Receive,
+    ReceiveTrailingMetadata,
+    Close,
+}
+
+impl GrpcCallback {
+    /// The export's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GrpcCallback::ReceiveInitialMetadata => "proxy_on_grpc_receive_initial_metadata",
+            GrpcCallback::Receive => "proxy_on_grpc_receive",
+            GrpcCallback::ReceiveTrailingMetadata => "proxy_on_grpc_receive_trailing_metadata",
+            GrpcCallback::Close => "proxy_on_grpc_close",
+        }
     }
 }

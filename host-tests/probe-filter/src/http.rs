@@ -6,6 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
+use crate::grpc::{GrpcPlan, GrpcRecord};
 use crate::{RootState, StreamKind, log_lazy, raw, report, trap};
 
 const PREFIX: &str = "x-probe-";
@@ -115,6 +116,9 @@ pub(crate) struct ProbeHttp {
     late_property_reads: Vec<String>,
     /// The HTTP call to dispatch, once every instruction is read.
     call: Option<ProbeCall>,
+    /// The gRPC call or stream to open, once every instruction is read.
+    grpc: Option<GrpcPlan>,
+    grpc_record: GrpcRecord,
 }
 
 fn split_pair(value: &str) -> (String, String) {
@@ -300,7 +304,38 @@ impl ProbeHttp {
             late_request_header_reads: Vec::new(),
             late_property_reads: Vec::new(),
             call: None,
+            grpc: None,
+            grpc_record: GrpcRecord::default(),
         }
+    }
+
+    /// Opens the gRPC call or stream, if one was asked for; answers whether
+    /// the request waits for it.
+    fn dispatch_grpc(&mut self) -> bool {
+        let Some(plan) = &self.grpc else {
+            return false;
+        };
+        let (results, waiting_on) = plan.dispatch(self);
+        if let Some(token) = waiting_on
+            && plan.cancels_on_tick()
+        {
+            self.root.borrow_mut().grpc_cancels.push(token);
+        }
+        for (name, value) in results {
+            self.result(&name, value);
+        }
+        waiting_on.is_some()
+    }
+
+    /// The gRPC call or stream ended: its results join the request, which
+    /// resumes.
+    fn finish_grpc(&mut self, results: Vec<(String, String)>) {
+        for (name, value) in results {
+            let name = format!("{RESULT_PREFIX}{name}");
+            self.add_http_request_header(&name, &value);
+            self.results.push((name, value));
+        }
+        self.resume_http_request();
     }
 
     fn call_mut(&mut self) -> &mut ProbeCall {
@@ -349,6 +384,9 @@ impl ProbeHttp {
     }
 
     fn carry_out(&mut self, instruction: &str, value: &str) {
+        if GrpcPlan::instruction(&mut self.grpc, instruction, value) {
+            return;
+        }
         match instruction {
             "log" => {
                 let (level, message) = value.split_once(':').unwrap_or(("info", value));
@@ -671,6 +709,40 @@ impl Context for ProbeHttp {
         }
     }
 
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let reply = (status_code == 0)
+            .then(|| raw::buffer_bytes(5, 0, response_size).1.unwrap_or_default());
+        let results = GrpcPlan::on_end(
+            &mut self.grpc_record,
+            "response",
+            token_id,
+            status_code,
+            reply,
+        );
+        self.finish_grpc(results);
+    }
+
+    fn on_grpc_stream_initial_metadata(&mut self, token_id: u32, num_elements: u32) {
+        if let Some(plan) = &self.grpc {
+            plan.on_initial_metadata(&mut self.grpc_record, token_id, num_elements);
+        }
+    }
+
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        GrpcPlan::on_message(&mut self.grpc_record, token_id, message_size);
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, token_id: u32, num_elements: u32) {
+        if let Some(plan) = &self.grpc {
+            plan.on_trailing_metadata(&mut self.grpc_record, token_id, num_elements);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        let results = GrpcPlan::on_end(&mut self.grpc_record, "close", token_id, status_code, None);
+        self.finish_grpc(results);
+    }
+
     fn on_done(&mut self) -> bool {
         log_lazy(LogLevel::Debug, || {
             format!("probe on_done {}", self.context_id)
@@ -710,6 +782,7 @@ impl HttpContext for ProbeHttp {
             self.result("request-headers", seen);
         }
         let call_in_flight = self.dispatch_call();
+        let grpc_in_flight = self.dispatch_grpc();
         for (name, value) in &self.results {
             self.add_http_request_header(name, value);
         }
@@ -733,7 +806,7 @@ impl HttpContext for ProbeHttp {
         if self.pauses.contains(&PausePoint::RequestHeaders) {
             return self.pause(StreamKind::Request);
         }
-        if call_in_flight {
+        if call_in_flight || grpc_in_flight {
             return Action::Pause;
         }
         Action::Continue

@@ -49,15 +49,34 @@
 //! | `x-probe-call-echo-header: <name>` | reads that response header in the callback | `x-probe-r-call-header-<name>` |
 //! | `x-probe-call-then: <continue\|respond\|nothing>` | in `on_http_call_response`: `resume_http_request` (default), a local response with the call's status and body, or nothing | — |
 //!
+//! | `x-probe-grpc-call: <upstream>` | a unary gRPC call (SDK `dispatch_grpc_call`) once the other instructions are read; the request pauses until its answer | `x-probe-r-grpc-call` (the status) |
+//! | `x-probe-grpc-stream: <upstream>` | a gRPC stream (SDK `open_grpc_stream`); sends, then `proxy_grpc_close`; the request pauses until the stream closes | `x-probe-r-grpc-stream`, `x-probe-r-grpc-send` (each send's status, comma-separated) |
+//! | `x-probe-grpc-upstream-hex: <hex>` | the upstream as bytes (a serialized `GrpcService`) | — |
+//! | `x-probe-grpc-{service,method}: <v>` | `probe.Echo`, and `Unary` or `Stream` by default | — |
+//! | `x-probe-grpc-metadata: <n>=<v>`, `x-probe-grpc-message[-hex]: <v>`, `x-probe-grpc-timeout-ms: <n>` (1000) | initial metadata (repeatable), the call's message, its timeout | — |
+//! | `x-probe-grpc-send: <text>` | a stream message (repeatable, in order) | — |
+//! | `x-probe-grpc-end: <end-stream\|cancel\|close\|open\|cancel-on-tick>` | `end_stream` on the last send instead of a close; cancel or close at once (the request goes on); leave the stream open; or cancel from the root context on the next tick (the request stays paused) | `x-probe-r-grpc-end` (the status) |
+//! | `x-probe-grpc-echo-metadata: <name>` | reads that initial and trailing metadata entry | `x-probe-r-grpc-initial-<name>`, `x-probe-r-grpc-trailing-<name>` |
+//!
 //! In `on_http_call_response` the probe adds to the request headers (and so to
 //! the forwarded request, the response and a local response)
 //! `x-probe-r-call-headers`, `-call-trailers` (the counts it was given),
 //! `-call-status` (`:status`, or `none`), `-call-body` and `-call-get-status`
 //! (`proxy_get_status`, `<code>:<message>`).
 //!
+//! When its gRPC call or stream ends the probe adds, the same way,
+//! `x-probe-r-grpc-events` (the callbacks in order: `initial`, `message`,
+//! `trailing`, `close` for a stream, `response` for a call),
+//! `-grpc-status` (the status the callback was given), `-grpc-get-status`
+//! (`<code>:<message>`), `-grpc-reply` (a call's reply), `-grpc-messages`
+//! (a stream's messages, `|`-separated), `-grpc-initial-metadata` and
+//! `-grpc-trailing-metadata` (the entry counts), and resumes the request.
+//! Every gRPC callback logs an info line `probe grpc …`.
+//!
 //! The plugin configuration is described in [`config`]. The VM configuration
 //! `reject` makes `on_vm_start` fail. Every tick increments the counter
-//! `probe_ticks` and resumes the streams paused by `x-probe-pause`. Context
+//! `probe_ticks`, resumes the streams paused by `x-probe-pause` and cancels
+//! the gRPC calls of `x-probe-grpc-end: cancel-on-tick`. Context
 //! lifecycle callbacks log at debug level (`probe on_done <id>`, …), which
 //! lets tests check their order.
 //!
@@ -65,6 +84,7 @@
 //! the pass-through baseline for measuring the host.
 
 mod config;
+mod grpc;
 mod http;
 mod raw;
 mod report;
@@ -105,6 +125,9 @@ pub(crate) struct RootState {
     pub paused: Vec<(u32, StreamKind)>,
     /// Set by `x-probe-trap: tick`.
     pub trap_on_next_tick: bool,
+    /// gRPC calls to cancel on the next tick (`x-probe-grpc-end:
+    /// cancel-on-tick`).
+    pub grpc_cancels: Vec<u32>,
 }
 
 struct ProbeRoot {
@@ -205,13 +228,23 @@ impl RootContext for ProbeRoot {
             }
         };
         raw::increment_metric(counter, 1);
-        let (trap_now, paused) = {
+        let (trap_now, paused, cancels) = {
             let mut state = self.state.borrow_mut();
             let trap_now = std::mem::take(&mut state.trap_on_next_tick);
-            (trap_now, std::mem::take(&mut state.paused))
+            (
+                trap_now,
+                std::mem::take(&mut state.paused),
+                std::mem::take(&mut state.grpc_cancels),
+            )
         };
         if trap_now {
             trap();
+        }
+        for token in cancels {
+            let status = raw::grpc_cancel(token);
+            log_lazy(LogLevel::Info, || {
+                format!("probe grpc cancelled {token} on tick: {status}")
+            });
         }
         for (context_id, kind) in paused {
             let status = raw::set_effective_context(context_id);

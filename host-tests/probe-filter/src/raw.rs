@@ -429,6 +429,11 @@ pub fn grpc_send(token: u32) -> u32 {
     unsafe { proxy_grpc_send(token, null(), 0, true) }
 }
 
+/// `proxy_grpc_send` of `message` on `token`.
+pub fn grpc_send_message(token: u32, message: &[u8], end_stream: bool) -> u32 {
+    unsafe { proxy_grpc_send(token, message.as_ptr(), message.len(), end_stream) }
+}
+
 pub fn grpc_cancel(token: u32) -> u32 {
     unsafe { proxy_grpc_cancel(token) }
 }

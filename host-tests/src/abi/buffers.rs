@@ -5,8 +5,10 @@
 //! configuration only inside `proxy_on_configure`, a body during its callback
 //! (or while the filter keeps the stream paused there; outside, it reads as
 //! empty and cannot be written), an HTTP call's response body while
-//! `proxy_on_http_call_response` runs (`NOT_FOUND` otherwise). Bodies are modified as Envoy modifies them
-//! (prepend, replace a prefix, or append); configurations are read-only.
+//! `proxy_on_http_call_response` runs (`NOT_FOUND` otherwise), a gRPC
+//! message while `proxy_on_grpc_receive` runs (empty otherwise). Bodies and
+//! the gRPC message are modified as Envoy modifies them (prepend, replace a
+//! prefix, or append); configurations are read-only.
 
 use wasmtime::{Caller, Linker};
 
@@ -126,11 +128,20 @@ fn with_buffer<R>(
                 .and_then(|stream| stream.response_body.as_deref())
                 .unwrap_or_default(),
         )),
-        // No TCP streams, gRPC calls or foreign functions: empty buffers.
-        BufferType::DownstreamData
-        | BufferType::UpstreamData
-        | BufferType::GrpcReceiveBuffer
-        | BufferType::CallData => Some(read(&[])),
+        // No TCP streams or foreign functions: empty buffers.
+        BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => {
+            Some(read(&[]))
+        }
+        // The message being delivered; otherwise Envoy's empty buffer.
+        BufferType::GrpcReceiveBuffer => Some(read(
+            state
+                .calls
+                .grpc
+                .delivering
+                .as_ref()
+                .and_then(|event| event.message.as_deref())
+                .unwrap_or_default(),
+        )),
         // The body of the HTTP call response being delivered, if any (read
         // only: Envoy's `Buffer` over a const body).
         BufferType::HttpCallResponseBody => {
@@ -201,6 +212,12 @@ fn set_buffer_bytes(
         BufferType::HttpResponseBody => state
             .effective_stream()
             .is_some_and(|stream| stream.access.response_body && stream.response_body.is_some()),
+        BufferType::GrpcReceiveBuffer => state
+            .calls
+            .grpc
+            .delivering
+            .as_ref()
+            .is_some_and(|event| event.message.is_some()),
         // The configurations are read-only.
         BufferType::VmConfiguration => return Err(Status::BadArgument.into()),
         BufferType::PluginConfiguration if state.call.callback == Callback::Configure => {
@@ -219,6 +236,13 @@ fn set_buffer_bytes(
             .data_mut()
             .effective_stream()
             .and_then(|stream| stream.request_body.as_mut()),
+        BufferType::GrpcReceiveBuffer => caller
+            .data_mut()
+            .calls
+            .grpc
+            .delivering
+            .as_mut()
+            .and_then(|event| event.message.as_mut()),
         _ => caller
             .data_mut()
             .effective_stream()

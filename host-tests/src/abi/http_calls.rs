@@ -106,7 +106,8 @@ fn http_call(
 /// Starts a call checked and built; answers its token.
 fn start(state: &mut HostState, call: CallRequest) -> AbiResult<u32> {
     let limit = state.env.calls.limits.max_in_flight_per_vm;
-    if state.calls.in_flight.len() >= limit {
+    // HTTP calls share the bound with gRPC calls and streams.
+    if state.calls.in_flight_total() >= limit {
         state.host_log(
             LogLevel::Warn,
             format!(

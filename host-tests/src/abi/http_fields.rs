@@ -11,9 +11,10 @@
 //! - trailers can be added in the last body callback when the message had
 //!   none (the map is created then);
 //! - the response headers and trailers of an HTTP call can be read (and
-//!   changed, as in Envoy) while `proxy_on_http_call_response` runs,
-//!   whichever context is effective; the gRPC maps are never available (no
-//!   gRPC calls are made).
+//!   changed, as in Envoy) while `proxy_on_http_call_response` runs, and a
+//!   gRPC call's initial (trailing) metadata while
+//!   `proxy_on_grpc_receive_initial_metadata` (`…_trailing_metadata`) runs,
+//!   whichever context is effective; outside, they are not available.
 
 use wasmtime::{Caller, Linker};
 
@@ -29,8 +30,8 @@ enum MapType {
     RequestTrailers,
     ResponseHeaders,
     ResponseTrailers,
-    /// gRPC metadata.
-    GrpcMaps,
+    GrpcReceiveInitialMetadata,
+    GrpcReceiveTrailingMetadata,
     HttpCallResponseHeaders,
     HttpCallResponseTrailers,
 }
@@ -42,7 +43,8 @@ impl MapType {
             1 => MapType::RequestTrailers,
             2 => MapType::ResponseHeaders,
             3 => MapType::ResponseTrailers,
-            4 | 5 => MapType::GrpcMaps,
+            4 => MapType::GrpcReceiveInitialMetadata,
+            5 => MapType::GrpcReceiveTrailingMetadata,
             6 => MapType::HttpCallResponseHeaders,
             7 => MapType::HttpCallResponseTrailers,
             _ => return Err(Status::BadArgument.into()),
@@ -59,7 +61,8 @@ fn readable(stream: &StreamData, map: MapType) -> Option<&HeaderMap> {
         MapType::RequestTrailers => (access.request_trailers, &stream.request_trailers),
         MapType::ResponseHeaders => (access.response_headers, &stream.response_headers),
         MapType::ResponseTrailers => (access.response_trailers, &stream.response_trailers),
-        MapType::GrpcMaps
+        MapType::GrpcReceiveInitialMetadata
+        | MapType::GrpcReceiveTrailingMetadata
         | MapType::HttpCallResponseHeaders
         | MapType::HttpCallResponseTrailers => return None,
     };
@@ -80,13 +83,20 @@ fn trailers<'a>(
     if *held { trailers.as_mut() } else { None }
 }
 
-/// The map of the HTTP call response being delivered, if `map` is one.
-/// `Some(None)`: a call map, not available now.
+/// The map of the HTTP call response or gRPC event being delivered, if
+/// `map` is one. `Some(None)`: a call map, not available now.
 fn call_map(state: &mut HostState, map: MapType) -> Option<Option<&mut HeaderMap>> {
     let delivering = state.calls.delivering.as_mut();
+    let grpc = state.calls.grpc.delivering.as_mut();
     match map {
         MapType::HttpCallResponseHeaders => Some(delivering.map(|call| &mut call.headers)),
         MapType::HttpCallResponseTrailers => Some(delivering.map(|call| &mut call.trailers)),
+        MapType::GrpcReceiveInitialMetadata => {
+            Some(grpc.and_then(|event| event.initial_metadata.as_mut()))
+        }
+        MapType::GrpcReceiveTrailingMetadata => {
+            Some(grpc.and_then(|event| event.trailing_metadata.as_mut()))
+        }
         _ => None,
     }
 }
@@ -94,7 +104,10 @@ fn call_map(state: &mut HostState, map: MapType) -> Option<Option<&mut HeaderMap
 fn writable(state: &mut HostState, map: MapType) -> AbiResult<&mut HeaderMap> {
     if matches!(
         map,
-        MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers
+        MapType::HttpCallResponseHeaders
+            | MapType::HttpCallResponseTrailers
+            | MapType::GrpcReceiveInitialMetadata
+            | MapType::GrpcReceiveTrailingMetadata
     ) {
         return call_map(state, map)
             .flatten()

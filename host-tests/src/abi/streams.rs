@@ -1,5 +1,6 @@
 //! Common stream operations and local responses: `proxy_continue_stream`,
-//! `proxy_close_stream`, `proxy_send_local_response`, `proxy_get_status`.
+//! `proxy_close_stream`, `proxy_send_local_response`, `proxy_get_status`
+//! (the status of the call being delivered).
 //!
 //! As in Envoy, continuing, resetting and answering locally take effect when
 //! the VM call returns (the worker reads the deferred actions); the effective
@@ -58,15 +59,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          message_out: u32,
          message_size_out: u32| {
             // Envoy answers the status of an HTTP call that failed (11,
-            // BrokenConnection, "reset") while its response is delivered;
+            // BrokenConnection, "reset") while its response is delivered, and
+            // a gRPC call's status and message while its close is delivered;
             // otherwise its initial value: 0 and no message.
-            let (code, message) = caller
-                .data()
-                .calls
-                .delivering
-                .as_ref()
-                .map(|call| call.status.clone())
-                .unwrap_or_default();
+            let (code, message) = caller.data().calls.status();
             answer(
                 memory::write_u32(&mut caller, code_out, code).and_then(|()| {
                     memory::return_bytes(

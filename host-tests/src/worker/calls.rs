@@ -19,7 +19,7 @@
 use super::Worker;
 use crate::headers::HeaderMap;
 use crate::options::HostFlavor;
-use crate::outbound::{CallCompletion, CallError, CallReply, DeliveredCall};
+use crate::outbound::{CallCompletion, CallError, CallReply, DeliveredCall, envoy_connect_failure};
 use crate::state::host_log;
 use crate::types::LogLevel;
 
@@ -61,14 +61,7 @@ fn envoy_delivery(result: Result<CallReply, CallError>) -> (DeliveredCall, usize
         Err(CallError::Timeout) => envoy_local_reply(504, "upstream request timeout"),
         Err(CallError::Connect { errno, message }) => {
             let reason = errno.map_or(message, |errno| errno.to_string());
-            envoy_local_reply(
-                503,
-                &format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: \
-                     remote connection failure, transport failure reason: delayed connect \
-                     error: {reason}"
-                ),
-            )
+            envoy_local_reply(503, &envoy_connect_failure(&reason))
         }
         Err(CallError::ResetBeforeHeaders(_)) => envoy_local_reply(
             503,

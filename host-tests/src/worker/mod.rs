@@ -4,6 +4,7 @@
 //! drives each stream through the filter's callbacks.
 
 mod calls;
+mod grpc;
 mod stream;
 
 use std::collections::{HashMap, VecDeque};
@@ -20,7 +21,7 @@ use crate::http::{HttpRequest, HttpResponse, RequestOutcome, ResponseOutcome, St
 use crate::logs::VmLabel;
 use crate::module::FilterModule;
 use crate::options::HostFlavor;
-use crate::outbound::{CallCompletion, CompletionSink};
+use crate::outbound::{CallEvent, CompletionSink};
 use crate::state::{ProxyEnv, host_log};
 use crate::types::LogLevel;
 use crate::vm::{Trap, Vm};
@@ -48,8 +49,8 @@ pub(crate) enum Command {
     },
     /// The fake clock moved: fire the ticks that are due.
     ClockMoved,
-    /// An HTTP call of this worker's VM ended.
-    CallDone(CallCompletion),
+    /// Something happened on a call of this worker's VM.
+    CallDone(CallEvent),
     Shutdown,
 }
 
@@ -168,9 +169,9 @@ impl Worker {
             instance,
         };
         let commands = self.config.commands.clone();
-        let sink: CompletionSink = Arc::new(move |completion| {
+        let sink: CompletionSink = Arc::new(move |event| {
             // A stopped worker has no VM left to answer.
-            let _ = commands.send(Command::CallDone(completion));
+            let _ = commands.send(Command::CallDone(event));
         });
         let vm = Vm::start(
             &self.config.module,
@@ -239,7 +240,8 @@ impl Worker {
                 let fired = self.tick();
                 let _ = delivered.send(fired);
             }
-            Command::CallDone(completion) => self.call_done(completion),
+            Command::CallDone(CallEvent::Http(completion)) => self.call_done(completion),
+            Command::CallDone(CallEvent::Grpc(delivery)) => self.grpc_event(delivery),
             Command::ClockMoved | Command::Shutdown => {}
         }
         self.process_woken();

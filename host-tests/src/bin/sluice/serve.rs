@@ -51,7 +51,8 @@ pub struct ServeArgs {
     /// instead of Envoy.
     #[arg(long)]
     ngx: bool,
-    /// A cluster the filter's HTTP calls can reach, `NAME=HOST:PORT` (repeatable), e.g.
+    /// A cluster the filter's HTTP calls (HTTP/1.1) and gRPC calls and streams (HTTP/2,
+    /// Envoy only) can reach, `NAME=HOST:PORT` (repeatable), e.g.
     /// `--cluster sluice_service=127.0.0.1:8082` for a config whose `global.cluster` is
     /// `sluice_service`.
     #[arg(long = "cluster", value_name = "NAME=HOST:PORT", value_parser = parse_cluster)]
