@@ -15,13 +15,21 @@ use crate::metrics::CallCounters;
 /// What a configured VM needs to call the service.
 pub struct GlobalRuntime {
     config: GlobalConfig,
+    /// `:path` of lease calls: `global.path` with its last segment `decide` made `lease`
+    /// (`/v1/lease` by default).
+    lease_path: String,
     pub counters: CallCounters,
     failures: RefCell<FailureLog>,
 }
 
 impl GlobalRuntime {
     pub fn new(config: GlobalConfig) -> GlobalRuntime {
+        let lease_path = match config.path().strip_suffix("decide") {
+            Some(prefix) if prefix.ends_with('/') => format!("{prefix}lease"),
+            _ => String::from("/v1/lease"),
+        };
         GlobalRuntime {
+            lease_path,
             config,
             counters: CallCounters::define(),
             failures: RefCell::new(FailureLog::default()),
@@ -33,6 +41,16 @@ impl GlobalRuntime {
         vec![
             (":method", "POST"),
             (":path", self.config.path()),
+            (":authority", self.config.authority()),
+            ("content-type", "application/json"),
+        ]
+    }
+
+    /// The headers of a `/v1/lease` call.
+    pub fn lease_request_headers(&self) -> Vec<(&str, &str)> {
+        vec![
+            (":method", "POST"),
+            (":path", &self.lease_path),
             (":authority", self.config.authority()),
             ("content-type", "application/json"),
         ]

@@ -28,7 +28,7 @@ impl sluice_service::clock::Clock for SharedClock {
     }
 }
 
-fn start_service(
+pub fn start_service(
     runtime: &tokio::runtime::Runtime,
     redis: &RedisServer,
     config: &serde_json::Value,

@@ -16,6 +16,7 @@
 //! - [`MemoryService`]: the service's side over states in memory, the reference the filter's
 //!   tests run against.
 
+mod assemble;
 mod config;
 mod exchange;
 pub mod hex;
@@ -26,6 +27,7 @@ mod log;
 mod memory_service;
 mod wire;
 
+pub use assemble::{RuleKeys, failure_outcome, unasked};
 pub use config::{
     DEFAULT_DOMAIN, DEFAULT_PATH, DEFAULT_TIMEOUT, GlobalConfig, MAX_TIMEOUT, MIN_TIMEOUT, Scope,
 };
