@@ -45,4 +45,4 @@ for target in config request state nginx_conf decide_reply lease_wire lease_buck
         exit 1
     fi
 done
-echo "fuzz smoke: config, request, state, nginx_conf, decide_reply and lease_wire ran ${seconds}s each without a crash"
+echo "fuzz smoke: config, request, state, nginx_conf, decide_reply, lease_wire and lease_bucket ran ${seconds}s each without a crash"
