@@ -57,8 +57,9 @@ struct RuleLease {
 struct VmLeases {
     /// Keys whose slice a request found due for renewal, for the next tick.
     wanted: Vec<(usize, Vec<u8>)>,
-    /// Keys this VM got a slice for, to return what is left when it expires.
-    held: Vec<(usize, Vec<u8>)>,
+    /// Keys this VM got a slice for, and when it expires as last seen, to return what is
+    /// left when it does.
+    held: Vec<(usize, Vec<u8>, Nanos)>,
     /// Units to give back to the service with the next call.
     returns: Vec<PendingReturn>,
     /// The tick's calls in flight: their acquisitions.
@@ -394,17 +395,18 @@ impl Leases {
         }
     }
 
-    fn hold(&self, rule: usize, key: &[u8]) {
+    fn hold(&self, rule: usize, key: &[u8], expires_at: Nanos) {
         let Ok(mut vm) = self.vm.try_borrow_mut() else {
             return;
         };
-        if vm.held.iter().any(|(r, k)| *r == rule && k == key) {
+        if let Some(held) = vm.held.iter_mut().find(|(r, k, _)| *r == rule && k == key) {
+            held.2 = expires_at;
             return;
         }
         if vm.held.len() >= MAX_HELD {
             vm.held.remove(0);
         }
-        vm.held.push((rule, key.to_vec()));
+        vm.held.push((rule, key.to_vec(), expires_at));
     }
 
     fn queue_returns(&self, returns: Vec<PendingReturn>) {
@@ -673,7 +675,9 @@ impl Leases {
             (*entry, true)
         });
         self.queue_returns(returns);
-        self.hold(slot.rule, slot.key);
+        if let Ok(entry) = &entry {
+            self.hold(slot.rule, slot.key, entry.expires_at);
+        }
         match entry {
             Ok(entry) => outcome(decided.status, slice_decision(&entry, rule.limit, now)),
             // The slice could not be written: the request still has its units (granted for
@@ -783,11 +787,18 @@ impl Leases {
     /// units of slices that expired, and sends them in one call (or a few, 64 items each).
     /// Answers the bodies to send; [`Leases::dispatched`] records each call's token.
     pub fn tick<S: SlotStore>(&self, policy: &Policy, now: Nanos, store: &mut S) -> Vec<TickCall> {
+        // Only the keys whose slice expired as this VM last saw it are read.
         let (wanted, held) = {
             let Ok(mut vm) = self.vm.try_borrow_mut() else {
                 return Vec::new();
             };
-            (std::mem::take(&mut vm.wanted), vm.held.clone())
+            let wanted = std::mem::take(&mut vm.wanted);
+            let (due, later): (Vec<_>, Vec<_>) = vm
+                .held
+                .drain(..)
+                .partition(|(_, _, expires)| *expires <= now);
+            vm.held = later;
+            (wanted, due)
         };
         let mut acquisitions: Vec<(usize, Vec<u8>, LeaseAcquire)> = Vec::new();
         for (index, key) in wanted {
@@ -811,37 +822,36 @@ impl Leases {
                 acquisitions.push((index, key, item));
             }
         }
-        let mut still_held = Vec::with_capacity(held.len());
-        for (index, key) in held {
+        for (index, key, _) in held {
             let Some(rule) = self.rule(index) else {
                 continue;
             };
             let slot = LeaseSlot::new(&rule.table, index, &key, &self.seed);
             let mut returns = Vec::new();
+            // `Some(expiry)`: still live (renewed meanwhile, or a renewal in flight).
             let ended = slot.update(store, now, self.retries, |entry| {
                 returns.clear();
                 if entry.live(now) || entry.renewing_until > now {
-                    return (false, false);
+                    return (Some(entry.expires_at.max(entry.renewing_until)), false);
                 }
                 if entry.unspent == 0 {
-                    return (true, false);
+                    return (None, false);
                 }
                 returns.extend(expired_units(&slot, entry));
                 entry.unspent = 0;
-                (true, true)
+                (None, true)
             });
             match ended {
-                Ok(true) => {
+                Ok(None) => {
                     if !returns.is_empty() {
                         rule.counters.expired();
                         self.queue_returns(returns);
                     }
                 }
-                _ => still_held.push((index, key)),
+                Ok(Some(expires_at)) => self.hold(index, &key, expires_at),
+                // Shared data failed: try again at the next tick.
+                Err(_) => self.hold(index, &key, now),
             }
-        }
-        if let Ok(mut vm) = self.vm.try_borrow_mut() {
-            vm.held = still_held;
         }
         let mut calls = Vec::new();
         let mut acquisitions = acquisitions.into_iter().peekable();
@@ -890,6 +900,15 @@ impl Leases {
             .is_ok_and(|vm| vm.in_flight.contains_key(&token))
     }
 
+    /// How many renewals the tick call `token` carries.
+    pub fn renewals(&self, token: u32) -> usize {
+        self.vm
+            .try_borrow()
+            .ok()
+            .and_then(|vm| vm.in_flight.get(&token).map(|(keys, _)| keys.len()))
+            .unwrap_or(0)
+    }
+
     /// A tick call's answer: adds the renewals to their slices (or releases their claims).
     pub fn renewed<S: SlotStore>(
         &self,
@@ -935,7 +954,7 @@ impl Leases {
                         ((), true)
                     });
                     self.queue_returns(returns);
-                    self.hold(*index, key);
+                    self.hold(*index, key, now.saturating_add(lease.lifetime()));
                 }
                 (Some(grant), _) => {
                     let decided = grant.outcome.rule_outcome();

@@ -468,7 +468,7 @@ fn lease_tick(root: &SluiceRoot, runtime: &Runtime) {
         match dispatched {
             Ok(token) => leases.dispatched(token, call),
             Err(status) => {
-                global.record_failure(&CallFailure::Dispatch(status as u32), now, 0);
+                global.record_background_failure(&CallFailure::Dispatch(status as u32), now, 0);
             }
         }
     }
@@ -484,6 +484,7 @@ fn lease_call_answered(runtime: &Runtime, token: u32, num_headers: usize, body_s
     }
     let answer = global_call::read_answer(num_headers, body_size);
     let now = host::now_nanos().unwrap_or_default();
+    let renewals = leases.renewals(token);
     let failure = leases.renewed(
         token,
         answer.as_deref().map_err(Clone::clone),
@@ -491,6 +492,6 @@ fn lease_call_answered(runtime: &Runtime, token: u32, num_headers: usize, body_s
         &mut SharedData,
     );
     if let (Some(failure), Some(global)) = (failure, runtime.global.as_ref()) {
-        global.record_failure(&failure, now, 0);
+        global.record_background_failure(&failure, now, renewals);
     }
 }
