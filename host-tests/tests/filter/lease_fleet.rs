@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use sluice_host::{Clock, Proxy};
 use sluice_redis_server::RedisServer;
 
-use crate::global_redis::start_service;
+use crate::global_redis::start_service_with;
 use crate::global_rules::start_with_service;
+use crate::global_service::FakeService;
 use crate::support::{Host, T0_NS, get, send, status};
 
 const PERIOD_MS: u64 = 1_000;
@@ -29,6 +30,31 @@ struct Run {
     requests: u64,
     admitted_per_period: BTreeMap<u64, u64>,
     calls: u64,
+}
+
+/// The service the proxies ask: two replicas of `sluice-service` on Redis, or the in-memory
+/// reference.
+enum Backend {
+    Redis {
+        replicas: Vec<sluice_service::server::Running>,
+        metrics: sluice_service::metrics::Metrics,
+    },
+    Reference(FakeService),
+}
+
+impl Backend {
+    /// Calls the service has answered so far.
+    fn answered(&self) -> u64 {
+        match self {
+            Backend::Redis { metrics, .. } => metrics
+                .render()
+                .lines()
+                .filter(|line| line.starts_with("sluice_service_requests_total"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64,
+            Backend::Reference(service) => service.received().len() as u64,
+        }
+    }
 }
 
 fn config(algorithm: &str, limit: u64, lease: &Value) -> Value {
@@ -43,6 +69,7 @@ fn config(algorithm: &str, limit: u64, lease: &Value) -> Value {
 /// `clients` client addresses in turn; `drop_at` drops the last proxy at that step.
 fn drive(
     proxies: Vec<Proxy>,
+    backend: &Backend,
     clock: &Clock,
     clients: u64,
     steps: u64,
@@ -102,8 +129,20 @@ fn drive(
         }
         client += proxies.len() as u64 * 2 * per_step;
         // Let the background calls of this step's ticks land, as they would between two
-        // steps of real traffic.
-        std::thread::sleep(Duration::from_millis(2));
+        // steps of real traffic (10 ms apart): until the service has answered every call
+        // made, for at most 100 ms.
+        let made = || {
+            dropped_calls
+                + proxies
+                    .iter()
+                    .map(|p| p.metrics().counter("sluice.global.calls").unwrap_or(0))
+                    .sum::<u64>()
+        };
+        let started = std::time::Instant::now();
+        while backend.answered() < made() && started.elapsed() < Duration::from_millis(100) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     run.calls = dropped_calls
         + proxies
@@ -145,22 +184,21 @@ fn fleet(
     redis: &RedisServer,
     config: &Value,
     clock: &Clock,
-) -> (Vec<sluice_service::server::Running>, Vec<Proxy>) {
+) -> (Backend, Vec<Proxy>) {
     if REFERENCE_SERVICE {
-        let fake = crate::global_service::FakeService::start(config, clock.clone());
-        let addr = fake.addr();
-        // The reference service lives as long as the test binary.
-        std::mem::forget(fake);
+        let service = FakeService::start(config, clock.clone());
+        let addr = service.addr();
         let proxies = vec![
             start_with_service(Host::Envoy, config, 2, addr, clock),
             start_with_service(Host::Ngx, config, 2, addr, clock),
             start_with_service(Host::Envoy, config, 2, addr, clock),
         ];
-        return (Vec::new(), proxies);
+        return (Backend::Reference(service), proxies);
     }
+    let metrics = sluice_service::metrics::Metrics::new();
     let replicas = vec![
-        start_service(runtime, redis, config, clock),
-        start_service(runtime, redis, config, clock),
+        start_service_with(runtime, redis, config, clock, metrics.clone()),
+        start_service_with(runtime, redis, config, clock, metrics.clone()),
     ];
     let address = |i: usize| replicas[i % 2].http_addr().expect("an HTTP listener");
     let proxies = vec![
@@ -168,7 +206,7 @@ fn fleet(
         start_with_service(Host::Ngx, config, 2, address(1), clock),
         start_with_service(Host::Envoy, config, 2, address(1), clock),
     ];
-    (replicas, proxies)
+    (Backend::Redis { replicas, metrics }, proxies)
 }
 
 fn flush(redis: &RedisServer) {
@@ -196,8 +234,8 @@ fn a_hot_key_costs_few_round_trips_and_stays_within_the_bound() {
             // 600 requests/s for one client whose limit is 1,000/s, for 1 s.
             let within = config(algorithm, 1000, &lease);
             let clock = Clock::fake(T0_NS);
-            let (replicas, proxies) = fleet(&runtime, &redis, &within, &clock);
-            let (run, _) = drive(proxies, &clock, 1, 100, 1, None);
+            let (backend, proxies) = fleet(&runtime, &redis, &within, &clock);
+            let (run, _) = drive(proxies, &backend, &clock, 1, 100, 1, None);
             let per_request = run.calls as f64 / run.requests as f64;
             let admitted: u64 = run.admitted_per_period.values().sum();
             eprintln!(
@@ -213,16 +251,16 @@ fn a_hot_key_costs_few_round_trips_and_stays_within_the_bound() {
                 per_request <= most_per_request,
                 "{algorithm}, {name}: {per_request:.3} round trips per request"
             );
-            stop(&runtime, replicas, &redis);
+            stop(&runtime, backend, &redis);
 
             // The same client at 3× its limit (400/s): admitted per period against the
             // exact path's most plus the bound.
             let limit = 400;
             let above = config(algorithm, limit, &lease);
             let clock = Clock::fake(T0_NS);
-            let (replicas, proxies) = fleet(&runtime, &redis, &above, &clock);
+            let (backend, proxies) = fleet(&runtime, &redis, &above, &clock);
             let bound = proxies.len() as u64 * size;
-            let (run, _) = drive(proxies, &clock, 1, 200, 2, None);
+            let (run, _) = drive(proxies, &backend, &clock, 1, 200, 2, None);
             eprintln!(
                 "hot key at 3x its limit, {algorithm}, {name}: {} requests, {} calls ({:.3} \
                  per request), admitted per 1 s period {:?} (limit {limit}, bound {bound})",
@@ -250,18 +288,16 @@ fn a_hot_key_costs_few_round_trips_and_stays_within_the_bound() {
                     "{algorithm}, {name}: only {admitted} admitted in period {period}"
                 );
             }
-            stop(&runtime, replicas, &redis);
+            stop(&runtime, backend, &redis);
         }
     }
 }
 
-fn stop(
-    runtime: &tokio::runtime::Runtime,
-    replicas: Vec<sluice_service::server::Running>,
-    redis: &RedisServer,
-) {
-    for replica in replicas {
-        runtime.block_on(replica.shutdown());
+fn stop(runtime: &tokio::runtime::Runtime, backend: Backend, redis: &RedisServer) {
+    if let Backend::Redis { replicas, .. } = backend {
+        for replica in replicas {
+            runtime.block_on(replica.shutdown());
+        }
     }
     flush(redis);
 }
@@ -275,11 +311,11 @@ fn many_keys_each_stay_within_the_bound() {
         let limit = 20;
         let config = config(algorithm, limit, &lease);
         let clock = Clock::fake(T0_NS);
-        let (replicas, proxies) = fleet(&runtime, &redis, &config, &clock);
+        let (backend, proxies) = fleet(&runtime, &redis, &config, &clock);
         let bound = proxies.len() as u64 * size;
         // 40 clients in turn, 600 requests/s in all (15/s each, under their limit of 20)
         // for 1 s.
-        let (run, per_key) = drive(proxies, &clock, 40, 100, 1, None);
+        let (run, per_key) = drive(proxies, &backend, &clock, 40, 100, 1, None);
         let worst = per_key.values().max().copied().unwrap_or(0);
         eprintln!(
             "40 keys, {algorithm}, {name}: {} requests, {} calls ({:.3} per request), the \
@@ -295,7 +331,7 @@ fn many_keys_each_stay_within_the_bound() {
             run.calls,
             run.requests
         );
-        stop(&runtime, replicas, &redis);
+        stop(&runtime, backend, &redis);
     }
 }
 
@@ -311,10 +347,10 @@ fn a_proxy_dropped_mid_lease_loses_its_slice_and_the_others_keep_counting() {
         &json!({"size": size, "lifetime": "1s"}),
     );
     let clock = Clock::fake(T0_NS);
-    let (replicas, proxies) = fleet(&runtime, &redis, &config, &clock);
+    let (backend, proxies) = fleet(&runtime, &redis, &config, &clock);
     let bound = proxies.len() as u64 * size;
     // One period of 1 s, the third proxy gone half-way with its slice.
-    let (run, _) = drive(proxies, &clock, 1, 100, 2, Some(50));
+    let (run, _) = drive(proxies, &backend, &clock, 1, 100, 2, Some(50));
     let admitted = run.admitted_per_period.get(&0).copied().unwrap_or(0);
     eprintln!("proxy dropped mid-lease: {admitted} admitted (limit {limit}, bound {bound})");
     assert!(admitted <= limit + bound, "{admitted}");
@@ -324,7 +360,5 @@ fn a_proxy_dropped_mid_lease_loses_its_slice_and_the_others_keep_counting() {
         admitted >= limit - bound,
         "the others kept counting: {admitted}"
     );
-    for replica in replicas {
-        runtime.block_on(replica.shutdown());
-    }
+    stop(&runtime, backend, &redis);
 }
