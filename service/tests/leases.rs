@@ -344,3 +344,43 @@ async fn a_lease_and_a_decision_share_one_count() {
     assert_eq!(allowed, 2);
     service.running.shutdown().await;
 }
+
+/// The store's round trips so far, from the metrics.
+fn round_trips(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("sluice_service_store_round_trips_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no round-trip counter in {metrics}"))
+}
+
+#[tokio::test]
+async fn an_acquisition_or_a_return_on_a_warm_key_is_one_round_trip() {
+    let redis = RedisServer::start().expect("a test Redis");
+    let clock = common::clock();
+    let service = common::start_on_redis(&redis, clock.clone(), &[CONFIG]).await;
+    let client = common::client();
+    let base = service.http();
+    for rule in RULES {
+        let key = format!("warm-{rule}");
+        let before = round_trips(&service.decider.metrics().render());
+        let mut calls = 0;
+        for _ in 0..10 {
+            clock.advance(1_000_000);
+            let request =
+                LeaseRequest::new("api", vec![acquire(rule, key.as_bytes(), 1, 5)], vec![]);
+            let (_, reply, _) = lease(&client, &base, &request).await;
+            let grant = reply.expect("a reply").acquired[0];
+            let back = LeaseRequest::new(
+                "api",
+                vec![],
+                vec![give_back(rule, key.as_bytes(), 2, grant.granted_at_ns)],
+            );
+            lease(&client, &base, &back).await;
+            calls += 2;
+        }
+        let after = round_trips(&service.decider.metrics().render());
+        assert_eq!(after - before, calls, "{rule}");
+    }
+    service.running.shutdown().await;
+}
