@@ -23,7 +23,7 @@ use crate::support::{Host, T0_NS, get, send, status};
 
 const PERIOD_MS: u64 = 1_000;
 /// Against the in-memory reference service instead of `sluice-service` on Redis.
-const REFERENCE_SERVICE: bool = true;
+const REFERENCE_SERVICE: bool = false;
 const STEP_MS: u64 = 10;
 
 struct Run {
