@@ -162,7 +162,7 @@ fn leases() -> Vec<(&'static str, Value, u64, f64)> {
             "fixed small",
             json!({"size": 10, "lifetime": "500ms"}),
             10,
-            0.2,
+            0.25,
         ),
         (
             "fixed large",
