@@ -69,7 +69,7 @@ def rules():
 def config(limit, period):
     config = {"global": {"cluster": "svc", "timeout": "1s"}, "rules": []}
     for path, _, extra in rules():
-        rule = {"name": slug(path) or "root", "match": {"path_prefixes": [path]},
+        rule = {"name": slug(path) or "root", "match": {"paths": [path]},
                 "key": ["client_ip"], "max_keys": 1024,
                 "limit": {"requests": limit, "period": period}}
         rule.update(extra)
