@@ -18,12 +18,9 @@ use sluice_redis_server::RedisServer;
 
 use crate::global_redis::start_service_with;
 use crate::global_rules::start_with_service;
-use crate::global_service::FakeService;
 use crate::support::{Host, T0_NS, get, send, status};
 
 const PERIOD_MS: u64 = 1_000;
-/// Against the in-memory reference service instead of `sluice-service` on Redis.
-const REFERENCE_SERVICE: bool = false;
 const STEP_MS: u64 = 10;
 
 struct Run {
@@ -32,28 +29,21 @@ struct Run {
     calls: u64,
 }
 
-/// The service the proxies ask: two replicas of `sluice-service` on Redis, or the in-memory
-/// reference.
-enum Backend {
-    Redis {
-        replicas: Vec<sluice_service::server::Running>,
-        metrics: sluice_service::metrics::Metrics,
-    },
-    Reference(FakeService),
+/// The service the proxies ask: two replicas of `sluice-service` on Redis.
+struct Backend {
+    replicas: Vec<sluice_service::server::Running>,
+    metrics: sluice_service::metrics::Metrics,
 }
 
 impl Backend {
-    /// Calls the service has answered so far.
+    /// Calls the replicas have answered so far.
     fn answered(&self) -> u64 {
-        match self {
-            Backend::Redis { metrics, .. } => metrics
-                .render()
-                .lines()
-                .filter(|line| line.starts_with("sluice_service_requests_total"))
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>() as u64,
-            Backend::Reference(service) => service.received().len() as u64,
-        }
+        self.metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("sluice_service_requests_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 }
 
@@ -185,16 +175,6 @@ fn fleet(
     config: &Value,
     clock: &Clock,
 ) -> (Backend, Vec<Proxy>) {
-    if REFERENCE_SERVICE {
-        let service = FakeService::start(config, clock.clone());
-        let addr = service.addr();
-        let proxies = vec![
-            start_with_service(Host::Envoy, config, 2, addr, clock),
-            start_with_service(Host::Ngx, config, 2, addr, clock),
-            start_with_service(Host::Envoy, config, 2, addr, clock),
-        ];
-        return (Backend::Reference(service), proxies);
-    }
     let metrics = sluice_service::metrics::Metrics::new();
     let replicas = vec![
         start_service_with(runtime, redis, config, clock, metrics.clone()),
@@ -206,7 +186,7 @@ fn fleet(
         start_with_service(Host::Ngx, config, 2, address(1), clock),
         start_with_service(Host::Envoy, config, 2, address(1), clock),
     ];
-    (Backend::Redis { replicas, metrics }, proxies)
+    (Backend { replicas, metrics }, proxies)
 }
 
 fn flush(redis: &RedisServer) {
@@ -294,10 +274,8 @@ fn a_hot_key_costs_few_round_trips_and_stays_within_the_bound() {
 }
 
 fn stop(runtime: &tokio::runtime::Runtime, backend: Backend, redis: &RedisServer) {
-    if let Backend::Redis { replicas, .. } = backend {
-        for replica in replicas {
-            runtime.block_on(replica.shutdown());
-        }
+    for replica in backend.replicas {
+        runtime.block_on(replica.shutdown());
     }
     flush(redis);
 }
