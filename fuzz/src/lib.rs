@@ -11,6 +11,8 @@ pub mod decide_reply;
 pub mod filter;
 pub mod fuzzed_request;
 pub mod input;
+pub mod lease_bucket;
+pub mod lease_wire;
 pub mod nginx_conf;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -7,14 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use prometheus_client::metrics::gauge::Gauge;
-use sluice_core::{Check, Limit, Limiter, RuleOutcome, Status};
+use sluice_core::{Check, Limit, Limiter, Nanos, RuleOutcome, Status};
+use sluice_policy::global::LeaseItems;
 use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::domains::{Domain, Domains};
-use crate::metrics::{Api, Metrics, RequestResult, RuleCounters};
-use crate::store::DecisionStore;
+use crate::metrics::{Api, Metrics, RequestResult, RuleCounters, UnitsKind};
+use crate::store::{DecisionStore, LeaseKey};
 
 /// The most checks one request may carry.
 pub const MAX_CHECKS: usize = 64;
@@ -76,6 +78,27 @@ pub struct Answer {
     /// The rate-limit headers the policy renders for this verdict (`Retry-After` included on
     /// a denial), exactly as the filter would add them.
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// What one acquisition of a lease request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    /// Units granted (0 unless the outcome is `Allowed`).
+    pub granted: u64,
+    /// The service's clock when they were granted.
+    pub granted_at: Nanos,
+    /// The rule's outcome: allowed with a grant, denied (or shadow-denied) when not even the
+    /// minimum fits, or the rule's failure mode when the store failed.
+    pub outcome: RuleOutcome,
+}
+
+/// The result of one lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// One per acquisition, in order.
+    pub acquired: Vec<Acquired>,
+    /// Units restored, one per return, in order.
+    pub returned: Vec<u64>,
 }
 
 /// Decides requests for every domain over one store.
@@ -176,6 +199,132 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
         let result = self.decide_checks(domain, checks).await;
         self.count(api, &result, started);
         result
+    }
+
+    /// Handles a lease request's items for `domain` (built with
+    /// `sluice_policy::global::LeaseRequest::resolve`): the returns first, then the
+    /// acquisitions, each one atomic step on its key in the store, all within the decision
+    /// deadline (past it, returns restore nothing and acquisitions get their rule's failure
+    /// mode). Counted under [`Api::Lease`].
+    pub async fn lease(
+        &self,
+        domain: &Domain,
+        items: &LeaseItems<'_>,
+    ) -> Result<LeaseAnswer, DecideError> {
+        let started = Instant::now();
+        let result = self.lease_items(domain, items).await;
+        let label = match &result {
+            Ok(answer) if answer.acquired.iter().all(|a| passes(a.outcome.status)) => {
+                RequestResult::Allowed
+            }
+            Ok(_) => RequestResult::Denied,
+            Err(DecideError::Overloaded) => RequestResult::Overloaded,
+            Err(_) => RequestResult::Rejected,
+        };
+        self.metrics.request(Api::Lease, label, started.elapsed());
+        result
+    }
+
+    async fn lease_items(
+        &self,
+        domain: &Domain,
+        items: &LeaseItems<'_>,
+    ) -> Result<LeaseAnswer, DecideError> {
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| DecideError::Overloaded)?;
+        let _gauge = InFlight::enter(self.metrics.in_flight());
+        let now = self.clock.now();
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let store = &*self.store;
+        let key = |rule: &'_ sluice_policy::Rule, bytes: &[u8]| -> (String, Limit, Vec<u8>) {
+            (rule.name().to_owned(), rule.limit(), bytes.to_vec())
+        };
+
+        // Returns first: what comes back can be granted again in the same call.
+        let returns: Vec<_> = items
+            .returns
+            .iter()
+            .map(|item| (key(item.rule, &item.key), item.units, item.granted_at))
+            .collect();
+        let steps = join_all(returns.iter().map(|((rule, limit, bytes), units, at)| {
+            let lease_key = LeaseKey {
+                domain: domain.name(),
+                rule,
+                limit: *limit,
+                key: bytes,
+            };
+            store.give_back(lease_key, *units, *at, now)
+        }));
+        let returned: Vec<u64> = match tokio::time::timeout_at(deadline, steps).await {
+            Ok(steps) => steps
+                .into_iter()
+                .map(|step| {
+                    self.metrics.round_trips(step.round_trips);
+                    step.result.unwrap_or_else(|_| {
+                        self.metrics.store_error();
+                        0
+                    })
+                })
+                .collect(),
+            Err(_) => vec![0; returns.len()],
+        };
+        for (item, units) in items.returns.iter().zip(&returned) {
+            self.metrics
+                .lease_units(domain.name(), item.rule.name(), UnitsKind::Returned, *units);
+        }
+
+        let acquisitions: Vec<_> = items
+            .acquire
+            .iter()
+            .map(|item| (key(item.rule, &item.key), item.min, item.want))
+            .collect();
+        let steps = join_all(
+            acquisitions
+                .iter()
+                .map(|((rule, limit, bytes), min, want)| {
+                    let lease_key = LeaseKey {
+                        domain: domain.name(),
+                        rule,
+                        limit: *limit,
+                        key: bytes,
+                    };
+                    store.grant(lease_key, *min, *want, now)
+                }),
+        );
+        let steps = tokio::time::timeout_at(deadline, steps).await.ok();
+        let mut acquired = Vec::with_capacity(items.acquire.len());
+        for (index, item) in items.acquire.iter().enumerate() {
+            let step = steps.as_ref().and_then(|steps| steps.get(index));
+            let (granted, outcome) = match step {
+                Some(step) => {
+                    self.metrics.round_trips(step.round_trips);
+                    match &step.result {
+                        Ok(grant) => (grant.granted, item.outcome(grant)),
+                        Err(error) => {
+                            self.metrics.store_error();
+                            let mut outcome = item.failed_outcome();
+                            outcome.store_error = Some(*error);
+                            (0, outcome)
+                        }
+                    }
+                }
+                // Past the deadline: the rule's failure mode, as for a decision.
+                None => {
+                    self.metrics.store_error();
+                    (0, item.failed_outcome())
+                }
+            };
+            self.metrics
+                .lease(domain.name(), item.rule.name(), outcome.status, granted);
+            acquired.push(Acquired {
+                granted,
+                granted_at: now,
+                outcome,
+            });
+        }
+        Ok(LeaseAnswer { acquired, returned })
     }
 
     fn count(&self, api: Api, result: &Result<Answer, DecideError>, started: Instant) {

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/decide` | sluice's decide API, used by the filter (`sluice_policy::global`) |
+//! | `POST /v1/lease` | sluice's lease API: slices of leased rules' quotas, and their returns |
 //! | `POST /json` | Envoy's RLS v3 in its JSON mapping (as envoyproxy/ratelimit serves it) |
 //! | `GET /healthz` | the process is up (200) |
 //! | `GET /readyz` | Redis answers (200), else 503 |
@@ -110,14 +111,20 @@ pub async fn handle<S: DecisionStore, C: Clock>(
             Err(response) => response,
             Ok(body) => native::handle(&decider, &body).await,
         },
+        (&Method::POST, "/v1/lease") => match read_body(request).await {
+            Err(response) => response,
+            Ok(body) => native::handle_lease(&decider, &body).await,
+        },
         (&Method::POST, "/json") => match read_body(request).await {
             Err(response) => response,
             Ok(body) => json_rls(&decider, &body).await,
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/decide" | "/json") => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this route",
-        ),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/decide" | "/v1/lease" | "/json") => {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        }
         _ => error_response(StatusCode::NOT_FOUND, "no such route"),
     };
     Ok(response)

@@ -22,6 +22,8 @@ pub enum Api {
     Json,
     /// sluice's decide API (`POST /v1/decide`), used by the filter.
     Decide,
+    /// sluice's lease API (`POST /v1/lease`), used by the filter for leased rules.
+    Lease,
 }
 
 impl Api {
@@ -30,6 +32,7 @@ impl Api {
             Api::Grpc => "grpc",
             Api::Json => "json",
             Api::Decide => "decide",
+            Api::Lease => "lease",
         }
     }
 }
@@ -39,6 +42,29 @@ struct DecisionLabels {
     domain: String,
     rule: String,
     status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LeaseLabels {
+    domain: String,
+    rule: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UnitLabels {
+    domain: String,
+    rule: String,
+    kind: &'static str,
+}
+
+/// Which way lease units went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitsKind {
+    /// Granted in a slice.
+    Granted,
+    /// Given back by a holder and restored on the key.
+    Returned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -117,6 +143,8 @@ pub struct RuleCounters {
 pub struct Metrics {
     registry: Arc<Registry>,
     decisions: Family<DecisionLabels, Counter>,
+    leases: Family<LeaseLabels, Counter>,
+    lease_units: Family<UnitLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<ApiLabels, Histogram>,
     round_trips: Counter,
@@ -139,6 +167,18 @@ impl Metrics {
             "decisions",
             "Rule decisions, by domain, rule and outcome",
             decisions.clone(),
+        );
+        let leases = Family::<LeaseLabels, Counter>::default();
+        registry.register(
+            "leases",
+            "Lease acquisitions, by domain, rule and result (granted, denied, shadow_denied, failed_open, failed_closed)",
+            leases.clone(),
+        );
+        let lease_units = Family::<UnitLabels, Counter>::default();
+        registry.register(
+            "lease_units",
+            "Units granted in leases and units given back and restored, by domain, rule and kind",
+            lease_units.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -172,6 +212,8 @@ impl Metrics {
         Metrics {
             registry: Arc::new(registry),
             decisions,
+            leases,
+            lease_units,
             requests,
             latency,
             round_trips,
@@ -219,6 +261,45 @@ impl Metrics {
         if store_failed {
             self.store_errors.inc();
         }
+    }
+
+    /// Counts one lease acquisition: its outcome, and the units granted.
+    pub fn lease(&self, domain: &str, rule: &str, status: Status, granted: u64) {
+        let result = match status {
+            Status::Allowed => "granted",
+            Status::Denied => "denied",
+            Status::ShadowDenied => "shadow_denied",
+            Status::FailedOpen => "failed_open",
+            Status::FailedClosed => "failed_closed",
+        };
+        self.leases
+            .get_or_create(&LeaseLabels {
+                domain: domain.to_owned(),
+                rule: rule.to_owned(),
+                result,
+            })
+            .inc();
+        self.lease_units(domain, rule, UnitsKind::Granted, granted);
+    }
+
+    /// Counts lease units granted or restored.
+    pub fn lease_units(&self, domain: &str, rule: &str, kind: UnitsKind, units: u64) {
+        let kind = match kind {
+            UnitsKind::Granted => "granted",
+            UnitsKind::Returned => "returned",
+        };
+        self.lease_units
+            .get_or_create(&UnitLabels {
+                domain: domain.to_owned(),
+                rule: rule.to_owned(),
+                kind,
+            })
+            .inc_by(units);
+    }
+
+    /// Counts a rule step the store could not make.
+    pub fn store_error(&self) {
+        self.store_errors.inc();
     }
 
     /// Counts one request and its latency.

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_core::{Check, Limiter, Nanos, Verdict};
+use sluice_core::{Check, Grant, Limiter, Nanos, StoreError, Verdict};
+pub use sluice_redis::LeaseKey;
 use sluice_redis::{RedisConfig, RedisError, RedisStore};
 
 /// What a store answers for one decision.
@@ -34,6 +35,54 @@ pub trait DecisionStore: Send + Sync + 'static {
 
     /// Whether the store can serve decisions now (the readiness probe).
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Grants a slice of `min..=want` units of `key` at `now` ([`sluice_core::Limit::grant`])
+    /// and commits it atomically. A store that keeps no leases fails every grant (the rule's
+    /// failure mode applies).
+    fn grant(
+        &self,
+        key: LeaseKey<'_>,
+        min: u64,
+        want: u64,
+        now: Nanos,
+    ) -> impl Future<Output = LeaseStep<Grant>> + Send {
+        let _ = (key, min, want, now);
+        async {
+            LeaseStep {
+                result: Err(StoreError::Unavailable),
+                round_trips: 0,
+            }
+        }
+    }
+
+    /// Gives back `units` of a slice granted at `granted_at`, atomically; answers the units
+    /// the key got back ([`sluice_core::Limit::restored`]). A store that keeps no leases
+    /// restores nothing.
+    fn give_back(
+        &self,
+        key: LeaseKey<'_>,
+        units: u64,
+        granted_at: Nanos,
+        now: Nanos,
+    ) -> impl Future<Output = LeaseStep<u64>> + Send {
+        let _ = (key, units, granted_at, now);
+        async {
+            LeaseStep {
+                result: Err(StoreError::Unavailable),
+                round_trips: 0,
+            }
+        }
+    }
+}
+
+/// What a store answers for one lease step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStep<T> {
+    /// What it did, or why it could not (nothing was granted or restored as far as the
+    /// caller knows).
+    pub result: Result<T, StoreError>,
+    /// Round trips to the backing store.
+    pub round_trips: u32,
 }
 
 impl DecisionStore for sluice_redis::RedisStore {
@@ -50,6 +99,33 @@ impl DecisionStore for sluice_redis::RedisStore {
 
     async fn ready(&self) -> Result<(), String> {
         self.ping().await.map_err(|e| e.to_string())
+    }
+
+    async fn grant(&self, key: LeaseKey<'_>, min: u64, want: u64, now: Nanos) -> LeaseStep<Grant> {
+        lease_step(sluice_redis::RedisStore::grant(self, key, min, want, now).await)
+    }
+
+    async fn give_back(
+        &self,
+        key: LeaseKey<'_>,
+        units: u64,
+        granted_at: Nanos,
+        now: Nanos,
+    ) -> LeaseStep<u64> {
+        lease_step(sluice_redis::RedisStore::give_back(self, key, units, granted_at, now).await)
+    }
+}
+
+fn lease_step<T>(leased: sluice_redis::Leased<T>) -> LeaseStep<T> {
+    LeaseStep {
+        result: leased.result.map_err(|error| {
+            log_store_error(&error);
+            match error {
+                sluice_redis::RedisError::Contention(_) => StoreError::Contention,
+                _ => StoreError::Unavailable,
+            }
+        }),
+        round_trips: leased.round_trips,
     }
 }
 
@@ -151,6 +227,32 @@ impl DecisionStore for RedisBackend {
             // No state can be read: every rule's failure mode.
             None => Decided {
                 verdict: Limiter::decide_all(checks, &mut [], now),
+                round_trips: 0,
+            },
+        }
+    }
+
+    async fn grant(&self, key: LeaseKey<'_>, min: u64, want: u64, now: Nanos) -> LeaseStep<Grant> {
+        match self.store.get() {
+            Some(store) => DecisionStore::grant(store, key, min, want, now).await,
+            None => LeaseStep {
+                result: Err(StoreError::Unavailable),
+                round_trips: 0,
+            },
+        }
+    }
+
+    async fn give_back(
+        &self,
+        key: LeaseKey<'_>,
+        units: u64,
+        granted_at: Nanos,
+        now: Nanos,
+    ) -> LeaseStep<u64> {
+        match self.store.get() {
+            Some(store) => DecisionStore::give_back(store, key, units, granted_at, now).await,
+            None => LeaseStep {
+                result: Err(StoreError::Unavailable),
                 round_trips: 0,
             },
         }

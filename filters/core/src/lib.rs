@@ -11,6 +11,7 @@
 //! - [`table`]: the bounded table of store keys a rule's states live in, so memory stays
 //!   bounded however many distinct keys clients send.
 //! - [`shm_zone`]: the ngx_wasm_module shared-memory zone size a set of tables needs.
+//! - [`grant`]: leases, a slice of a key's quota granted at once and spent later.
 //! - [`limiter`]: check-then-commit across all of a request's rules over a CAS store, and the
 //!   same over in-memory states.
 //! - [`store`] and [`memory_store`]: the store interface, and an in-memory store that behaves
@@ -23,6 +24,7 @@ extern crate alloc;
 pub mod algorithm;
 pub mod decision;
 mod encoding;
+pub mod grant;
 pub mod limiter;
 pub mod memory_store;
 pub mod mode;
@@ -35,6 +37,7 @@ pub mod time;
 
 pub use algorithm::{Algorithm, Limit};
 pub use decision::Decision;
+pub use grant::Grant;
 pub use limiter::{Check, Limiter, RuleOutcome, Seed, Status, Verdict};
 pub use memory_store::{MemoryStore, Semantics};
 pub use mode::{FailureMode, Mode};

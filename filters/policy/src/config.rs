@@ -62,6 +62,7 @@ const RULE_FIELDS: &[&str] = &[
     "failure_mode",
     "max_keys",
     "scope",
+    "lease",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -79,8 +80,17 @@ const FAILURE_MODES: &[FailureMode] = &[FailureMode::Open, FailureMode::Closed];
 
 const MAX_KEYS_WHY: &str = "each rule's table is created in the proxy's shared data at start-up";
 
+/// Where a configuration is deployed, which decides where a `lease` may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deployment {
+    /// A proxy (and the rate-limit service): only global rules can be leased.
+    Proxy,
+    /// The edge worker: every rule's counters are global (Durable Objects), so any rule can.
+    Edge,
+}
+
 /// Parses and validates a configuration.
-pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
+pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, ConfigError> {
     let value: Value = serde_json::from_slice(config).map_err(|e| {
         ConfigError::new(
             "",
@@ -123,7 +133,7 @@ pub(crate) fn compile(config: &[u8]) -> Result<Policy, ConfigError> {
     }
     let mut rules: Vec<Rule> = Vec::with_capacity(rule_values.len());
     for (index, value) in rule_values.iter().enumerate() {
-        let rule = compile_rule(value, index, &rules, max_keys)?;
+        let rule = compile_rule(value, index, &rules, max_keys, deployment)?;
         if rule.scope == Scope::Global && global.is_none() {
             return Err(
                 ConfigError::new("scope", Problem::GlobalScopeWithoutService)
@@ -225,6 +235,7 @@ fn compile_rule(
     index: usize,
     earlier: &[Rule],
     default_max_keys: u32,
+    deployment: Deployment,
 ) -> Result<Rule, ConfigError> {
     // The name first, so that every later error can name the rule.
     let name = rule_name(value).map_err(|e| e.in_rule(index, None))?;
@@ -238,7 +249,7 @@ fn compile_rule(
             },
         )));
     }
-    rule_body(value, name, default_max_keys).map_err(in_rule)
+    rule_body(value, name, default_max_keys, deployment).map_err(in_rule)
 }
 
 /// The rule's name, validated; errors are placed in the rule by the caller.
@@ -272,7 +283,12 @@ fn rule_name(value: &Value) -> Result<&str, ConfigError> {
     Ok(name)
 }
 
-fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, ConfigError> {
+fn rule_body(
+    value: &Value,
+    name: &str,
+    default_max_keys: u32,
+    deployment: Deployment,
+) -> Result<Rule, ConfigError> {
     let fields = Fields::open(value, "", RULE_FIELDS)?;
     let algorithm = match fields.get("algorithm") {
         Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
@@ -319,6 +335,13 @@ fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, C
         Some(v) => global::parse_scope(v)?,
         None => Scope::default(),
     };
+    let lease = match fields.get("lease") {
+        Some(_) if scope != Scope::Global && deployment == Deployment::Proxy => {
+            return Err(ConfigError::new("lease", Problem::LeaseNeedsGlobalScope));
+        }
+        Some(v) => Some(global::parse_lease(v, &limit)?),
+        None => None,
+    };
     let bytes = RuleTable::new(name, limit, max_keys).max_store_bytes();
     if bytes > MAX_RULE_STORE_BYTES {
         return Err(ConfigError::new(
@@ -341,6 +364,7 @@ fn rule_body(value: &Value, name: &str, default_max_keys: u32) -> Result<Rule, C
         failure_mode,
         max_keys,
         scope,
+        lease,
     })
 }
 

@@ -254,6 +254,27 @@ pub enum Problem {
     },
     /// A rule with `"scope": "global"` in a configuration without the `global` object.
     GlobalScopeWithoutService,
+    /// A `lease` on a rule whose counters are not global.
+    LeaseNeedsGlobalScope,
+    /// A `lease` on a rule whose algorithm cannot be leased.
+    LeaseUnsupported {
+        /// The rule's algorithm.
+        algorithm: &'static str,
+    },
+    /// `lease.max` with a fixed `lease.size`.
+    LeaseMaxWithoutAuto,
+    /// `lease.lifetime` outside 10ms to the rule's period.
+    LeaseLifetimeOutOfRange {
+        /// The text found.
+        text: String,
+        /// The rule's period, in nanoseconds.
+        period: u64,
+    },
+    /// A `lease` on a rule whose period is shorter than the shortest lifetime.
+    LeasePeriodTooShort {
+        /// The rule's period, in nanoseconds.
+        period: u64,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -445,6 +466,37 @@ impl fmt::Display for Problem {
                 "\"global\" needs the top-level \"global\" object naming the rate-limit service, \
                  e.g. \"global\": {\"cluster\": \"sluice_service\"}; or use \"scope\": \"local\"",
             ),
+            Problem::LeaseNeedsGlobalScope => f.write_str(
+                "a lease is a slice of a global count; it needs \"scope\": \"global\" (a local \
+                 rule already decides without the rate-limit service)",
+            ),
+            Problem::LeaseUnsupported { algorithm } => write!(
+                f,
+                "{algorithm} cannot be leased: it remembers the time of every request, so units \
+                 granted now and spent later would expire early and admit more than the bound; \
+                 use \"algorithm\": \"sliding_window\" (or gcra, fixed_window) or remove lease"
+            ),
+            Problem::LeaseMaxWithoutAuto => f.write_str(
+                "max only goes with \"size\": \"auto\"; a fixed size is the slice already, \
+                 remove max or write \"size\": \"auto\"",
+            ),
+            Problem::LeaseLifetimeOutOfRange { text, period } => {
+                write!(
+                    f,
+                    "{text} is out of range; use 10ms up to the rule's period (",
+                    text = Quoted(text)
+                )?;
+                write_duration(f, *period)?;
+                f.write_str("): a slice is spent within the period it was granted in")
+            }
+            Problem::LeasePeriodTooShort { period } => {
+                f.write_str("the rule's period (")?;
+                write_duration(f, *period)?;
+                f.write_str(
+                    ") is shorter than the shortest lease lifetime of 10ms; lengthen \
+                     limit.period or remove lease",
+                )
+            }
         }
     }
 }
@@ -468,6 +520,25 @@ fn write_list(f: &mut fmt::Formatter<'_>, items: &[&str]) -> fmt::Result {
         f.write_str(item)?;
     }
     Ok(())
+}
+
+/// Nanoseconds in the largest configuration unit that divides them (`1m`, `250ms`).
+fn write_duration(f: &mut fmt::Formatter<'_>, nanos: u64) -> fmt::Result {
+    const MS: u64 = 1_000_000;
+    const UNITS: [(u64, &str); 5] = [
+        (86_400_000 * MS, "d"),
+        (3_600_000 * MS, "h"),
+        (60_000 * MS, "m"),
+        (1_000 * MS, "s"),
+        (MS, "ms"),
+    ];
+    match UNITS
+        .iter()
+        .find(|(unit, _)| nanos >= *unit && nanos.is_multiple_of(*unit))
+    {
+        Some((unit, name)) => write!(f, "{}{name}", nanos / unit),
+        None => write!(f, "{nanos}ns"),
+    }
 }
 
 /// Bytes as MiB or GiB with one decimal, rounded up (a ceiling should not be understated).

@@ -12,7 +12,7 @@ use crate::client_ip::ClientIpSource;
 use crate::cost::CostSpec;
 use crate::error::ConfigError;
 use crate::exempt::Exemptions;
-use crate::global::{GlobalConfig, Scope};
+use crate::global::{GlobalConfig, LeaseConfig, Scope};
 use crate::key::{KeyInput, KeySpec, WhenKeyMissing};
 use crate::matching::Match;
 use crate::notice::Notice;
@@ -67,6 +67,7 @@ pub struct Rule {
     pub(crate) failure_mode: FailureMode,
     pub(crate) max_keys: u32,
     pub(crate) scope: Scope,
+    pub(crate) lease: Option<LeaseConfig>,
 }
 
 impl Rule {
@@ -118,6 +119,12 @@ impl Rule {
     /// Where its counters live: shared data, or the rate-limit service.
     pub fn scope(&self) -> Scope {
         self.scope
+    }
+
+    /// Its `lease`, if its holders reserve slices of the global count and spend them
+    /// locally.
+    pub fn lease(&self) -> Option<&LeaseConfig> {
+        self.lease.as_ref()
     }
 
     /// The check of this rule for a request with `key` and `cost` (as the rate-limit
@@ -273,9 +280,18 @@ impl<'p> Handled<'p> {
 }
 
 impl Policy {
-    /// Parses and validates a JSON configuration.
+    /// Parses and validates a JSON configuration, as a proxy and the rate-limit service
+    /// read it: only rules with `"scope": "global"` may have a `lease`.
     pub fn from_json(config: &[u8]) -> Result<Policy, ConfigError> {
-        crate::config::compile(config)
+        crate::config::compile(config, crate::config::Deployment::Proxy)
+    }
+
+    /// Parses and validates a JSON configuration as the edge worker reads it: every rule's
+    /// counters are global there (Durable Objects), so a `lease` is allowed on any rule whose
+    /// algorithm can be leased, whatever its `scope`. Everything else is checked as
+    /// [`Policy::from_json`] checks it.
+    pub fn from_json_edge(config: &[u8]) -> Result<Policy, ConfigError> {
+        crate::config::compile(config, crate::config::Deployment::Edge)
     }
 
     /// The rules, in configuration order.

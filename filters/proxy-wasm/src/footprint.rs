@@ -15,6 +15,7 @@ use sluice_core::{SlotStore, StoreError};
 use sluice_policy::Policy;
 
 use crate::host::SharedData;
+use crate::lease::Leases;
 
 /// The size of a configuration's tables.
 #[derive(Debug, Clone, Copy)]
@@ -28,14 +29,24 @@ pub struct Footprint {
 }
 
 impl Footprint {
-    /// The footprint of `policy`'s tables named by `names`.
-    pub fn of(policy: &Policy, names: &TableNames) -> Footprint {
+    /// The footprint of `policy`'s tables named by `names`, with the lease tables of its
+    /// global rules.
+    pub fn of(policy: &Policy, names: &TableNames, leases: Option<&Leases>) -> Footprint {
         let tables = || tables(policy, names);
+        let lease_tables = || leases.into_iter().flat_map(Leases::tables);
         let seed_bytes = names.seed_key().len() as u64 + 17;
+        let pages = tables().map(|t| shm_zone::table_pages(&t)).sum::<u64>()
+            + lease_tables().map(|t| t.zone_pages()).sum::<u64>();
         Footprint {
-            keys: 1 + tables().map(|t| u64::from(t.bucket_count())).sum::<u64>(),
-            bytes: seed_bytes + tables().map(|t| t.max_store_bytes()).sum::<u64>(),
-            zone_bytes: shm_zone::zone_bytes(tables()),
+            keys: 1
+                + tables().map(|t| u64::from(t.bucket_count())).sum::<u64>()
+                + lease_tables()
+                    .map(|t| u64::from(t.bucket_count()))
+                    .sum::<u64>(),
+            bytes: seed_bytes
+                + tables().map(|t| t.max_store_bytes()).sum::<u64>()
+                + lease_tables().map(|t| t.store_bytes()).sum::<u64>(),
+            zone_bytes: shm_zone::zone_bytes_for_pages(pages),
         }
     }
 
@@ -45,10 +56,25 @@ impl Footprint {
         &self,
         policy: &Policy,
         names: &TableNames,
+        leases: Option<&Leases>,
         store: &mut SharedData,
     ) -> Result<(), String> {
         let mut key = String::new();
         let mut value = Vec::new();
+        for table in leases.into_iter().flat_map(Leases::tables) {
+            let mut missing = 0u32;
+            for bucket in 0..table.bucket_count() {
+                table.write_bucket_key(bucket, &mut key);
+                match store.get(&key, &mut value) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => missing += 1,
+                    Err(e) => return Err(read_back_failed(table.name(), e)),
+                }
+            }
+            if missing > 0 {
+                return Err(self.too_small(table.name(), missing, table.bucket_count()));
+            }
+        }
         for table in tables(policy, names) {
             let mut missing = 0u32;
             for bucket in 0..table.bucket_count() {
@@ -60,22 +86,24 @@ impl Footprint {
                 }
             }
             if missing > 0 {
-                return Err(format!(
-                    "rule \"{rule}\": {missing} of its {total} buckets were gone from shared \
-                     data right after they were created: the store evicted them for room. \
-                     With ngx_wasm_module, declare the zone with at least {zone} bytes \
-                     ({mib:.1} MiB) for this configuration, e.g. `shm_kv sluice {size}m;` \
-                     (add the needs of every other sluice configuration sharing the zone), \
-                     or lower max_keys",
-                    rule = table.rule(),
-                    total = table.bucket_count(),
-                    zone = self.zone_bytes,
-                    mib = self.zone_bytes as f64 / 1_048_576.0,
-                    size = self.zone_bytes.div_ceil(1_048_576),
-                ));
+                return Err(self.too_small(table.rule(), missing, table.bucket_count()));
             }
         }
         Ok(())
+    }
+
+    fn too_small(&self, rule: &str, missing: u32, total: u32) -> String {
+        format!(
+            "rule \"{rule}\": {missing} of its {total} buckets were gone from shared \
+             data right after they were created: the store evicted them for room. \
+             With ngx_wasm_module, declare the zone with at least {zone} bytes \
+             ({mib:.1} MiB) for this configuration, e.g. `shm_kv sluice {size}m;` \
+             (add the needs of every other sluice configuration sharing the zone), \
+             or lower max_keys",
+            zone = self.zone_bytes,
+            mib = self.zone_bytes as f64 / 1_048_576.0,
+            size = self.zone_bytes.div_ceil(1_048_576),
+        )
     }
 }
 

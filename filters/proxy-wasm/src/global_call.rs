@@ -15,13 +15,21 @@ use crate::metrics::CallCounters;
 /// What a configured VM needs to call the service.
 pub struct GlobalRuntime {
     config: GlobalConfig,
+    /// `:path` of lease calls: `global.path` with its last segment `decide` made `lease`
+    /// (`/v1/lease` by default).
+    lease_path: String,
     pub counters: CallCounters,
     failures: RefCell<FailureLog>,
 }
 
 impl GlobalRuntime {
     pub fn new(config: GlobalConfig) -> GlobalRuntime {
+        let lease_path = match config.path().strip_suffix("decide") {
+            Some(prefix) if prefix.ends_with('/') => format!("{prefix}lease"),
+            _ => String::from("/v1/lease"),
+        };
         GlobalRuntime {
+            lease_path,
             config,
             counters: CallCounters::define(),
             failures: RefCell::new(FailureLog::default()),
@@ -38,6 +46,16 @@ impl GlobalRuntime {
         ]
     }
 
+    /// The headers of a `/v1/lease` call.
+    pub fn lease_request_headers(&self) -> Vec<(&str, &str)> {
+        vec![
+            (":method", "POST"),
+            (":path", &self.lease_path),
+            (":authority", self.config.authority()),
+            ("content-type", "application/json"),
+        ]
+    }
+
     pub fn cluster(&self) -> &str {
         self.config.cluster()
     }
@@ -49,6 +67,26 @@ impl GlobalRuntime {
     /// Counts a failed call, and logs it unless a failure of its kind was logged in the last
     /// 10 s; `now` is the request's own clock reading.
     pub fn record_failure(&self, failure: &CallFailure, now: u64, global_rules: usize) {
+        self.log_failure(
+            failure,
+            now,
+            &format!("{global_rules} global rule(s) decided by their failure_mode"),
+        );
+    }
+
+    /// As [`GlobalRuntime::record_failure`], for a call the root context's tick made.
+    pub fn record_background_failure(&self, failure: &CallFailure, now: u64, renewals: usize) {
+        self.log_failure(
+            failure,
+            now,
+            &format!(
+                "{renewals} lease renewal(s) not made (the slices keep deciding until they \
+                 expire) and the returns it carried not made"
+            ),
+        );
+    }
+
+    fn log_failure(&self, failure: &CallFailure, now: u64, consequence: &str) {
         self.counters.record_error();
         let Ok(mut failures) = self.failures.try_borrow_mut() else {
             return;
@@ -57,8 +95,7 @@ impl GlobalRuntime {
             return;
         };
         let mut line = format!(
-            "sluice: rate-limit service (cluster \"{}\"): {failure}; {global_rules} global \
-             rule(s) decided by their failure_mode",
+            "sluice: rate-limit service (cluster \"{}\"): {failure}; {consequence}",
             self.config.cluster()
         );
         if suppressed > 0 {

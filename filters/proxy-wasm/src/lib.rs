@@ -15,6 +15,12 @@ mod allocations;
 mod footprint;
 mod global_call;
 mod host;
+mod lease;
+mod lease_store;
+// Public only for its fuzz target (`fuzz/src/lease_bucket.rs`): the encoding of what other
+// VMs leave in shared data is an input like any other.
+#[doc(hidden)]
+pub mod lease_table;
 mod metrics;
 mod request;
 mod seed;
@@ -30,6 +36,7 @@ use sluice_policy::{Handled, Policy, Response};
 
 use crate::global_call::GlobalRuntime;
 use crate::host::{LogLevel, SharedData, log};
+use crate::lease::{Leases, Stage, Step, Waiting};
 use crate::metrics::Metrics;
 use crate::request::HostRequest;
 
@@ -49,6 +56,8 @@ struct Runtime {
     metrics: Metrics,
     /// Set when a rule is global: how to call the rate-limit service.
     global: Option<GlobalRuntime>,
+    /// Set when a rule is global: its leases and negative cache in shared data.
+    leases: Option<Leases>,
 }
 
 #[derive(Default)]
@@ -56,12 +65,27 @@ struct SluiceRoot {
     runtime: Option<Rc<Runtime>>,
 }
 
-impl Context for SluiceRoot {}
+impl Context for SluiceRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(runtime) = self.runtime.clone() {
+            lease_call_answered(&runtime, token_id, num_headers, body_size);
+        }
+    }
+}
 
 impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
+                if let Some(ms) = runtime.leases.as_ref().and_then(Leases::tick_period_ms) {
+                    self.set_tick_period(std::time::Duration::from_millis(u64::from(ms)));
+                }
                 self.runtime = Some(Rc::new(runtime));
                 true
             }
@@ -78,7 +102,14 @@ impl RootContext for SluiceRoot {
             runtime,
             response_headers: Vec::new(),
             pending: None,
+            leased: None,
         }))
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(runtime) = self.runtime.clone() {
+            lease_tick(self, &runtime);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -91,13 +122,22 @@ impl RootContext for SluiceRoot {
 fn configure(config: Vec<u8>) -> Result<Runtime, String> {
     let policy = Policy::from_json(&config).map_err(|e| format!("invalid configuration: {e}"))?;
     let mut names = policy.table_names();
-    let renamed = names
-        .separate_crc32(&policy.table_specs())
-        .map_err(|e| e.to_string())?;
+    let lease_tables = lease::table_names(&policy);
+    let mut specs = policy.table_specs();
+    specs.extend(lease::table_specs(&policy, &lease_tables));
+    let renamed = names.separate_crc32(&specs).map_err(|e| e.to_string())?;
     let mut store = SharedData;
     let seed = seed::shared_seed(&mut store, &names.seed_key()).map_err(|e| e.to_string())?;
+    let leases = policy.has_global_rules().then(|| {
+        Leases::new(
+            &policy,
+            &names,
+            seed,
+            policy.global().map_or(0, |global| global.timeout()),
+        )
+    });
     let limiter = Limiter::new(seed, policy.cas_retries()).with_names(names);
-    let footprint = footprint::Footprint::of(&policy, limiter.names());
+    let footprint = footprint::Footprint::of(&policy, limiter.names(), leases.as_ref());
     // Before the writes: on ngx_wasm_module with `eviction=none` a full zone traps the VM
     // during them, and this line is then the one that says what the zone needs.
     log(
@@ -114,7 +154,10 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
                 )
             })?;
     }
-    footprint.verify(&policy, limiter.names(), &mut store)?;
+    if let Some(leases) = &leases {
+        leases.prepare(&mut store)?;
+    }
+    footprint.verify(&policy, limiter.names(), leases.as_ref(), &mut store)?;
     let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
     let global = match policy.global() {
         Some(config) if policy.has_global_rules() => Some(GlobalRuntime::new(config.clone())),
@@ -140,6 +183,7 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         limiter: RefCell::new(limiter),
         metrics,
         global,
+        leases,
     })
 }
 
@@ -149,6 +193,8 @@ struct SluiceHttp {
     response_headers: Vec<(&'static str, String)>,
     /// The request waiting for the rate-limit service.
     pending: Option<GlobalCall>,
+    /// The request waiting for the rate-limit service on the lease path.
+    leased: Option<Waiting>,
 }
 
 impl Context for SluiceHttp {
@@ -159,11 +205,23 @@ impl Context for SluiceHttp {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let runtime = Rc::clone(&self.runtime);
+        if let Some(waiting) = self.leased.take() {
+            let answer = global_call::read_answer(num_headers, body_size);
+            if self.resume_leased(&runtime, waiting, answer) == Action::Continue
+                && !host::continue_request()
+            {
+                log(
+                    LogLevel::Error,
+                    "sluice: the proxy refused to resume the request after the rate-limit service answered",
+                );
+            }
+            return;
+        }
         let Some(call) = self.pending.take() else {
             return;
         };
         let answer = global_call::read_answer(num_headers, body_size);
-        let runtime = Rc::clone(&self.runtime);
         if self.finish_global(&runtime, call, answer) == Action::Continue
             && !host::continue_request()
         {
@@ -188,6 +246,9 @@ impl HttpContext for SluiceHttp {
         };
         let request = HostRequest::from_host(self.get_http_request_headers_bytes());
         let runtime = Rc::clone(&self.runtime);
+        if runtime.leases.is_some() {
+            return self.start_leased(&runtime, &request, now);
+        }
         if runtime.global.is_some() {
             return self.start_global(&runtime, &request, now);
         }
@@ -283,6 +344,82 @@ impl SluiceHttp {
         }
     }
 
+    /// A request under a policy with global rules, through its leases and negative cache:
+    /// decided from shared data when it can be, else paused for one call.
+    fn start_leased(&mut self, runtime: &Runtime, request: &HostRequest, now: u64) -> Action {
+        let Some(leases) = runtime.leases.as_ref() else {
+            return Action::Continue;
+        };
+        let step = {
+            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            leases.start(&runtime.policy, request, now, &mut limiter, &mut SharedData)
+        };
+        self.step_leased(runtime, step)
+    }
+
+    fn step_leased(&mut self, runtime: &Runtime, step: Step<'_>) -> Action {
+        let waiting = match step {
+            Step::Done(handled) => return self.apply(runtime, handled),
+            Step::Call(waiting) => waiting,
+        };
+        let Some(global) = runtime.global.as_ref() else {
+            return self.resume_leased(runtime, waiting, Err(CallFailure::NoResponse));
+        };
+        global.counters.record_call();
+        let headers = match waiting.stage() {
+            Stage::Lease => global.lease_request_headers(),
+            Stage::Decide => global.request_headers(),
+        };
+        let dispatched = self.dispatch_http_call(
+            global.cluster(),
+            headers,
+            Some(waiting.body()),
+            Vec::new(),
+            global.timeout(),
+        );
+        match dispatched {
+            Ok(_token) => {
+                self.leased = Some(waiting);
+                Action::Pause
+            }
+            Err(status) => {
+                self.resume_leased(runtime, waiting, Err(CallFailure::Dispatch(status as u32)))
+            }
+        }
+    }
+
+    /// Continues a paused request with the service's answer to its call.
+    fn resume_leased(
+        &mut self,
+        runtime: &Runtime,
+        waiting: Waiting,
+        answer: Result<Vec<u8>, CallFailure>,
+    ) -> Action {
+        let Some(leases) = runtime.leases.as_ref() else {
+            return Action::Continue;
+        };
+        let now = waiting.now();
+        let global_rules = waiting.global_checks();
+        let (step, failure) = {
+            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+                return Action::Continue;
+            };
+            leases.resume(
+                &runtime.policy,
+                waiting,
+                answer.as_deref().map_err(Clone::clone),
+                &mut limiter,
+                &mut SharedData,
+            )
+        };
+        if let (Some(failure), Some(global)) = (&failure, runtime.global.as_ref()) {
+            global.record_failure(failure, now, global_rules);
+        }
+        self.step_leased(runtime, step)
+    }
+
     /// Decides a request from the service's answer (or its failure) and applies it.
     fn finish_global(
         &mut self,
@@ -307,5 +444,54 @@ impl SluiceHttp {
             global.record_failure(failure, now, global_rules);
         }
         self.apply(runtime, finished.handled)
+    }
+}
+
+/// The root context's tick: the leases' background work (renewals, returns), one call per
+/// batch from the root context, so no request's end cancels it.
+fn lease_tick(root: &SluiceRoot, runtime: &Runtime) {
+    let (Some(leases), Some(global)) = (runtime.leases.as_ref(), runtime.global.as_ref()) else {
+        return;
+    };
+    let Some(now) = host::now_nanos() else {
+        return;
+    };
+    for call in leases.tick(&runtime.policy, now, &mut SharedData) {
+        global.counters.record_call();
+        let dispatched = root.dispatch_http_call(
+            global.cluster(),
+            global.lease_request_headers(),
+            Some(&call.body),
+            Vec::new(),
+            global.timeout(),
+        );
+        match dispatched {
+            Ok(token) => leases.dispatched(token, call),
+            Err(status) => {
+                global.record_background_failure(&CallFailure::Dispatch(status as u32), now, 0);
+            }
+        }
+    }
+}
+
+/// The answer to a call the tick made.
+fn lease_call_answered(runtime: &Runtime, token: u32, num_headers: usize, body_size: usize) {
+    let Some(leases) = runtime.leases.as_ref() else {
+        return;
+    };
+    if !leases.owns(token) {
+        return;
+    }
+    let answer = global_call::read_answer(num_headers, body_size);
+    let now = host::now_nanos().unwrap_or_default();
+    let renewals = leases.renewals(token);
+    let failure = leases.renewed(
+        token,
+        answer.as_deref().map_err(Clone::clone),
+        now,
+        &mut SharedData,
+    );
+    if let (Some(failure), Some(global)) = (failure, runtime.global.as_ref()) {
+        global.record_background_failure(&failure, now, renewals);
     }
 }

@@ -103,3 +103,60 @@ impl CallCounters {
         bump(self.call_errors, 1);
     }
 }
+
+/// A global rule's lease and negative-cache counters (`sluice.<rule>.lease_*`,
+/// `sluice.<rule>.negative_cache`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LeaseCounters {
+    acquired: Option<u32>,
+    renewed: Option<u32>,
+    returned: Option<u32>,
+    expired: Option<u32>,
+    local: Option<u32>,
+    negative_cache: Option<u32>,
+}
+
+impl LeaseCounters {
+    /// Defines the counters of global rule `rule`.
+    pub fn define(rule: &str) -> LeaseCounters {
+        let counter = |what: &str| host::define_counter(&format!("sluice.{rule}.{what}"));
+        LeaseCounters {
+            acquired: counter("lease_acquired"),
+            renewed: counter("lease_renewed"),
+            returned: counter("lease_returned"),
+            expired: counter("lease_expired"),
+            local: counter("lease_local"),
+            negative_cache: counter("negative_cache"),
+        }
+    }
+
+    /// A slice acquired by a request that found none.
+    pub fn acquired(&self) {
+        bump(self.acquired, 1);
+    }
+
+    /// A slice renewed in the background.
+    pub fn renewed(&self) {
+        bump(self.renewed, 1);
+    }
+
+    /// Unspent units sent back to the service (one return item).
+    pub fn returned(&self) {
+        bump(self.returned, 1);
+    }
+
+    /// A slice that expired with units left.
+    pub fn expired(&self) {
+        bump(self.expired, 1);
+    }
+
+    /// A request decided from a slice, with no call.
+    pub fn local(&self) {
+        bump(self.local, 1);
+    }
+
+    /// A request denied by the negative cache, with no call.
+    pub fn negative_cache(&self) {
+        bump(self.negative_cache, 1);
+    }
+}

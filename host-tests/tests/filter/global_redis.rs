@@ -28,11 +28,22 @@ impl sluice_service::clock::Clock for SharedClock {
     }
 }
 
-fn start_service(
+pub fn start_service(
     runtime: &tokio::runtime::Runtime,
     redis: &RedisServer,
     config: &serde_json::Value,
     clock: &Clock,
+) -> Running {
+    start_service_with(runtime, redis, config, clock, Metrics::new())
+}
+
+/// [`start_service`], counting in `metrics`.
+pub fn start_service_with(
+    runtime: &tokio::runtime::Runtime,
+    redis: &RedisServer,
+    config: &serde_json::Value,
+    clock: &Clock,
+    metrics: Metrics,
 ) -> Running {
     runtime.block_on(async {
         let mut redis_config = RedisConfig::new(redis.url());
@@ -50,7 +61,7 @@ fn start_service(
             domains,
             Arc::new(store),
             SharedClock(clock.clone()),
-            Metrics::new(),
+            metrics,
             1024,
             Duration::from_secs(2),
         ));

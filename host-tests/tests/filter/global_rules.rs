@@ -112,7 +112,7 @@ fn a_global_denial_refunds_the_local_rule() {
         json!({"global": {"cluster": CLUSTER},
                "rules": [
                    {"name": "local", "key": ["client_ip"], "algorithm": "fixed_window",
-                    "limit": {"requests": 2, "period": "1m"}},
+                    "limit": {"requests": 2, "period": "1h"}},
                    {"name": "global", "scope": "global", "key": ["client_ip"],
                     "failure_mode": failure_mode, "limit": {"requests": 1, "period": "1m"}}]})
     };
@@ -123,7 +123,7 @@ fn a_global_denial_refunds_the_local_rule() {
         let first = send(&proxy, 0, get("/", "203.0.113.7:1000"));
         assert_eq!(
             first.client.header("ratelimit"),
-            Some("\"local\";r=1;t=60, \"global\";r=0;t=60")
+            Some("\"local\";r=1;t=3600, \"global\";r=0;t=60")
         );
         for i in 0..5 {
             let denied = send(&proxy, i % 2, get("/", "203.0.113.7:1000"));
@@ -133,15 +133,25 @@ fn a_global_denial_refunds_the_local_rule() {
                 Some("\"global\";r=0;t=60")
             );
         }
-        // With the service failing open, the local rule alone decides: it has spent only
-        // the first request's unit, the five global denials were refunded.
+        // Once the global denial's retry time has passed (the negative cache answered the
+        // last four until then), with the service failing open, the local rule alone
+        // decides: it has spent only the first request's unit, the five global denials were
+        // refunded.
+        clock
+            .as_fake()
+            .expect("fake")
+            .set_ns(T0_NS + 60_000_000_000);
         service.behave(Behaviour::Status(503));
         let passed = send(&proxy, 1, get("/", "203.0.113.7:1000"));
         assert_eq!(status(&passed), 200);
         assert_eq!(
             passed.client.header("ratelimit"),
-            Some("\"local\";r=0;t=60"),
+            Some("\"local\";r=0;t=3540"),
             "{host:?}"
+        );
+        assert_eq!(
+            proxy.metrics().counter("sluice.global.negative_cache"),
+            Some(4)
         );
         assert_eq!(proxy.metrics().counter("sluice.local.allowed"), Some(7));
         assert_eq!(proxy.metrics().counter("sluice.global.denied"), Some(5));

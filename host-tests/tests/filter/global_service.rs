@@ -1,5 +1,6 @@
 //! A fake rate-limit service for the filter's tests: an HTTP/1.1 server on a loopback port
-//! speaking the native decide protocol (`POST /v1/decide`), deciding with the core over an
+//! speaking the native decide and lease protocols (`POST /v1/decide`, `POST /v1/lease`),
+//! deciding with the core over an
 //! in-memory map (`sluice_policy::global::MemoryService`, the reference implementation of the
 //! protocol) at the time of a clock the test controls, so its decisions are exactly those
 //! the local path makes. It can be told to misbehave: answer a status, answer garbage, or
@@ -113,6 +114,15 @@ impl FakeService {
         self.lock().received.clone()
     }
 
+    /// How many requests reached `path` so far.
+    pub fn calls_to(&self, path: &str) -> usize {
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("the service's state")
     }
@@ -168,11 +178,12 @@ async fn answer(
             if let Behaviour::Late(delay) = behaviour {
                 tokio::time::sleep(delay).await;
             }
-            let (status, body) = inner
-                .lock()
-                .expect("the service's state")
-                .service
-                .decide(&received.body, clock.now_ns());
+            let mut inner = inner.lock().expect("the service's state");
+            let (status, body) = if received.path.ends_with("/lease") {
+                inner.service.lease(&received.body, clock.now_ns())
+            } else {
+                inner.service.decide(&received.body, clock.now_ns())
+            };
             reply(status, body)
         }
     }

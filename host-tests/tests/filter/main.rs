@@ -21,6 +21,8 @@ mod global_rules;
 mod global_service;
 mod hash_placement;
 mod hash_seed;
+mod lease_fleet;
+mod leases;
 mod metrics_and_logs;
 mod non_utf8_headers;
 mod reload;

@@ -40,6 +40,12 @@
 //!    A call that timed out may still have been applied: its spend then stays, which errs on
 //!    the side of limiting.
 //!
+//! # Leases
+//!
+//! [`RedisStore::grant`] commits a slice of a key's quota at once ([`sluice_core::Limit::grant`]:
+//! what one request of that many units would commit) and [`RedisStore::give_back`] refunds a
+//! slice's unspent units; each is one compare-and-set step on one key, retried like a decision.
+//!
 //! # Why this admits no more than the limit
 //!
 //! - **Every write is a transition from the current state.** The script compares every key of
@@ -98,5 +104,5 @@ pub mod value;
 
 pub use config::{RedisConfig, Topology};
 pub use error::RedisError;
-pub use store::{Decided, RedisStore};
+pub use store::{Decided, LeaseKey, Leased, RedisStore};
 pub use tls::{TlsConfig, TlsError, TlsFile};

@@ -20,6 +20,10 @@ use crate::locks::KeyLocks;
 use crate::script::{self, KeyOp, Reply, Write};
 use crate::value;
 
+mod lease;
+
+pub use lease::{LeaseKey, Leased};
+
 /// The longest expiry the store sets (about 31 years): a state idle further in the future
 /// than that (a clock far ahead) still expires some day.
 const MAX_TTL_MS: u64 = 1_000_000_000_000;

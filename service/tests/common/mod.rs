@@ -95,8 +95,11 @@ pub fn clock() -> ManualClock {
     ManualClock::new(EPOCH_NS)
 }
 
+/// The tests' HTTP client.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 /// An HTTP client.
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 

@@ -305,7 +305,7 @@ impl Policy {
 }
 
 /// The place-holder outcome of a global rule that was not asked.
-fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
+pub(crate) fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
     RuleOutcome {
         status: Status::Allowed,
         decision: Decision {
@@ -323,7 +323,7 @@ fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
 /// A global rule's outcome when the service gave no answer: its failure mode decides, as the
 /// core decides a rule whose store failed (open: passes uncounted, state unknown; closed:
 /// denied, retry after [`FAILURE_RETRY_AFTER`]; a shadow rule never denies).
-fn failed(check: &Check<'_>) -> RuleOutcome {
+pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
     let limit = check.limit.quota.limit();
     let (status, decision) = match check.failure_mode {
         FailureMode::Open => (

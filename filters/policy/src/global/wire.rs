@@ -150,32 +150,39 @@ impl DecideRequest {
         for (index, wire) in self.checks.iter().enumerate() {
             let Some(rule) = policy.rule(&wire.rule) else {
                 return Err(RequestError::UnknownRule {
+                    list: "checks",
                     index,
                     rule: wire.rule.clone(),
                 });
             };
             if checks.iter().any(|c| c.rule == rule.name()) {
                 return Err(RequestError::DuplicateRule {
+                    list: "checks",
                     index,
                     rule: wire.rule.clone(),
                 });
             }
             let Some(limit) = limit_text::parse(&wire.limit) else {
                 return Err(RequestError::BadLimit {
+                    list: "checks",
                     index,
                     text: wire.limit.clone(),
                 });
             };
             if limit != rule.limit() {
                 return Err(RequestError::LimitMismatch {
+                    list: "checks",
                     index,
                     rule: wire.rule.clone(),
                     sent: wire.limit.clone(),
                     configured: limit_text::format(&rule.limit()),
                 });
             }
-            let key =
-                hex::decode(&wire.key).map_err(|error| RequestError::BadKey { index, error })?;
+            let key = hex::decode(&wire.key).map_err(|error| RequestError::BadKey {
+                list: "checks",
+                index,
+                error,
+            })?;
             checks.push(rule.check(key, wire.cost));
         }
         Ok(checks)
@@ -278,6 +285,11 @@ pub enum RequestError {
         /// The parser's message (names the field).
         message: String,
     },
+    /// Not JSON, or not a lease request.
+    LeaseJson {
+        /// The parser's message (names the field).
+        message: String,
+    },
     /// More than [`MAX_CHECKS`] checks.
     TooManyChecks {
         /// How many there were.
@@ -290,28 +302,36 @@ pub enum RequestError {
     },
     /// A rule the domain's configuration does not have.
     UnknownRule {
-        /// The check's index.
+        /// The list the item is in (`checks`, `acquire`, `return`).
+        list: &'static str,
+        /// The item's index in it.
         index: usize,
         /// The rule asked for.
         rule: String,
     },
     /// The same rule twice.
     DuplicateRule {
-        /// The second check's index.
+        /// The list the item is in (`checks`).
+        list: &'static str,
+        /// The second item's index.
         index: usize,
         /// The rule.
         rule: String,
     },
     /// A `limit` that is not a limit's text.
     BadLimit {
-        /// The check's index.
+        /// The list the item is in (`checks`, `acquire`, `return`).
+        list: &'static str,
+        /// The item's index in it.
         index: usize,
         /// What was sent.
         text: String,
     },
     /// The proxy's limit for the rule is not the service's.
     LimitMismatch {
-        /// The check's index.
+        /// The list the item is in (`checks`, `acquire`, `return`).
+        list: &'static str,
+        /// The item's index in it.
         index: usize,
         /// The rule.
         rule: String,
@@ -322,10 +342,35 @@ pub enum RequestError {
     },
     /// A `key` that is not hex.
     BadKey {
-        /// The check's index.
+        /// The list the item is in (`checks`, `acquire`, `return`).
+        list: &'static str,
+        /// The item's index in it.
         index: usize,
         /// What is wrong with it.
         error: hex::HexError,
+    },
+    /// More than [`MAX_LEASE_ITEMS`](super::MAX_LEASE_ITEMS) acquisitions and returns.
+    TooManyLeaseItems {
+        /// How many there were.
+        count: usize,
+    },
+    /// An amount out of its range.
+    BadAmount {
+        /// The list the item is in (`acquire`, `return`).
+        list: &'static str,
+        /// The item's index in it.
+        index: usize,
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        problem: &'static str,
+    },
+    /// An acquisition for a rule without a `lease` in the service's configuration.
+    NoLease {
+        /// The acquisition's index.
+        index: usize,
+        /// The rule.
+        rule: String,
     },
 }
 
@@ -335,8 +380,11 @@ impl RequestError {
         match self {
             RequestError::TooLarge { .. } => 413,
             RequestError::UnknownDomain { .. } | RequestError::UnknownRule { .. } => 404,
-            RequestError::LimitMismatch { .. } => 409,
+            RequestError::LimitMismatch { .. } | RequestError::NoLease { .. } => 409,
             RequestError::Json { .. }
+            | RequestError::LeaseJson { .. }
+            | RequestError::TooManyLeaseItems { .. }
+            | RequestError::BadAmount { .. }
             | RequestError::TooManyChecks { .. }
             | RequestError::DuplicateRule { .. }
             | RequestError::BadLimit { .. }
@@ -353,6 +401,7 @@ impl fmt::Display for RequestError {
                 "the body is {bytes} bytes, more than the {MAX_BODY_BYTES} allowed"
             ),
             RequestError::Json { message } => write!(f, "not a decide request: {message}"),
+            RequestError::LeaseJson { message } => write!(f, "not a lease request: {message}"),
             RequestError::TooManyChecks { count } => {
                 write!(
                     f,
@@ -362,31 +411,48 @@ impl fmt::Display for RequestError {
             RequestError::UnknownDomain { domain } => {
                 write!(f, "domain: no configuration has the domain {domain:?}")
             }
-            RequestError::UnknownRule { index, rule } => write!(
+            RequestError::UnknownRule { list, index, rule } => write!(
                 f,
-                "checks[{index}].rule: the domain's configuration has no rule {rule:?}"
+                "{list}[{index}].rule: the domain's configuration has no rule {rule:?}"
             ),
-            RequestError::DuplicateRule { index, rule } => write!(
+            RequestError::DuplicateRule { list, index, rule } => write!(
                 f,
-                "checks[{index}].rule: rule {rule:?} is asked for twice; each rule at most once"
+                "{list}[{index}].rule: rule {rule:?} is asked for twice; each rule at most once"
             ),
-            RequestError::BadLimit { index, text } => write!(
+            RequestError::BadLimit { list, index, text } => write!(
                 f,
-                "checks[{index}].limit: {text:?} is not <algorithm>:<requests>/<period ns>/<burst>"
+                "{list}[{index}].limit: {text:?} is not <algorithm>:<requests>/<period ns>/<burst>"
             ),
             RequestError::LimitMismatch {
+                list,
                 index,
                 rule,
                 sent,
                 configured,
             } => write!(
                 f,
-                "checks[{index}].limit: the proxy has {sent} for rule {rule:?}, this service \
+                "{list}[{index}].limit: the proxy has {sent} for rule {rule:?}, this service \
                  {configured}; give both the same configuration"
             ),
-            RequestError::BadKey { index, error } => {
-                write!(f, "checks[{index}].key: {error}")
+            RequestError::BadKey { list, index, error } => {
+                write!(f, "{list}[{index}].key: {error}")
             }
+            RequestError::TooManyLeaseItems { count } => write!(
+                f,
+                "acquire and return: {count} items, more than the {} allowed",
+                super::MAX_LEASE_ITEMS
+            ),
+            RequestError::BadAmount {
+                list,
+                index,
+                field,
+                problem,
+            } => write!(f, "{list}[{index}].{field}: {problem}"),
+            RequestError::NoLease { index, rule } => write!(
+                f,
+                "acquire[{index}].rule: rule {rule:?} has no lease in this service's \
+                 configuration; give the proxy and the service the same configuration"
+            ),
         }
     }
 }
@@ -404,6 +470,11 @@ pub enum ReplyError {
         /// The parser's message.
         message: String,
     },
+    /// Not JSON, or not a lease reply.
+    LeaseJson {
+        /// The parser's message.
+        message: String,
+    },
     /// Not one outcome per check.
     OutcomeCount {
         /// Checks sent.
@@ -413,6 +484,30 @@ pub enum ReplyError {
     },
     /// `allowed` contradicts the outcomes.
     Inconsistent,
+    /// Not one grant per acquisition of a lease request.
+    GrantCount {
+        /// Acquisitions sent.
+        expected: usize,
+        /// Grants received.
+        found: usize,
+    },
+    /// Not one entry per return of a lease request.
+    ReturnCount {
+        /// Returns sent.
+        expected: usize,
+        /// Entries received.
+        found: usize,
+    },
+    /// A grant outside `min..=want` with an `allowed` outcome, or units with another one.
+    BadGrant {
+        /// The acquisition's index.
+        index: usize,
+    },
+    /// More units given back than were returned.
+    BadReturn {
+        /// The return's index.
+        index: usize,
+    },
 }
 
 impl fmt::Display for ReplyError {
@@ -423,6 +518,7 @@ impl fmt::Display for ReplyError {
                 "a reply of {bytes} bytes, more than the {MAX_BODY_BYTES} allowed"
             ),
             ReplyError::Json { message } => write!(f, "not a decide reply: {message}"),
+            ReplyError::LeaseJson { message } => write!(f, "not a lease reply: {message}"),
             ReplyError::OutcomeCount { expected, found } => write!(
                 f,
                 "{found} outcomes for {expected} checks; expected one per check"
@@ -430,6 +526,24 @@ impl fmt::Display for ReplyError {
             ReplyError::Inconsistent => {
                 f.write_str("\"allowed\" contradicts the outcomes' statuses")
             }
+            ReplyError::GrantCount { expected, found } => write!(
+                f,
+                "{found} entries in acquired for {expected} acquisitions; expected one per \
+                 acquisition"
+            ),
+            ReplyError::ReturnCount { expected, found } => write!(
+                f,
+                "{found} entries in returned for {expected} returns; expected one per return"
+            ),
+            ReplyError::BadGrant { index } => write!(
+                f,
+                "acquired[{index}]: the units granted contradict the outcome or the amounts \
+                 asked for"
+            ),
+            ReplyError::BadReturn { index } => write!(
+                f,
+                "returned[{index}]: more units given back than were returned"
+            ),
         }
     }
 }
