@@ -2,10 +2,12 @@
 //! key's counter in a Durable Object.
 //!
 //! A request flows through [`handle`]: the policy (same JSON as the filter) says whether it is
-//! exempt and which rules apply with which keys; a remembered denial ([`negative_cache`])
-//! answers at once; otherwise the limiter objects that own the keys decide ([`gateway`],
-//! [`placement`], [`limiter_object`]); a denial is answered by the worker, an allowed request
-//! goes to the origin ([`origin`]) and gets the rate-limit headers on its response.
+//! exempt and which rules apply with which keys; rules with a `lease` are decided from the
+//! isolate's slices of their keys' quotas where they can be ([`lease`], [`leased`]); a
+//! remembered denial ([`negative_cache`]) answers at once; otherwise the limiter objects that
+//! own the keys decide, or grant slices ([`gateway`], [`placement`], [`limiter_object`]); a
+//! denial is answered by the worker, an allowed request goes to the origin ([`origin`]) and
+//! gets the rate-limit headers on its response.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
