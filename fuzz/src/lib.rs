@@ -12,6 +12,7 @@ pub mod edge_lease;
 pub mod filter;
 pub mod fuzzed_request;
 pub mod input;
+pub mod lease_wire;
 pub mod nginx_conf;
 #[cfg(feature = "redis")]
 pub mod redis;

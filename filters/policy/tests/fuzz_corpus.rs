@@ -1,4 +1,4 @@
-//! The `config` and `request` fuzz targets (`fuzz/src/`) on the stable toolchain: every input
+//! The `config`, `request`, `decide_reply` and `lease_wire` fuzz targets (`fuzz/src/`) on the stable toolchain: every input
 //! of their committed corpora (`fuzz/corpus/<target>/`), then seeded mutations of them.
 //! Any configuration compiles or is rejected with one line; any request goes through
 //! matching, exemptions, client-address and key code without panicking, and neither entries
@@ -13,6 +13,8 @@ mod fuzzed_request;
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/input.rs"]
 mod input;
+#[path = "../../../fuzz/src/lease_wire.rs"]
+mod lease_wire;
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/replay.rs"]
 mod replay;
@@ -32,4 +34,9 @@ fn the_request_corpus_and_its_mutations_keep_keys_unspoofable() {
 #[test]
 fn the_decide_reply_corpus_and_its_mutations_are_answers_or_errors() {
     replay::replay("decide_reply", 3_000, decide_reply::run);
+}
+
+#[test]
+fn the_lease_wire_corpus_and_its_mutations_are_answers_or_errors() {
+    replay::replay("lease_wire", 3_000, lease_wire::run);
 }
