@@ -25,7 +25,7 @@ if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$cargo_fuzz_versio
 fi
 export PATH="$tools/bin:$PATH"
 
-for target in config request state nginx_conf decide_reply lease_wire lease_bucket; do
+for target in config request state nginx_conf decide_reply lease_wire lease_bucket edge_lease; do
     # New inputs go to a scratch directory: the committed corpus stays as it is.
     scratch="$(mktemp -d)"
     dict=()
@@ -45,4 +45,4 @@ for target in config request state nginx_conf decide_reply lease_wire lease_buck
         exit 1
     fi
 done
-echo "fuzz smoke: config, request, state, nginx_conf, decide_reply, lease_wire and lease_bucket ran ${seconds}s each without a crash"
+echo "fuzz smoke: config, request, state, nginx_conf, decide_reply, lease_wire, lease_bucket and edge_lease ran ${seconds}s each without a crash"

@@ -21,13 +21,15 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use sluice_core::{Check, Limiter, Nanos, RuleOutcome, State, Status, Verdict};
+use sluice_core::{Check, Decision, Limiter, Nanos, RuleOutcome, State, Status, Verdict};
 use worker::wasm_bindgen::JsValue;
 use worker::{Delay, Method, ObjectNamespace, Request, RequestInit, Response};
 
+use crate::lease::Returning;
 use crate::protocol::{
-    DECIDE_PATH, DecideRequest, DecideResponse, ObjectVersion, REFUND_PATH, ROWS_PATH,
-    RefundRequest, RefundResponse, RowsRequest, RowsResponse, WireCheck, WireFault,
+    DECIDE_PATH, DecideRequest, DecideResponse, LEASE_PATH, LeaseRequest, LeaseResponse,
+    MAX_LEASE_ITEMS, ObjectVersion, REFUND_PATH, ROWS_PATH, RefundRequest, RefundResponse,
+    RowsRequest, RowsResponse, WireAcquire, WireCheck, WireFault, WireOutcome, WireReturn,
     state_from_wire,
 };
 use crate::{placement, stats};
@@ -65,10 +67,10 @@ impl fmt::Display for ObjectError {
 }
 
 /// How the worker calls its objects.
-#[derive(Debug)]
-pub struct Objects<'a> {
+#[derive(Debug, Clone)]
+pub struct Objects {
     /// The `LIMITER` namespace.
-    pub namespace: &'a ObjectNamespace,
+    pub namespace: ObjectNamespace,
     /// How long a decide call may take before the failure modes apply.
     pub timeout: Duration,
     /// The test clock, passed on to the objects (honoured only with the hooks enabled).
@@ -89,6 +91,12 @@ pub struct Decided {
     /// Per check: the key's state as its object last reported it to this request (`None`:
     /// unknown).
     pub seen: Vec<Option<Seen>>,
+    /// Per check: the slice granted for it, if it acquired one.
+    pub grants: Vec<Option<Granted>>,
+    /// Returns carried by the request's calls, with the key's state after them.
+    pub returned: Vec<(Returning, Seen)>,
+    /// Returns for objects the request did not call (send them in the background).
+    pub returns_left: Vec<Returning>,
 }
 
 /// A key's state as its object reported it.
@@ -121,6 +129,20 @@ async fn call<T: serde::de::DeserializeOwned>(
     body: String,
     timeout: Duration,
 ) -> Result<T, ObjectError> {
+    let text = call_text(namespace, object, path, body, timeout).await?;
+    serde_json::from_str::<T>(&text).map_err(|e| ObjectError::BadAnswer(e.to_string()))
+}
+
+/// One call to an object: the text of its 200 answer. Every call counts in the isolate's
+/// stats.
+async fn call_text(
+    namespace: &ObjectNamespace,
+    object: &str,
+    path: &str,
+    body: String,
+    timeout: Duration,
+) -> Result<String, ObjectError> {
+    stats::count(&stats::OBJECT_CALLS, 1);
     let attempt = async {
         let stub = namespace
             .get_by_name(object)
@@ -139,11 +161,10 @@ async fn call<T: serde::de::DeserializeOwned>(
             let text = response.text().await.unwrap_or_default();
             return Err(ObjectError::Status(status, text));
         }
-        let text = response
+        response
             .text()
             .await
-            .map_err(|e| ObjectError::BadAnswer(e.to_string()))?;
-        serde_json::from_str::<T>(&text).map_err(|e| ObjectError::BadAnswer(e.to_string()))
+            .map_err(|e| ObjectError::BadAnswer(e.to_string()))
     };
     match select(Box::pin(attempt), Box::pin(Delay::from(timeout))).await {
         Either::Left((result, _)) => result,
@@ -156,7 +177,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ObjectError> {
 }
 
 async fn decide_share(
-    objects: &Objects<'_>,
+    objects: &Objects,
     object: &str,
     checks: &[&Check<'_>],
 ) -> Result<DecideResponse, ObjectError> {
@@ -166,7 +187,7 @@ async fn decide_share(
         fault: objects.fault.clone(),
     })?;
     let answer: DecideResponse = call(
-        objects.namespace,
+        &objects.namespace,
         object,
         DECIDE_PATH,
         body,
@@ -187,26 +208,225 @@ async fn decide_share(
     Ok(answer)
 }
 
+/// How a check sent to the objects is decided there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// As one rule of the request, as a decide call decides it.
+    Direct,
+    /// From a slice asked for in the same call: at least the check's cost, at most `want`
+    /// units. `hold`: if the request ends up denied, the units the request would have spent
+    /// stay with the isolate's slice; otherwise they go back to the object in the refund
+    /// round, as a direct commit does.
+    Acquire {
+        /// The most units asked for.
+        want: u64,
+        /// Whether the isolate keeps the request's units when it is denied.
+        hold: bool,
+    },
+}
+
+/// A slice granted for a check of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// Units granted (at least the check's cost).
+    pub units: u64,
+    /// The object's clock when it granted them.
+    pub granted_at: Nanos,
+    /// The grant's decision.
+    pub decision: Decision,
+    /// Whether the request's units went back to the object (denied, not held).
+    pub returned: bool,
+}
+
+/// An object's answer about one share of a request, in the share's order, whichever call
+/// it came from.
+#[derive(Debug)]
+struct ShareAnswer {
+    now: u64,
+    committed: Vec<bool>,
+    outcomes: Vec<WireOutcome>,
+    states: Vec<Option<String>>,
+    granted: Vec<Option<u64>>,
+    returned: Vec<Option<String>>,
+    version: ObjectVersion,
+}
+
+/// One share: a decide call, or a lease call when it acquires or carries returns.
+async fn ask_share(
+    objects: &Objects,
+    object: &str,
+    checks: &[&Check<'_>],
+    plans: &[Plan],
+    returns: &[Returning],
+) -> Result<ShareAnswer, ObjectError> {
+    let leased = !returns.is_empty() || plans.iter().any(|p| matches!(p, Plan::Acquire { .. }));
+    if !leased {
+        let answer = decide_share(objects, object, checks).await?;
+        return Ok(ShareAnswer {
+            now: answer.now,
+            granted: vec![None; answer.outcomes.len()],
+            committed: answer.committed,
+            outcomes: answer.outcomes,
+            states: answer.states,
+            returned: Vec::new(),
+            version: answer.version,
+        });
+    }
+    let mut request = LeaseRequest::new();
+    request.now = objects.test_now;
+    request.fault = objects.fault.clone();
+    request.returns = returns
+        .iter()
+        .map(|r| WireReturn {
+            check: r.wire_check(),
+            granted_at: r.granted_at,
+        })
+        .collect();
+    for (check, plan) in checks.iter().zip(plans) {
+        match plan {
+            Plan::Direct => request.checks.push(WireCheck::from_check(check)),
+            Plan::Acquire { want, .. } => request.acquire.push(WireAcquire {
+                check: WireCheck::from_check(check),
+                want: *want,
+            }),
+        }
+    }
+    let answer = lease_call(objects, object, &request).await?;
+    let mut direct = answer
+        .outcomes
+        .iter()
+        .zip(answer.committed.iter().zip(&answer.states));
+    let mut acquired = answer.acquired.iter();
+    let mut share = ShareAnswer {
+        now: answer.now,
+        committed: Vec::with_capacity(checks.len()),
+        outcomes: Vec::with_capacity(checks.len()),
+        states: Vec::with_capacity(checks.len()),
+        granted: Vec::with_capacity(checks.len()),
+        returned: answer.returned.clone(),
+        version: answer.version,
+    };
+    for plan in plans {
+        match plan {
+            Plan::Direct => {
+                let (outcome, (committed, state)) = direct.next().ok_or_else(|| {
+                    ObjectError::BadAnswer("fewer outcomes than checks".to_owned())
+                })?;
+                share.outcomes.push(*outcome);
+                share.committed.push(*committed);
+                share.states.push(state.clone());
+                share.granted.push(None);
+            }
+            Plan::Acquire { .. } => {
+                let grant = acquired.next().ok_or_else(|| {
+                    ObjectError::BadAnswer("fewer grants than acquisitions".to_owned())
+                })?;
+                share.outcomes.push(grant.outcome);
+                share.committed.push(false);
+                share.states.push(grant.state.clone());
+                share.granted.push(Some(grant.granted));
+            }
+        }
+    }
+    Ok(share)
+}
+
+/// A lease call to `object`, its answer checked against the call.
+pub async fn lease_call(
+    objects: &Objects,
+    object: &str,
+    request: &LeaseRequest,
+) -> Result<LeaseResponse, ObjectError> {
+    request
+        .validate()
+        .map_err(|e| ObjectError::Call(format!("the lease call is invalid: {e}")))?;
+    let body = to_json(request)?;
+    let text = call_text(
+        &objects.namespace,
+        object,
+        LEASE_PATH,
+        body,
+        objects.timeout,
+    )
+    .await?;
+    LeaseResponse::parse(text.as_bytes(), request)
+        .map_err(|e| ObjectError::BadAnswer(e.to_string()))
+}
+
 /// Decides `checks` at `now` with their objects.
-pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> Decided {
+pub async fn decide(objects: &Objects, checks: &[Check<'_>], now: Nanos) -> Decided {
+    decide_planned(
+        objects,
+        checks,
+        &vec![Plan::Direct; checks.len()],
+        Vec::new(),
+        now,
+    )
+    .await
+}
+
+/// Decides `checks` at `now` with their objects, each as `plans` says (one call per object
+/// either way), and hands the objects the `returns` that go to objects the request calls;
+/// the others are given back in [`Decided::returns_left`].
+pub async fn decide_planned(
+    objects: &Objects,
+    checks: &[Check<'_>],
+    plans: &[Plan],
+    returns: Vec<Returning>,
+    now: Nanos,
+) -> Decided {
     let groups = placement::group(checks);
     let shares: Vec<Vec<&Check<'_>>> = groups
         .iter()
         .map(|(_, indices)| indices.iter().filter_map(|&i| checks.get(i)).collect())
         .collect();
+    let share_plans: Vec<Vec<Plan>> = groups
+        .iter()
+        .map(|(_, indices)| {
+            indices
+                .iter()
+                .map(|&i| plans.get(i).copied().unwrap_or(Plan::Direct))
+                .collect()
+        })
+        .collect();
+    // Returns ride with the call to their object, as many as fit in it.
+    let mut carried: Vec<Vec<Returning>> = vec![Vec::new(); groups.len()];
+    let mut returns_left = Vec::new();
+    for item in returns {
+        let object = placement::object_for_key(&item.key);
+        match groups.iter().position(|(name, _)| *name == object) {
+            Some(at)
+                if shares.get(at).map_or(0, Vec::len) + carried.get(at).map_or(0, Vec::len)
+                    < MAX_LEASE_ITEMS =>
+            {
+                if let Some(list) = carried.get_mut(at) {
+                    list.push(item);
+                }
+            }
+            _ => returns_left.push(item),
+        }
+    }
     let answers = join_all(
         groups
             .iter()
             .zip(&shares)
-            .map(|((object, _), share)| decide_share(objects, object, share)),
+            .zip(&share_plans)
+            .zip(&carried)
+            .map(|((((object, _), share), plans), returns)| {
+                ask_share(objects, object, share, plans, returns)
+            }),
     )
     .await;
     let mut object_calls = u32::try_from(groups.len()).unwrap_or(u32::MAX);
 
     let mut outcomes: Vec<Option<RuleOutcome>> = vec![None; checks.len()];
     let mut seen: Vec<Option<Seen>> = vec![None; checks.len()];
+    let mut grants: Vec<Option<Granted>> = vec![None; checks.len()];
+    let mut returned = Vec::new();
     let mut failures = Vec::new();
-    for (((_, indices), share), answer) in groups.iter().zip(&shares).zip(&answers) {
+    for ((((_, indices), share), answer), returns) in
+        groups.iter().zip(&shares).zip(&answers).zip(carried)
+    {
         match answer {
             Ok(answer) => {
                 let states = seen_states(&answer.states, answer.version);
@@ -215,7 +435,10 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
                         *slot = state;
                     }
                 }
-                for (&index, wire) in indices.iter().zip(&answer.outcomes) {
+                for (&index, (wire, granted)) in indices
+                    .iter()
+                    .zip(answer.outcomes.iter().zip(&answer.granted))
+                {
                     if let Some(slot) = outcomes.get_mut(index) {
                         *slot = Some(RuleOutcome {
                             status: wire.status(),
@@ -224,7 +447,24 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
                             store_error: None,
                         });
                     }
+                    if let (Some(units), Some(slot)) =
+                        (granted.filter(|g| *g > 0), grants.get_mut(index))
+                    {
+                        *slot = Some(Granted {
+                            units,
+                            granted_at: answer.now,
+                            decision: wire.decision(),
+                            returned: false,
+                        });
+                    }
                 }
+                let states = seen_states(&answer.returned, answer.version);
+                returned.extend(
+                    returns
+                        .into_iter()
+                        .zip(states)
+                        .filter_map(|(item, seen)| Some((item, seen?))),
+                );
             }
             Err(error) => {
                 let owned: Vec<Check<'_>> = share.iter().map(|c| (*c).clone()).collect();
@@ -236,6 +476,8 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
                 }
                 stats::object_failed();
                 failures.push((indices.clone(), error.clone()));
+                // Returns the object may or may not have applied are not sent again: at
+                // worst their units stay spent (never counted back twice).
             }
         }
     }
@@ -248,61 +490,59 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
         let refunds = groups
             .iter()
             .zip(&shares)
+            .zip(&share_plans)
             .zip(&answers)
-            .filter_map(|(((object, indices), share), answer)| {
+            .filter_map(|((((object, indices), share), plans), answer)| {
                 let answer = answer.as_ref().ok()?;
-                let (refunded, committed): (Vec<usize>, Vec<WireCheck>) = indices
+                // What this object committed for the request: direct spends, and the
+                // request's units of slices that are not held.
+                let mut given: Vec<(usize, WireCheck, bool)> = Vec::new();
+                for (((&index, check), plan), (committed, granted)) in indices
                     .iter()
                     .zip(share)
-                    .zip(&answer.committed)
-                    .filter(|(_, committed)| **committed)
-                    .map(|((&index, check), _)| (index, WireCheck::from_check(check)))
-                    .unzip();
-                if committed.is_empty() {
+                    .zip(plans)
+                    .zip(answer.committed.iter().zip(&answer.granted))
+                {
+                    match plan {
+                        Plan::Direct if *committed => {
+                            given.push((index, WireCheck::from_check(check), false));
+                        }
+                        Plan::Acquire { hold: false, .. }
+                            if granted.is_some_and(|g| g > 0) && check.cost > 0 =>
+                        {
+                            given.push((index, WireCheck::from_check(check), true));
+                        }
+                        _ => {}
+                    }
+                }
+                if given.is_empty() {
                     return None;
                 }
-                let body = to_json(&RefundRequest {
-                    checks: committed,
-                    committed_at: answer.now,
-                });
+                let committed_at = answer.now;
                 Some(async move {
-                    let result: Result<RefundResponse, ObjectError> = match body {
-                        Ok(body) => {
-                            call(objects.namespace, object, REFUND_PATH, body, objects.timeout)
-                                .await
-                        }
-                        Err(error) => Err(error),
-                    };
-                    let result = result.and_then(|answer| {
-                        if answer.states.len() == refunded.len() {
-                            Ok(answer)
-                        } else {
-                            Err(ObjectError::BadAnswer(format!(
-                                "{} states for {} refunded checks",
-                                answer.states.len(),
-                                refunded.len()
-                            )))
-                        }
-                    });
+                    let (indices, result) = give_back(objects, object, given, committed_at).await;
                     if let Err(error) = &result {
                         worker::console_error!(
                             "sluice: refund to limiter object {object} failed, its units stay spent: {error}"
                         );
                     }
-                    (refunded, result)
+                    (indices, result)
                 })
             })
             .collect::<Vec<_>>();
         object_calls = object_calls.saturating_add(u32::try_from(refunds.len()).unwrap_or(0));
-        for (refunded, result) in join_all(refunds).await {
+        for (given, result) in join_all(refunds).await {
             let states = match result {
-                Ok(answer) => seen_states(&answer.states, answer.version),
+                Ok(states) => states,
                 // The refund may or may not have been applied.
-                Err(_) => vec![None; refunded.len()],
+                Err(_) => vec![None; given.len()],
             };
-            for (index, state) in refunded.into_iter().zip(states) {
+            for ((index, slice), state) in given.into_iter().zip(states) {
                 if let Some(slot) = seen.get_mut(index) {
                     *slot = state;
+                }
+                if slice && let Some(Some(granted)) = grants.get_mut(index) {
+                    granted.returned = true;
                 }
             }
         }
@@ -312,12 +552,177 @@ pub async fn decide(objects: &Objects<'_>, checks: &[Check<'_>], now: Nanos) -> 
         object_calls,
         failures,
         seen,
+        grants,
+        returned,
+        returns_left,
     }
+}
+
+/// The refund round's call to one object: `given` (index in the request, check, whether it
+/// is a slice's units) back, committed at `committed_at`. A refund call, or a lease call of
+/// returns when slice units are among them. Gives the indices (with the slice flag) and the
+/// states after, per item.
+async fn give_back(
+    objects: &Objects,
+    object: &str,
+    given: Vec<(usize, WireCheck, bool)>,
+    committed_at: u64,
+) -> (Vec<(usize, bool)>, Result<Vec<Option<Seen>>, ObjectError>) {
+    let indices: Vec<(usize, bool)> = given.iter().map(|(i, _, slice)| (*i, *slice)).collect();
+    let checks: Vec<WireCheck> = given.into_iter().map(|(_, check, _)| check).collect();
+    let count = checks.len();
+    let result = if indices.iter().any(|(_, slice)| *slice) {
+        let mut request = LeaseRequest::new();
+        request.now = objects.test_now;
+        request.returns = checks
+            .into_iter()
+            .map(|check| WireReturn {
+                check,
+                granted_at: committed_at,
+            })
+            .collect();
+        lease_call(objects, object, &request)
+            .await
+            .map(|answer| seen_states(&answer.returned, answer.version))
+    } else {
+        match to_json(&RefundRequest {
+            checks,
+            committed_at,
+        }) {
+            Ok(body) => call::<RefundResponse>(
+                &objects.namespace,
+                object,
+                REFUND_PATH,
+                body,
+                objects.timeout,
+            )
+            .await
+            .and_then(|answer| {
+                if answer.states.len() == count {
+                    Ok(seen_states(&answer.states, answer.version))
+                } else {
+                    Err(ObjectError::BadAnswer(format!(
+                        "{} states for {count} refunded checks",
+                        answer.states.len(),
+                    )))
+                }
+            }),
+            Err(error) => Err(error),
+        }
+    };
+    (indices, result)
+}
+
+/// Background lease calls: each object gets one call with its `renewals` (the check, with
+/// the cost 1, and the units wanted) and `returns`. Gives, per renewal, the grant (`None`:
+/// the call failed, or nothing was granted), and the returns whose answer is known.
+pub async fn renew(
+    objects: &Objects,
+    renewals: Vec<(Check<'_>, u64)>,
+    returns: Vec<Returning>,
+) -> (Vec<Option<Granted>>, Vec<(Returning, Seen)>) {
+    type Call = (String, LeaseRequest, Vec<usize>, Vec<Returning>);
+    let mut calls: Vec<Call> = Vec::new();
+    let slot = |calls: &mut Vec<Call>, object: String| -> usize {
+        match calls.iter().position(|(name, ..)| *name == object) {
+            Some(at) => at,
+            None => {
+                let mut request = LeaseRequest::new();
+                request.now = objects.test_now;
+                calls.push((object, request, Vec::new(), Vec::new()));
+                calls.len() - 1
+            }
+        }
+    };
+    let mut granted = vec![None; renewals.len()];
+    for (index, (check, want)) in renewals.iter().enumerate() {
+        let at = slot(&mut calls, placement::object_name(check));
+        if let Some((_, request, indices, _)) = calls.get_mut(at) {
+            request.acquire.push(WireAcquire {
+                check: WireCheck::from_check(check),
+                want: *want,
+            });
+            indices.push(index);
+        }
+    }
+    for item in returns {
+        let at = slot(&mut calls, placement::object_for_key(&item.key));
+        if let Some((_, request, _, carried)) = calls.get_mut(at) {
+            request.returns.push(WireReturn {
+                check: item.wire_check(),
+                granted_at: item.granted_at,
+            });
+            carried.push(item);
+        }
+    }
+    // A call holds at most MAX_LEASE_ITEMS items: split the larger ones.
+    let mut split = Vec::with_capacity(calls.len());
+    for (object, request, indices, carried) in calls {
+        let mut acquire = request.acquire.into_iter().zip(indices).peekable();
+        let mut give = request.returns.into_iter().zip(carried).peekable();
+        while acquire.peek().is_some() || give.peek().is_some() {
+            let mut part = LeaseRequest::new();
+            part.now = request.now;
+            let mut part_indices = Vec::new();
+            let mut part_returns = Vec::new();
+            while part.items() < MAX_LEASE_ITEMS {
+                if let Some((item, index)) = acquire.next() {
+                    part.acquire.push(item);
+                    part_indices.push(index);
+                } else if let Some((item, returning)) = give.next() {
+                    part.returns.push(item);
+                    part_returns.push(returning);
+                } else {
+                    break;
+                }
+            }
+            split.push((object.clone(), part, part_indices, part_returns));
+        }
+    }
+    let answers = join_all(
+        split
+            .iter()
+            .map(|(object, request, ..)| lease_call(objects, object, request)),
+    )
+    .await;
+    let mut returned = Vec::new();
+    for ((object, _, indices, carried), answer) in split.into_iter().zip(answers) {
+        match answer {
+            Ok(answer) => {
+                for (index, grant) in indices.into_iter().zip(&answer.acquired) {
+                    if let Some(slot) = granted.get_mut(index)
+                        && grant.granted > 0
+                    {
+                        *slot = Some(Granted {
+                            units: grant.granted,
+                            granted_at: answer.now,
+                            decision: grant.outcome.decision(),
+                            returned: false,
+                        });
+                    }
+                }
+                let states = seen_states(&answer.returned, answer.version);
+                returned.extend(
+                    carried
+                        .into_iter()
+                        .zip(states)
+                        .filter_map(|(item, seen)| Some((item, seen?))),
+                );
+            }
+            Err(error) => {
+                stats::object_failed();
+                worker::console_error!(
+                    "sluice: lease call to limiter object {object} failed: {error}; renewals wait for the next request, returned units stay spent"
+                );
+            }
+        }
+    }
+    (granted, returned)
 }
 
 /// Test-only: the stored key counts of the objects owning `checks`.
 pub async fn rows(
-    objects: &Objects<'_>,
+    objects: &Objects,
     checks: &[Check<'_>],
 ) -> Vec<Result<RowsResponse, ObjectError>> {
     let groups = placement::group(checks);
@@ -327,7 +732,14 @@ pub async fn rows(
     join_all(groups.iter().map(|(object, _)| {
         let body = body.clone();
         async move {
-            call::<RowsResponse>(objects.namespace, object, ROWS_PATH, body?, objects.timeout).await
+            call::<RowsResponse>(
+                &objects.namespace,
+                object,
+                ROWS_PATH,
+                body?,
+                objects.timeout,
+            )
+            .await
         }
     }))
     .await

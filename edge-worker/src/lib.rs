@@ -2,10 +2,12 @@
 //! key's counter in a Durable Object.
 //!
 //! A request flows through [`handle`]: the policy (same JSON as the filter) says whether it is
-//! exempt and which rules apply with which keys; a remembered denial ([`negative_cache`])
-//! answers at once; otherwise the limiter objects that own the keys decide ([`gateway`],
-//! [`placement`], [`limiter_object`]); a denial is answered by the worker, an allowed request
-//! goes to the origin ([`origin`]) and gets the rate-limit headers on its response.
+//! exempt and which rules apply with which keys; rules with a `lease` are decided from the
+//! isolate's slices of their keys' quotas where they can be ([`lease`], [`leased`]); a
+//! remembered denial ([`negative_cache`]) answers at once; otherwise the limiter objects that
+//! own the keys decide, or grant slices ([`gateway`], [`placement`], [`limiter_object`]); a
+//! denial is answered by the worker, an allowed request goes to the origin ([`origin`]) and
+//! gets the rate-limit headers on its response.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,15 +17,20 @@
 
 pub mod config;
 pub mod gateway;
+pub mod lease;
+pub mod leased;
 pub mod limiter_object;
 pub mod negative_cache;
 pub mod object_clock;
 pub mod origin;
 pub mod placement;
-pub mod protocol;
 pub mod request_view;
 pub mod stats;
 pub mod test_hooks;
+
+/// The messages between the worker and its objects (a crate of its own, so the fuzz targets
+/// and native tests decode them exactly as the objects do).
+pub use sluice_edge_protocol as protocol;
 
 use std::time::Duration;
 
@@ -34,7 +41,9 @@ use worker::{
     Context, Date, Env, Headers, Request, Response, Result, console_error, console_log, event,
 };
 
-use crate::gateway::Objects;
+use crate::gateway::{ObjectError, Objects};
+use crate::lease::LeaseTerms;
+use crate::leased::IsolateClock;
 use crate::test_hooks::TestHooks;
 
 /// The Durable Object namespace binding of the limiter objects.
@@ -45,8 +54,8 @@ pub const TIMEOUT_VARIABLE: &str = "SLUICE_OBJECT_TIMEOUT_MS";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
-    handle(request, env).await
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
+    handle(request, env, &ctx).await
 }
 
 /// Forwards to the origin; an unreachable origin is a 502 that says so (and a log line).
@@ -68,8 +77,8 @@ async fn pass(
     }
 }
 
-/// The whole per-request path.
-pub async fn handle(request: Request, env: Env) -> Result<Response> {
+/// The whole per-request path (`ctx` runs the leases' background work).
+pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Response> {
     let hooks = TestHooks::read(&env, &request);
     let policy = match config::policy(&env) {
         Ok(policy) => policy,
@@ -99,7 +108,7 @@ pub async fn handle(request: Request, env: Env) -> Result<Response> {
         }
     };
     let objects = Objects {
-        namespace: &namespace,
+        namespace,
         timeout: timeout(&env),
         test_now: hooks.now,
         fault: hooks.fault.clone(),
@@ -120,21 +129,41 @@ pub async fn handle(request: Request, env: Env) -> Result<Response> {
     // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
     // outage leaves the cache answering: a remembered denial needs no object.)
     let objects_fail = hooks.fault.as_ref().is_some_and(|fault| fault.fail);
-    let cached = if objects_fail {
-        None
+    let terms: Vec<Option<LeaseTerms>> = evaluation
+        .rule_indices()
+        .iter()
+        .map(|&index| policy.rules().get(index).and_then(LeaseTerms::of))
+        .collect();
+    stats::count(&stats::REQUESTS, 1);
+    let (verdict, object_calls, cache_hit) = if terms.iter().any(Option::is_some) {
+        let clock = match hooks.now {
+            Some(now) => IsolateClock::Test(now),
+            None => IsolateClock::Runtime,
+        };
+        let decided =
+            leased::decide(&objects, ctx, checks, &terms, now, clock, !objects_fail).await;
+        log_failures(&policy, checks, &decided.failures);
+        (decided.verdict, decided.object_calls, decided.cache_hit)
     } else {
-        negative_cache::with(|cache| cache.lookup(checks, now))
-    };
-    let (verdict, object_calls, cache_hit) = match cached {
-        Some(verdict) => (verdict, 0, true),
-        None => {
-            let in_flight = negative_cache::with(|cache| cache.begin(checks));
-            let decided = gateway::decide(&objects, checks, now).await;
-            log_failures(&policy, checks, &decided);
-            negative_cache::with(|cache| {
-                cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
-            });
-            (decided.verdict, decided.object_calls, false)
+        let cached = if objects_fail {
+            None
+        } else {
+            negative_cache::with(|cache| cache.lookup(checks, now))
+        };
+        match cached {
+            Some(verdict) => {
+                stats::count(&stats::NEGATIVE_CACHE, 1);
+                (verdict, 0, true)
+            }
+            None => {
+                let in_flight = negative_cache::with(|cache| cache.begin(checks));
+                let decided = gateway::decide(&objects, checks, now).await;
+                log_failures(&policy, checks, &decided.failures);
+                negative_cache::with(|cache| {
+                    cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
+                });
+                (decided.verdict, decided.object_calls, false)
+            }
         }
     };
     log_shadow_denials(&policy, checks, &verdict, evaluation.rule_indices());
@@ -150,6 +179,7 @@ pub async fn handle(request: Request, env: Env) -> Result<Response> {
                 test_hooks::FAILURES_HEADER,
                 stats::object_failures().to_string(),
             ),
+            (test_hooks::STATS_HEADER, stats::summary()),
         ]
     } else {
         Vec::new()
@@ -187,8 +217,8 @@ fn timeout(env: &Env) -> Duration {
 }
 
 /// One line per rule whose object call failed: what failed and what the failure mode did.
-fn log_failures(policy: &Policy, checks: &[Check<'_>], decided: &gateway::Decided) {
-    for (indices, error) in &decided.failures {
+fn log_failures(policy: &Policy, checks: &[Check<'_>], failures: &[(Vec<usize>, ObjectError)]) {
+    for (indices, error) in failures {
         for &index in indices {
             let Some(check) = checks.get(index) else {
                 continue;

@@ -4,6 +4,11 @@
 //! rule, commit them all or none) without yielding between reading and writing, so it needs
 //! no compare-and-swap: it decides with `Limiter::decide_all` over states it holds in memory.
 //!
+//! A lease call is one such step too: it refunds the returned units (`Limit::refund` at their
+//! `granted_at`), decides the call's checks as a decide does, and grants each acquisition a
+//! slice with `Limit::grant` (the most units, up to `want`, that a request of that cost would
+//! be admitted for, at least the request's cost), committed and written like any decision.
+//!
 //! # Storage
 //!
 //! Hot states are in memory; every commit is also written to the object's SQLite storage
@@ -42,7 +47,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sluice_core::time::NANOS_PER_MILLI;
-use sluice_core::{Check, Limit, Limiter, State};
+use sluice_core::{Check, Limit, Limiter, Mode, State, Status};
 use worker::{
     Date, Delay, DurableObject, Env, Request, Response, Result, SqlStorageValue, State as Object,
     durable_object,
@@ -50,8 +55,9 @@ use worker::{
 
 use crate::object_clock::ObjectClock;
 use crate::protocol::{
-    DECIDE_PATH, DecideRequest, DecideResponse, ObjectVersion, REFUND_PATH, ROWS_PATH,
-    RefundRequest, RefundResponse, RowsRequest, RowsResponse, WireCheck, WireOutcome,
+    DECIDE_PATH, DecideRequest, DecideResponse, LEASE_PATH, LEASE_VERSION, LeaseRequest,
+    LeaseResponse, ObjectVersion, REFUND_PATH, ROWS_PATH, RefundRequest, RefundResponse,
+    RowsRequest, RowsResponse, WireAcquire, WireCheck, WireFault, WireGrant, WireOutcome,
     state_to_wire,
 };
 use crate::test_hooks;
@@ -70,6 +76,30 @@ const SCHEMA_META: &str =
 struct Slot {
     limit_sig: String,
     state: State,
+}
+
+/// What one call changed in the states.
+#[derive(Debug, Default)]
+struct Change {
+    /// Whether any state was written.
+    changed: bool,
+    /// The earliest recovery time among the states written (milliseconds).
+    earliest_idle: Option<u64>,
+}
+
+impl Change {
+    fn stored(&mut self, idle_at_ms: u64) {
+        self.changed = true;
+        self.earliest_idle = Some(self.earliest_idle.map_or(idle_at_ms, |e| e.min(idle_at_ms)));
+    }
+}
+
+/// A request's checks as decided by the object.
+#[derive(Debug)]
+struct Share {
+    committed: Vec<bool>,
+    outcomes: Vec<WireOutcome>,
+    states: Vec<Option<String>>,
 }
 
 /// The limiter object (class `SluiceLimiter`, binding `LIMITER`).
@@ -257,35 +287,34 @@ impl SluiceLimiter {
         Ok(())
     }
 
-    async fn decide(&self, request: DecideRequest) -> Result<Response> {
-        if let Some(fault) = request.fault.filter(|_| self.hooks) {
-            if fault.delay_ms > 0 {
-                Delay::from(Duration::from_millis(fault.delay_ms)).await;
-            }
-            if fault.fail {
-                return error_response(503, "sluice: injected limiter object failure");
-            }
+    /// Injected faults (tests only): waits, then `Some(answer)` if the call must fail.
+    async fn inject(&self, fault: Option<WireFault>) -> Option<Result<Response>> {
+        let fault = fault.filter(|_| self.hooks)?;
+        if fault.delay_ms > 0 {
+            Delay::from(Duration::from_millis(fault.delay_ms)).await;
         }
-        let now = self.now(request.now);
-        let checks = match request
-            .checks
+        fault
+            .fail
+            .then(|| error_response(503, "sluice: injected limiter object failure"))
+    }
+
+    /// Decides `wires` (already checked to convert) as one request at `now`, committing them
+    /// all if it is allowed: a decide call, and the checks of a lease call.
+    fn decide_share(&self, wires: &[WireCheck], now: u64, change: &mut Change) -> Result<Share> {
+        let checks = wires
             .iter()
             .map(WireCheck::to_check)
             .collect::<std::result::Result<Vec<Check<'_>>, _>>()
-        {
-            Ok(checks) => checks,
-            Err(error) => return error_response(400, &format!("sluice: bad check: {error}")),
-        };
+            .map_err(|e| worker::Error::RustError(format!("sluice: bad check: {e}")))?;
         let mut states = Vec::with_capacity(checks.len());
-        for wire in &request.checks {
+        for wire in wires {
             states.push(self.load(&slot_name(wire), &wire.limit_signature())?);
         }
         let before = states.clone();
         let verdict = Limiter::decide_all(&checks, &mut states, now);
         let mut committed = vec![false; checks.len()];
-        let mut earliest_idle: Option<u64> = None;
         if verdict.allowed {
-            for (index, (wire, check)) in request.checks.iter().zip(&checks).enumerate() {
+            for (index, (wire, check)) in wires.iter().zip(&checks).enumerate() {
                 let (Some(Some(after)), Some(prior)) = (states.get(index), before.get(index))
                 else {
                     continue;
@@ -299,17 +328,12 @@ impl SluiceLimiter {
                     &check.limit,
                     after.clone(),
                 )?;
-                earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
+                change.stored(idle);
                 if let Some(flag) = committed.get_mut(index) {
                     *flag = true;
                 }
             }
         }
-        let version = if committed.contains(&true) {
-            self.bump_version()?
-        } else {
-            self.version.get()
-        };
         let outcomes = verdict
             .outcomes
             .iter()
@@ -321,47 +345,156 @@ impl SluiceLimiter {
             .iter()
             .map(|state| state.as_ref().map(state_to_wire))
             .collect();
-        self.due_by(earliest_idle);
-        self.keep_alarm().await?;
-        json_response(&DecideResponse {
-            now,
+        Ok(Share {
             committed,
             outcomes,
             states,
+        })
+    }
+
+    /// Gives back `wire.cost` units spent at `committed_at`; the key's state after it.
+    fn give_back(
+        &self,
+        wire: &WireCheck,
+        committed_at: u64,
+        change: &mut Change,
+    ) -> Result<Option<State>> {
+        let name = slot_name(wire);
+        let sig = wire.limit_signature();
+        let state = self.load(&name, &sig)?;
+        Ok(match (wire.to_check(), state) {
+            (Ok(check), Some(state)) => {
+                let given_back = check.limit.refund(&state, check.cost, committed_at);
+                let idle = self.store(&name, &sig, &check.limit, given_back.clone())?;
+                change.stored(idle);
+                Some(given_back)
+            }
+            (_, state) => state,
+        })
+    }
+
+    /// Grants a slice of at least `acquire.check.cost` and at most `acquire.want` units, as
+    /// one commit of that many.
+    fn grant(&self, acquire: &WireAcquire, now: u64, change: &mut Change) -> Result<WireGrant> {
+        let wire = &acquire.check;
+        let check = wire
+            .to_check()
+            .map_err(|e| worker::Error::RustError(format!("sluice: bad acquisition: {e}")))?;
+        let name = slot_name(wire);
+        let sig = wire.limit_signature();
+        let state = self.load(&name, &sig)?;
+        let grant = check
+            .limit
+            .grant(state.as_ref(), now, wire.cost, acquire.want);
+        let mut after = state;
+        if grant.granted > 0
+            && let Some(next) = grant.state
+        {
+            let idle = self.store(&name, &sig, &check.limit, next.clone())?;
+            change.stored(idle);
+            after = Some(next);
+        }
+        let status = match (grant.granted > 0, check.mode) {
+            (true, _) => Status::Allowed,
+            (false, Mode::Enforce) => Status::Denied,
+            (false, Mode::Shadow) => Status::ShadowDenied,
+        };
+        let outcome = WireOutcome::new(status, &grant.decision).ok_or_else(|| {
+            worker::Error::RustError("sluice: a grant has no failure status".to_owned())
+        })?;
+        Ok(WireGrant {
+            granted: grant.granted,
+            outcome,
+            state: after.as_ref().map(state_to_wire),
+        })
+    }
+
+    /// The version after `change`, counted once for the whole call; the clean-up kept due.
+    async fn settle(&self, change: Change) -> Result<ObjectVersion> {
+        let version = if change.changed {
+            self.bump_version()?
+        } else {
+            self.version.get()
+        };
+        self.due_by(change.earliest_idle);
+        self.keep_alarm().await?;
+        Ok(version)
+    }
+
+    async fn decide(&self, request: DecideRequest) -> Result<Response> {
+        if let Some(failed) = self.inject(request.fault.clone()).await {
+            return failed;
+        }
+        let now = self.now(request.now);
+        if let Err(error) = request
+            .checks
+            .iter()
+            .map(WireCheck::to_check)
+            .collect::<std::result::Result<Vec<Check<'_>>, _>>()
+        {
+            return error_response(400, &format!("sluice: bad check: {error}"));
+        }
+        let mut change = Change::default();
+        let share = self.decide_share(&request.checks, now, &mut change)?;
+        let version = self.settle(change).await?;
+        json_response(&DecideResponse {
+            now,
+            committed: share.committed,
+            outcomes: share.outcomes,
+            states: share.states,
             version,
         })
     }
 
     async fn refund(&self, request: RefundRequest) -> Result<Response> {
-        let mut earliest_idle: Option<u64> = None;
+        let mut change = Change::default();
         let mut refunded = 0;
         let mut states = Vec::with_capacity(request.checks.len());
         for wire in &request.checks {
-            let name = slot_name(wire);
-            let sig = wire.limit_signature();
-            let state = self.load(&name, &sig)?;
-            let after = match (wire.to_check(), state) {
-                (Ok(check), Some(state)) => {
-                    let given_back = check.limit.refund(&state, check.cost, request.committed_at);
-                    let idle = self.store(&name, &sig, &check.limit, given_back.clone())?;
-                    earliest_idle = Some(earliest_idle.map_or(idle, |e| e.min(idle)));
-                    refunded += 1;
-                    Some(given_back)
-                }
-                (_, state) => state,
-            };
+            let before = change.changed;
+            change.changed = false;
+            let after = self.give_back(wire, request.committed_at, &mut change)?;
+            if change.changed {
+                refunded += 1;
+            }
+            change.changed |= before;
             states.push(after.as_ref().map(state_to_wire));
         }
-        let version = if refunded > 0 {
-            self.bump_version()?
-        } else {
-            self.version.get()
-        };
-        self.due_by(earliest_idle);
-        self.keep_alarm().await?;
+        let version = self.settle(change).await?;
         json_response(&RefundResponse {
             refunded,
             states,
+            version,
+        })
+    }
+
+    /// A lease call: returns first (so their units are there for the acquisitions), then the
+    /// checks, then the acquisitions, all in one step of the object.
+    async fn lease(&self, request: LeaseRequest) -> Result<Response> {
+        if let Some(failed) = self.inject(request.fault.clone()).await {
+            return failed;
+        }
+        let now = self.now(request.now);
+        let mut change = Change::default();
+        let mut returned = Vec::with_capacity(request.returns.len());
+        for item in &request.returns {
+            let after = self.give_back(&item.check, item.granted_at, &mut change)?;
+            returned.push(after.as_ref().map(state_to_wire));
+        }
+        let share = self.decide_share(&request.checks, now, &mut change)?;
+        let mut acquired = Vec::with_capacity(request.acquire.len());
+        for acquire in &request.acquire {
+            acquired.push(self.grant(acquire, now, &mut change)?);
+        }
+        let version = self.settle(change).await?;
+        json_response(&LeaseResponse {
+            v: LEASE_VERSION,
+            now,
+            returned,
+            committed: share.committed,
+            outcomes: share.outcomes,
+            states: share.states,
+            acquired,
             version,
         })
     }
@@ -422,6 +555,10 @@ impl DurableObject for SluiceLimiter {
             REFUND_PATH => match serde_json::from_str::<RefundRequest>(&text) {
                 Ok(body) => self.refund(body).await,
                 Err(error) => error_response(400, &format!("sluice: bad refund call: {error}")),
+            },
+            LEASE_PATH => match LeaseRequest::parse(text.as_bytes()) {
+                Ok(body) => self.lease(body).await,
+                Err(error) => error_response(400, &format!("sluice: bad lease call: {error}")),
             },
             ROWS_PATH if self.hooks => match serde_json::from_str::<RowsRequest>(&text) {
                 Ok(body) => self.rows(body).await,

@@ -171,6 +171,16 @@ impl NegativeCache {
         }
     }
 
+    /// Takes in a key's state from an answer about no request (units returned from a slice):
+    /// a remembered key is brought up to date; nothing new is remembered.
+    pub fn update(&mut self, rule: &str, key: &[u8], limit: Limit, seen: &Seen, now: Nanos) {
+        let key = EntryKey {
+            rule: rule.to_owned(),
+            key: key.to_vec(),
+        };
+        self.learn(&key, limit, seen, false, now);
+    }
+
     fn land(&mut self, key: &EntryKey) {
         if let Some(count) = self.in_flight.get_mut(key) {
             *count = count.saturating_sub(1);

@@ -22,8 +22,13 @@ const NAME_KEY: (u64, u64) = (0x736c_7569_6365_2d64, 0x6f2d_7063_6d65_6e74);
 
 /// The name of the object that owns `check`'s key.
 pub fn object_name(check: &Check<'_>) -> String {
+    object_for_key(&check.key)
+}
+
+/// The name of the object that owns the states of `key` (any rule's).
+pub fn object_for_key(key: &[u8]) -> String {
     let mut hasher = SipHasher13::new_with_keys(NAME_KEY.0, NAME_KEY.1);
-    hasher.write(&check.key);
+    hasher.write(key);
     let hash = hasher.finish128();
     let mut bytes = [0u8; 16];
     let (high, low) = bytes.split_at_mut(8);

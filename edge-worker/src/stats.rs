@@ -1,17 +1,63 @@
 //! Counters of one isolate, logged with failures and shown to tests in debug headers.
 
 use std::cell::Cell;
+use std::thread::LocalKey;
+
+/// A counter of this isolate.
+pub type Counter = LocalKey<Cell<u64>>;
 
 thread_local! {
     static OBJECT_FAILURES: Cell<u64> = const { Cell::new(0) };
+    /// Calls made to limiter objects (decide, refund and lease calls, in requests and in the
+    /// background).
+    pub static OBJECT_CALLS: Cell<u64> = const { Cell::new(0) };
+    /// Slices granted to a request waiting for one.
+    pub static LEASE_ACQUIRED: Cell<u64> = const { Cell::new(0) };
+    /// Slices granted to a background renewal.
+    pub static LEASE_RENEWED: Cell<u64> = const { Cell::new(0) };
+    /// Grants that expired with units unspent.
+    pub static LEASE_EXPIRED: Cell<u64> = const { Cell::new(0) };
+    /// Units returned to objects (expired, or taken for a denied request and no longer held).
+    pub static LEASE_RETURNED: Cell<u64> = const { Cell::new(0) };
+    /// Rule decisions made from a slice, with no object call.
+    pub static LEASE_LOCAL: Cell<u64> = const { Cell::new(0) };
+    /// Requests denied from the negative cache.
+    pub static NEGATIVE_CACHE: Cell<u64> = const { Cell::new(0) };
+    /// Requests decided.
+    pub static REQUESTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Adds `n` to `counter`.
+pub fn count(counter: &'static Counter, n: u64) {
+    counter.with(|c| c.set(c.get().saturating_add(n)));
 }
 
 /// Counts a failed limiter object call.
 pub fn object_failed() {
-    OBJECT_FAILURES.with(|count| count.set(count.get().saturating_add(1)));
+    count(&OBJECT_FAILURES, 1);
 }
 
 /// Failed limiter object calls in this isolate so far.
 pub fn object_failures() -> u64 {
     OBJECT_FAILURES.with(Cell::get)
+}
+
+/// Every counter, as `name=value` pairs separated by `,` (a debug header).
+pub fn summary() -> String {
+    let counters: [(&str, &'static Counter); 9] = [
+        ("requests", &REQUESTS),
+        ("object_calls", &OBJECT_CALLS),
+        ("object_failures", &OBJECT_FAILURES),
+        ("lease_acquired", &LEASE_ACQUIRED),
+        ("lease_renewed", &LEASE_RENEWED),
+        ("lease_returned", &LEASE_RETURNED),
+        ("lease_expired", &LEASE_EXPIRED),
+        ("lease_local", &LEASE_LOCAL),
+        ("negative_cache", &NEGATIVE_CACHE),
+    ];
+    counters
+        .iter()
+        .map(|(name, counter)| format!("{name}={}", counter.with(Cell::get)))
+        .collect::<Vec<_>>()
+        .join(",")
 }

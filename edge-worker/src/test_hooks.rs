@@ -37,6 +37,9 @@ pub const OBJECT_CALLS_HEADER: &str = "x-sluice-debug-object-calls";
 pub const CACHE_HEADER: &str = "x-sluice-debug-negative-cache";
 /// Debug response header: failed object calls seen by this isolate so far.
 pub const FAILURES_HEADER: &str = "x-sluice-debug-object-failures";
+/// Debug response header: this isolate's counters (`stats::summary`), as they stand when the
+/// response leaves (background work still running is counted when it ends).
+pub const STATS_HEADER: &str = "x-sluice-debug-stats";
 
 /// `at_ms` 0 of the vectors, nanoseconds since the Unix epoch.
 const VECTOR_EPOCH_NS: u64 = 1_767_225_600_000_000_000;

@@ -16,6 +16,17 @@ const fallback = [
     message:
       'rule "per-client" (rules[0]): limit.period: "5x" is not a duration; use a number with ms, s, m, h or d, e.g. 30s',
   },
+  {
+    config: JSON.stringify({
+      rules: [
+        { name: "log", key: ["client_ip"], limit: { requests: 5, period: "1s" }, algorithm: "sliding_log", lease: { size: 2 } },
+      ],
+    }),
+    message:
+      'rule "log" (rules[0]): lease: sliding_log cannot be leased: it remembers the time of every request, so units ' +
+      'granted now and spent later would expire early and admit more than the bound; use "algorithm": ' +
+      '"sliding_window" (or gcra, fixed_window) or remove lease',
+  },
 ];
 
 const cases = process.env.SLUICE_EXPECTED_CONFIG_ERRORS

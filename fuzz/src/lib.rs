@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod decide_reply;
+pub mod edge_lease;
 #[cfg(feature = "filter")]
 pub mod filter;
 pub mod fuzzed_request;

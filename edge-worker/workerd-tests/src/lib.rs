@@ -145,19 +145,22 @@ pub fn run_with_limit(
     Ok((code, stdout, stderr))
 }
 
-/// Bad configurations and the message the policy (and so `sluice check`) gives for each, as
-/// JSON `[{"config": TEXT, "message": TEXT}]` for the worker's bad-config test.
+/// Bad configurations and the message the policy gives for each in the worker's view
+/// (`Policy::from_json_edge`, where any rule may have a lease), as JSON
+/// `[{"config": TEXT, "message": TEXT}]` for the worker's bad-config test.
 pub fn expected_config_errors() -> String {
     let configs = [
         r#"{"rules": [{"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100, "period": "5x"}}]}"#,
         r#"{"rules": [{"name": "a", "key": ["client_ip"], "limit": {"requests": 1, "period": "1s"}, "colour": "red"}]}"#,
         r#"{"rules": []"#,
         r#"{"rules": [{"name": "x", "key": ["client_ip"], "limit": {"requests": 2000, "period": "1s"}, "algorithm": "sliding_log"}]}"#,
+        r#"{"rules": [{"name": "log", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "algorithm": "sliding_log", "lease": {"size": 2}}]}"#,
+        r#"{"rules": [{"name": "big", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "lease": {"size": 6}}]}"#,
     ];
     let cases: Vec<serde_json::Value> = configs
         .iter()
         .map(
-            |config| match sluice_policy::Policy::from_json(config.as_bytes()) {
+            |config| match sluice_policy::Policy::from_json_edge(config.as_bytes()) {
                 Err(error) => serde_json::json!({"config": config, "message": error.to_string()}),
                 Ok(_) => panic!("this configuration was meant to be invalid: {config}"),
             },
