@@ -21,8 +21,8 @@ pub const PASSTHROUGH_FILTER_WASM: &str = env!("PASSTHROUGH_FILTER_WASM");
 /// The sluice filter, built by host-tests' build script (the release build that ships).
 pub const SLUICE_FILTER_WASM: &str = sluice_host::test_filters::SLUICE_FILTER_WASM;
 
-/// The sluice filter built with its `count-allocations` feature, in bench builds only.
-pub const SLUICE_ALLOCATIONS_WASM: Option<&str> = option_env!("SLUICE_ALLOCATIONS_WASM");
+/// The sluice filter built with its `count-allocations` feature (this crate's build script).
+pub const SLUICE_ALLOCATIONS_WASM: &str = env!("SLUICE_ALLOCATIONS_WASM");
 
 /// 2026-01-01T00:00:00Z.
 const T0_NS: u64 = 1_767_225_600_000_000_000;
@@ -220,17 +220,26 @@ pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
     }
 }
 
-/// Allocations in the guest per request (mean of `requests` after `warmup`), counted by the
-/// filter built with `count-allocations` (`wasm`); `None` for the pass-through.
+/// Allocations in the guest per request, mean of `requests` after `warmup`, counted by the
+/// filter built with `count-allocations` ([`SLUICE_ALLOCATIONS_WASM`]); `None` for the
+/// pass-through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Allocations {
+    /// The filter's own and the SDK's.
+    pub own: f64,
+    /// The host's copies of its answers into guest memory (which the ABI requires).
+    pub host_copies: f64,
+}
+
 pub fn allocations_per_request(
     subject: Subject,
-    wasm: &str,
     warmup: u64,
     requests: u64,
-) -> Option<f64> {
+) -> Option<Allocations> {
     if subject == Subject::PassThrough {
         return None;
     }
+    let wasm = SLUICE_ALLOCATIONS_WASM;
     let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("cannot read {wasm}: {error}"));
     let module = FilterModule::from_bytes(&bytes)
         .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
@@ -238,12 +247,17 @@ pub fn allocations_per_request(
     for index in 0..warmup {
         exchange(&proxy, index);
     }
-    let before = proxy.metrics().counter("sluice_allocations")?;
+    let read = |name: &str| proxy.metrics().counter(name);
+    let (own, host) = (read("sluice_allocations")?, read("sluice_host_copies")?);
     for index in warmup..warmup + requests {
         exchange(&proxy, index);
     }
-    let after = proxy.metrics().counter("sluice_allocations")?;
-    Some(after.saturating_sub(before) as f64 / requests.max(1) as f64)
+    let per_request =
+        |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1) as f64;
+    Some(Allocations {
+        own: per_request(read("sluice_allocations")?, own),
+        host_copies: per_request(read("sluice_host_copies")?, host),
+    })
 }
 
 /// Times `requests` exchanges starting at request `first`.

@@ -14,6 +14,7 @@
 mod allocations;
 mod footprint;
 mod global_call;
+mod header_map;
 mod host;
 mod metrics;
 mod request;
@@ -49,6 +50,18 @@ struct Runtime {
     metrics: Metrics,
     /// Set when a rule is global: how to call the rate-limit service.
     global: Option<GlobalRuntime>,
+    /// A denial's headers serialised for the host, reused from one denial to the next.
+    local_response: RefCell<Vec<u8>>,
+}
+
+impl Runtime {
+    /// Hands what the VM counted to the proxy's counters.
+    fn flush_metrics(&self) {
+        self.metrics.flush();
+        if let Some(global) = &self.global {
+            global.counters.flush();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,19 +69,46 @@ struct SluiceRoot {
     runtime: Option<Rc<Runtime>>,
 }
 
-impl Context for SluiceRoot {}
+impl Context for SluiceRoot {
+    /// Envoy calls this at VM shutdown: the last counts reach the proxy.
+    fn on_done(&mut self) -> bool {
+        if let Some(runtime) = &self.runtime {
+            runtime.flush_metrics();
+        }
+        true
+    }
+}
+
+impl Drop for SluiceRoot {
+    /// A host that deletes the root context (`proxy_on_delete`) without calling `on_done`
+    /// first still gets the last counts.
+    fn drop(&mut self) {
+        if let Some(runtime) = &self.runtime {
+            runtime.flush_metrics();
+        }
+    }
+}
 
 impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
-                self.runtime = Some(Rc::new(runtime));
+                if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
+                    previous.flush_metrics();
+                }
+                self.set_tick_period(metrics::FLUSH_PERIOD);
                 true
             }
             Err(message) => {
                 log(LogLevel::Error, &format!("sluice: {message}"));
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(runtime) = &self.runtime {
+            runtime.flush_metrics();
         }
     }
 
@@ -140,6 +180,7 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         limiter: RefCell::new(limiter),
         metrics,
         global,
+        local_response: RefCell::new(Vec::new()),
     })
 }
 
@@ -186,7 +227,7 @@ impl HttpContext for SluiceHttp {
             );
             return Action::Continue;
         };
-        let request = HostRequest::from_host(self.get_http_request_headers_bytes());
+        let request = HostRequest::from_host(host::request_headers());
         let runtime = Rc::clone(&self.runtime);
         if runtime.global.is_some() {
             return self.start_global(&runtime, &request, now);
@@ -203,8 +244,8 @@ impl HttpContext for SluiceHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.add_http_response_header(name, &value);
+        for (name, value) in self.response_headers.drain(..) {
+            host::add_response_header(name, value.as_bytes());
         }
         #[cfg(feature = "count-allocations")]
         allocations::flush();
@@ -236,11 +277,24 @@ impl SluiceHttp {
                 content_type,
                 headers,
             } => {
-                let mut local: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
-                local.push(("content-type", content_type));
-                local.extend(headers.iter().map(|(name, value)| (*name, value.as_str())));
-                self.send_http_response(u32::from(status), local, Some(body.as_bytes()));
-                Action::Pause
+                let pairs = std::iter::once(("content-type", content_type))
+                    .chain(headers.iter().map(|(name, value)| (*name, value.as_str())));
+                let sent = match runtime.local_response.try_borrow_mut() {
+                    Ok(mut serialised) => {
+                        header_map::serialise_into(pairs, &mut serialised);
+                        host::send_local_response(status, &serialised, body.as_bytes())
+                    }
+                    Err(_) => false,
+                };
+                if sent {
+                    return Action::Pause;
+                }
+                // Pausing would leave the request hanging: let it through, and say why.
+                log(
+                    LogLevel::Error,
+                    "sluice: the proxy refused the local response of a denied request; passed",
+                );
+                Action::Continue
             }
         }
     }
