@@ -1,4 +1,4 @@
-//! Builds the filters this crate runs in its tests, for `wasm32-wasip1` in the release
+//! Builds the filters this crate runs in its tests, for `wasm32-wasip1` in the `filter`
 //! profile, and exports their paths: `SLUICE_FILTER_WASM` (the sluice filter as it ships,
 //! wasm-opt included: `sluice_build_support::shipped_filter`, the README's build) and
 //! `PROBE_FILTER_WASM` (`-p sluice-probe-filter`). The nested builds are

@@ -1,5 +1,5 @@
 //! Builds the pass-through filter (`sluice-passthrough-filter`) for `wasm32-wasip1` in the
-//! release profile, optimised with wasm-opt as the shipped sluice filter is (both through
+//! `filter` profile, optimised with wasm-opt as the shipped sluice filter is (both through
 //! `sluice-build-support`, into `<workspace>/target/wasm`), and exports its path as
 //! `PASSTHROUGH_FILTER_WASM`. The sluice filter itself is host-tests' build
 //! (`sluice_host::test_filters::SLUICE_FILTER_WASM`).

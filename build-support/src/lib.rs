@@ -8,7 +8,7 @@
 //! - [`clean_command`]: a command without the outer build's variables
 //!   ([`OUTER_BUILD_VARIABLES`]), which are for the host target and the outer target
 //!   directory, not for a nested build.
-//! - [`WasmBuild`]: a `wasm32-wasip1` release build of a workspace package into its own
+//! - [`WasmBuild`]: a `wasm32-wasip1` build of a workspace package (the `filter` profile) into its own
 //!   target directory (so it never waits on the outer build's lock), optionally followed by
 //!   `wasm-opt` ([`wasm_opt`]). [`shipped_filter`] is the sluice filter exactly as the README
 //!   builds it and the tests run it.
@@ -22,6 +22,10 @@ pub mod wasm_opt;
 
 /// The target the proxy-wasm filters ship for.
 pub const WASI_TARGET: &str = "wasm32-wasip1";
+
+/// The cargo profile of the filters' builds (the workspace `Cargo.toml`: the release profile
+/// at `opt-level = 3`).
+pub const FILTER_PROFILE: &str = "filter";
 
 /// Variables of an outer cargo run that would change or break a nested build.
 pub const OUTER_BUILD_VARIABLES: &[&str] = &[
@@ -69,7 +73,7 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// A `wasm32-wasip1` release build of one workspace package.
+/// A `wasm32-wasip1` build of one workspace package in the [`FILTER_PROFILE`].
 #[derive(Debug, Clone)]
 pub struct WasmBuild {
     /// The package (`-p`).
@@ -85,7 +89,7 @@ pub struct WasmBuild {
 }
 
 /// The sluice filter as it ships: the release build, then `wasm-opt`. The README's build
-/// command ([`main.rs`](../src/main.rs)) and the tests build this one file.
+/// command (the `build-filter` binary) and the tests build this one file.
 pub fn shipped_filter() -> WasmBuild {
     WasmBuild {
         package: "sluice-filter",
@@ -102,7 +106,7 @@ impl WasmBuild {
         root.join("target")
             .join(self.target_dir)
             .join(WASI_TARGET)
-            .join("release")
+            .join(FILTER_PROFILE)
             .join(self.file)
     }
 
@@ -122,7 +126,7 @@ impl WasmBuild {
     /// The command line a user would type for the cargo part.
     pub fn cargo_command_line(&self) -> String {
         let mut line = format!(
-            "cargo build --release --target {WASI_TARGET} -p {}",
+            "cargo build --profile {FILTER_PROFILE} --target {WASI_TARGET} -p {}",
             self.package
         );
         if !self.features.is_empty() {
@@ -141,7 +145,8 @@ impl WasmBuild {
             .current_dir(root)
             .args([
                 "build",
-                "--release",
+                "--profile",
+                FILTER_PROFILE,
                 "--target",
                 WASI_TARGET,
                 "-p",

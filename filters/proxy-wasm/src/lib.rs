@@ -114,11 +114,17 @@ impl RootContext for SluiceRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let runtime = Rc::clone(self.runtime.as_ref()?);
-        Some(Box::new(SluiceHttp {
-            runtime,
-            response_headers: Vec::new(),
-            pending: None,
-        }))
+        let make = || -> Box<dyn HttpContext> {
+            Box::new(SluiceHttp {
+                runtime,
+                response_headers: Vec::new(),
+                pending: None,
+            })
+        };
+        #[cfg(feature = "count-allocations")]
+        return Some(allocations::context_box(make));
+        #[cfg(not(feature = "count-allocations"))]
+        Some(make())
     }
 
     fn get_type(&self) -> Option<ContextType> {
