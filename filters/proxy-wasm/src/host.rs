@@ -64,6 +64,7 @@ unsafe extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -110,6 +111,14 @@ pub fn request_headers() -> HeaderMap {
     // SAFETY: the host allocated the map with our allocator (or left it null).
     let bytes = unsafe { host_buffer(data, size) };
     HeaderMap::new(if status == OK { bytes } else { Vec::new() })
+}
+
+/// Asks for `proxy_on_tick` every `period`; false if the host refused (the SDK's wrapper
+/// would panic instead).
+pub fn set_tick_period(period: std::time::Duration) -> bool {
+    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: a plain value.
+    unsafe { proxy_set_tick_period_milliseconds(millis) == OK }
 }
 
 /// Adds a header to the upstream's response; false if the host refused.

@@ -96,7 +96,13 @@ impl RootContext for SluiceRoot {
                 if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
                     previous.flush_metrics();
                 }
-                self.set_tick_period(metrics::FLUSH_PERIOD);
+                if !host::set_tick_period(metrics::FLUSH_PERIOD) {
+                    log(
+                        LogLevel::Warn,
+                        "sluice: the proxy refused a timer; metrics reach it only when the VM \
+                         is done",
+                    );
+                }
                 true
             }
             Err(message) => {

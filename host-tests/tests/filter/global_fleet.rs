@@ -48,7 +48,7 @@ fn two_proxies_admit_exactly_the_limit_in_total() {
         let denied: u64 = proxies
             .iter()
             .map(|p| {
-                crate::support::flushed_metrics(&p)
+                crate::support::flushed_metrics(p)
                     .counter("sluice.fleet.denied")
                     .unwrap_or(0)
             })
