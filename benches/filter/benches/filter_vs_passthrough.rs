@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use sluice_filter_bench::{
-    SLUICE_ALLOCATIONS_WASM, SLUICE_FILTER_WASM, Subject, allocations_per_request, costs, exchange,
-    file_size, time_requests,
+    SLUICE_FILTER_WASM, Subject, allocations_per_request, costs, exchange, file_size,
+    modelled_nginx_host_call_us, time_requests,
 };
 
 const FUEL_WARMUP: u64 = 300;
@@ -111,6 +111,12 @@ fn main() {
         print!(" {:>27.2}", costs.total_calls_per_request());
     }
     println!();
+    print!("  {:<36}", "modelled NGINX host-call time (us)");
+    for (_, costs) in &all_costs {
+        print!(" {:>27.2}", modelled_nginx_host_call_us(costs));
+    }
+    println!();
+    println!("  (per-call NGINX costs: sluice_filter_bench::NGINX_CALL_COST_US, BENCHMARKS.md)");
     let uncounted = Subject::SluiceOneRule.module(true);
     println!(
         "  (not counted: WASI functions of wasmtime-wasi; sluice imports {})",
@@ -118,23 +124,21 @@ fn main() {
     );
 
     println!();
-    match SLUICE_ALLOCATIONS_WASM {
-        Some(wasm) => {
+    println!(
+        "allocations in the guest per request (filter built with count-allocations), \
+         mean of {FUEL_REQUESTS} after {FUEL_WARMUP}: the filter's (policy and core included) / \
+         the SDK's context box / the host's copies of its answers"
+    );
+    for subject in Subject::ALL.iter().chain(&Subject::ATTRIBUTION).skip(1) {
+        if let Some(allocations) = allocations_per_request(*subject, FUEL_WARMUP, FUEL_REQUESTS) {
             println!(
-                "allocations in the guest per request (filter built with count-allocations), \
-                 mean of {FUEL_REQUESTS} after {FUEL_WARMUP}:"
+                "  {:<27} {:>8.2} {:>8.2} {:>8.2}",
+                subject.name(),
+                allocations.own,
+                allocations.context,
+                allocations.host_copies
             );
-            for subject in Subject::ALL.iter().chain(&Subject::ATTRIBUTION).skip(1) {
-                if let Some(allocations) =
-                    allocations_per_request(*subject, wasm, FUEL_WARMUP, FUEL_REQUESTS)
-                {
-                    println!("  {:<27} {allocations:>8.2}", subject.name());
-                }
-            }
         }
-        None => println!(
-            "allocations: not measured (the count-allocations build is made for cargo bench)"
-        ),
     }
 
     println!();

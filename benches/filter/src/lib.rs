@@ -21,8 +21,8 @@ pub const PASSTHROUGH_FILTER_WASM: &str = env!("PASSTHROUGH_FILTER_WASM");
 /// The sluice filter, built by host-tests' build script (the release build that ships).
 pub const SLUICE_FILTER_WASM: &str = sluice_host::test_filters::SLUICE_FILTER_WASM;
 
-/// The sluice filter built with its `count-allocations` feature, in bench builds only.
-pub const SLUICE_ALLOCATIONS_WASM: Option<&str> = option_env!("SLUICE_ALLOCATIONS_WASM");
+/// The sluice filter built with its `count-allocations` feature (this crate's build script).
+pub const SLUICE_ALLOCATIONS_WASM: &str = env!("SLUICE_ALLOCATIONS_WASM");
 
 /// 2026-01-01T00:00:00Z.
 const T0_NS: u64 = 1_767_225_600_000_000_000;
@@ -60,6 +60,32 @@ pub const NO_RULE_APPLIES: &str = r#"{"rules": [
    "limit": {"requests": 100000, "period": "1s"}}
 ]}"#;
 
+/// What one host call costs in a real proxy, in microseconds of NGINX CPU time: measured in
+/// NGINX 1.27.4 with ngx_wasm_module (wasmtime) by `benches/nginx/bench.py --cost-model` (the
+/// pass-through repeating one call 20 times per request, against the plain pass-through; the
+/// median over 4 rounds; BENCHMARKS.md, "Host calls in a real proxy"). A compare-and-swap
+/// write was measured with the read it follows (0.62 µs the pair, within the noise of a read
+/// alone), so it is counted at what the pair costs beyond the read: nothing measurable.
+/// Calls not listed (configuration, logging, HTTP calls) do not happen per request here.
+pub const NGINX_CALL_COST_US: &[(&str, f64)] = &[
+    ("proxy_get_header_map_pairs", 0.71),
+    ("proxy_get_current_time_nanoseconds", 0.19),
+    ("proxy_get_property", 0.75),
+    ("proxy_get_shared_data", 0.69),
+    ("proxy_set_shared_data", 0.0),
+    ("proxy_increment_metric", 0.065),
+    ("proxy_add_header_map_value", 0.45),
+];
+
+/// The NGINX CPU time the host calls of one request cost by [`NGINX_CALL_COST_US`], in
+/// microseconds.
+pub fn modelled_nginx_host_call_us(costs: &Costs) -> f64 {
+    NGINX_CALL_COST_US
+        .iter()
+        .map(|(function, cost)| costs.calls_per_request(function) * cost)
+        .sum()
+}
+
 /// A filter and its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
@@ -96,10 +122,13 @@ impl Subject {
         }
     }
 
-    pub fn wasm_path(&self) -> &'static str {
+    /// The filter's `.wasm`. `SLUICE_BENCH_FILTER_WASM=<file>` measures another build of the
+    /// sluice filter instead of the shipped one (e.g. another release profile).
+    pub fn wasm_path(&self) -> String {
         match self {
-            Subject::PassThrough => PASSTHROUGH_FILTER_WASM,
-            _ => SLUICE_FILTER_WASM,
+            Subject::PassThrough => PASSTHROUGH_FILTER_WASM.to_string(),
+            _ => std::env::var("SLUICE_BENCH_FILTER_WASM")
+                .unwrap_or_else(|_| SLUICE_FILTER_WASM.to_string()),
         }
     }
 
@@ -116,14 +145,15 @@ impl Subject {
     /// The filter compiled plain (for timing) or with fuel metering and host-call counting
     /// (for the deterministic costs).
     pub fn module(&self, instrumented: bool) -> FilterModule {
-        let wasm = std::fs::read(self.wasm_path())
-            .unwrap_or_else(|error| panic!("cannot read {}: {error}", self.wasm_path()));
+        let path = self.wasm_path();
+        let wasm =
+            std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
         let (metering, counting) = match instrumented {
             true => (FuelMetering::On, HostCallCounting::On),
             false => (FuelMetering::Off, HostCallCounting::Off),
         };
         FilterModule::compile_instrumented(&wasm, metering, counting)
-            .unwrap_or_else(|error| panic!("{} does not compile: {error}", self.wasm_path()))
+            .unwrap_or_else(|error| panic!("{path} does not compile: {error}"))
     }
 
     /// A one-worker Envoy-like proxy running the filter, with a fake clock at T0.
@@ -220,17 +250,28 @@ pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
     }
 }
 
-/// Allocations in the guest per request (mean of `requests` after `warmup`), counted by the
-/// filter built with `count-allocations` (`wasm`); `None` for the pass-through.
+/// Allocations in the guest per request, mean of `requests` after `warmup`, counted by the
+/// filter built with `count-allocations` ([`SLUICE_ALLOCATIONS_WASM`]); `None` for the
+/// pass-through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Allocations {
+    /// The filter's own, the policy's and the core's.
+    pub own: f64,
+    /// The box of the HTTP context, which the SDK's dispatcher requires.
+    pub context: f64,
+    /// The host's copies of its answers into guest memory (which the ABI requires).
+    pub host_copies: f64,
+}
+
 pub fn allocations_per_request(
     subject: Subject,
-    wasm: &str,
     warmup: u64,
     requests: u64,
-) -> Option<f64> {
+) -> Option<Allocations> {
     if subject == Subject::PassThrough {
         return None;
     }
+    let wasm = SLUICE_ALLOCATIONS_WASM;
     let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("cannot read {wasm}: {error}"));
     let module = FilterModule::from_bytes(&bytes)
         .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
@@ -238,12 +279,20 @@ pub fn allocations_per_request(
     for index in 0..warmup {
         exchange(&proxy, index);
     }
-    let before = proxy.metrics().counter("sluice_allocations")?;
+    let read = |name: &str| proxy.metrics().counter(name);
+    let own = read("sluice_allocations")?;
+    let host = read("sluice_host_copies")?;
+    let context = read("sluice_context_allocations")?;
     for index in warmup..warmup + requests {
         exchange(&proxy, index);
     }
-    let after = proxy.metrics().counter("sluice_allocations")?;
-    Some(after.saturating_sub(before) as f64 / requests.max(1) as f64)
+    let per_request =
+        |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1) as f64;
+    Some(Allocations {
+        own: per_request(read("sluice_allocations")?, own),
+        context: per_request(read("sluice_context_allocations")?, context),
+        host_copies: per_request(read("sluice_host_copies")?, host),
+    })
 }
 
 /// Times `requests` exchanges starting at request `first`.

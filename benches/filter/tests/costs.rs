@@ -11,6 +11,34 @@ fn per_request(costs: &Costs, function: &str) -> f64 {
     costs.calls_per_request(function)
 }
 
+/// The floor of a request: the header map, the clock and the peer address (which the
+/// pass-through reads too), one shared-data read and one compare-and-swap write per rule, and
+/// the two response headers; nothing else.
+#[test]
+fn one_rule_costs_the_floor_and_nothing_more() {
+    let costs = costs(Subject::SluiceOneRule, WARMUP, REQUESTS);
+    let mut calls: Vec<(String, f64)> = costs
+        .host_calls
+        .iter()
+        .map(|(name, _)| (name.to_string(), per_request(&costs, name)))
+        .filter(|(_, per_request)| *per_request > 0.0)
+        .collect();
+    calls.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = [
+        ("proxy_add_header_map_value", 2.0),
+        ("proxy_get_current_time_nanoseconds", 1.0),
+        ("proxy_get_header_map_pairs", 1.0),
+        ("proxy_get_property", 1.0),
+        ("proxy_get_shared_data", 1.0),
+        ("proxy_set_shared_data", 1.0),
+    ];
+    let expected: Vec<(String, f64)> = expected
+        .iter()
+        .map(|(name, n)| (name.to_string(), *n))
+        .collect();
+    assert_eq!(calls, expected);
+}
+
 /// The reads every filter makes: the header map once, the clock once, the peer once.
 fn assert_reads_once(costs: &Costs, name: &str) {
     for function in [
@@ -48,11 +76,8 @@ fn a_request_costs_one_read_and_one_write_per_rule_and_nothing_parsed_again() {
             rules,
             "{name}"
         );
-        assert_eq!(
-            per_request(&costs, "proxy_increment_metric"),
-            rules,
-            "{name}"
-        );
+        // Metrics are counted in the VM and flushed on the root context's timer.
+        assert_eq!(per_request(&costs, "proxy_increment_metric"), 0.0, "{name}");
         // RateLimit-Policy and RateLimit on the response.
         assert_eq!(
             per_request(&costs, "proxy_add_header_map_value"),
@@ -71,7 +96,7 @@ fn a_request_costs_one_read_and_one_write_per_rule_and_nothing_parsed_again() {
         }
         assert_eq!(
             costs.total_calls_per_request(),
-            3.0 + 3.0 * rules + 2.0,
+            3.0 + 2.0 * rules + 2.0,
             "{name}"
         );
     }
@@ -80,19 +105,25 @@ fn a_request_costs_one_read_and_one_write_per_rule_and_nothing_parsed_again() {
 #[test]
 fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
     let base = costs(Subject::PassThrough, WARMUP, REQUESTS).fuel_per_request();
-    let one = costs(Subject::SluiceOneRule, WARMUP, REQUESTS).fuel_per_request() / base;
-    let five = costs(Subject::SluiceFiveRules, WARMUP, REQUESTS).fuel_per_request() / base;
-    eprintln!("fuel per request: 1 rule {one:.2}x, 5 rules {five:.2}x the pass-through's");
-    // BENCHMARKS.md: 2.70x and 5.80x the pass-through (targets 1.2x and 2x, not met), measured
-    // with buckets written at their full size (the padding is zeroed on every write and checked
-    // on every read); these bounds leave 10% for changes that do not add work. Update both
-    // together.
+    let one = costs(Subject::SluiceOneRule, WARMUP, REQUESTS).fuel_per_request();
+    let five = costs(Subject::SluiceFiveRules, WARMUP, REQUESTS).fuel_per_request();
+    eprintln!(
+        "fuel per request: pass-through {base:.0}, 1 rule {one:.0}, 5 rules {five:.0}: \
+         {:.2}x and {:.2}x the pass-through's",
+        one / base,
+        five / base
+    );
+    let (one, five) = (one / base, five / base);
+    // BENCHMARKS.md ("Fuel per request"): 7.03x and 22.59x the pass-through (targets 1.2x and
+    // 2x, not met; the pass-through reads its inputs in place, at a sixth of its former cost),
+    // both as shipped (the `filter` profile, then wasm-opt -Oz), with buckets written at their
+    // full size; these bounds leave 10% for changes that do not add work. Update both together.
     assert!(
-        one <= 2.70 * 1.1,
+        one <= 7.03 * 1.1,
         "1 rule: {one:.2}x the pass-through's fuel"
     );
     assert!(
-        five <= 5.80 * 1.1,
+        five <= 22.59 * 1.1,
         "5 rules: {five:.2}x the pass-through's fuel"
     );
     assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");

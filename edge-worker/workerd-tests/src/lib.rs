@@ -10,21 +10,6 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Variables of the outer cargo run that would change or break the nested builds (as in
-/// host-tests/build.rs): flags for the host target, the outer target directory and triple,
-/// clippy's wrapper.
-const OUTER_BUILD_VARIABLES: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_MAKEFLAGS",
-];
-
 /// `edge-worker/`.
 pub fn worker_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,12 +46,10 @@ pub fn build_command() -> Command {
     build
 }
 
-/// A command with the outer build's variables removed and wrangler kept offline.
+/// A command without the outer build's variables (`sluice_build_support::clean_command`),
+/// wrangler kept offline.
 pub fn clean_command(program: &str) -> Command {
-    let mut command = Command::new(program);
-    for variable in OUTER_BUILD_VARIABLES {
-        command.env_remove(variable);
-    }
+    let mut command = sluice_build_support::clean_command(program);
     command
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")

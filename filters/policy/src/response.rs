@@ -179,10 +179,11 @@ impl ResponseConfig {
         let reports = || {
             advertised().filter_map(move |(check, outcome)| report(check, outcome, request_denied))
         };
-        let mut headers = Vec::new();
+        // Sized for the usual one or two headers of a few rules, so rendering does not regrow.
+        let mut headers = Vec::with_capacity(4);
 
         if self.headers.ietf() {
-            let mut policy = String::new();
+            let mut policy = String::with_capacity(64 * checks.len());
             for (check, _) in advertised() {
                 list_separator(&mut policy);
                 let quota = check.limit.quota;
@@ -191,7 +192,7 @@ impl ResponseConfig {
                     let _ = write!(policy, ";w={}", quota.period() / NANOS_PER_SEC);
                 }
             }
-            let mut state = String::new();
+            let mut state = String::with_capacity(64 * checks.len());
             for report in reports() {
                 list_separator(&mut state);
                 let _ = write!(

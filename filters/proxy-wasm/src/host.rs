@@ -4,9 +4,11 @@
 //! down. Shared data (whose failures the rules' failure modes handle), metrics and logging are
 //! therefore called directly here, with every status turned into a value.
 
-use std::ptr::null_mut;
+use std::ptr::{null, null_mut};
 
 use sluice_core::{SetError, SlotStore, StoreError};
+
+use crate::header_map::HeaderMap;
 
 /// Status codes of ABI v0.2.1 that the filter tells apart.
 const OK: u32 = 0;
@@ -62,6 +64,109 @@ unsafe extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// `MapType::HttpRequestHeaders`.
+const HTTP_REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpResponseHeaders`.
+const HTTP_RESPONSE_HEADERS: u32 = 2;
+
+/// The request's header map, serialised as the host gives it (empty if it gives none).
+pub fn request_headers() -> HeaderMap {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the out-pointers are valid and writable.
+    let status = answering(|| unsafe {
+        proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size)
+    });
+    // SAFETY: the host allocated the map with our allocator (or left it null).
+    let bytes = unsafe { host_buffer(data, size) };
+    HeaderMap::new(if status == OK { bytes } else { Vec::new() })
+}
+
+/// Asks for `proxy_on_tick` every `period`; false if the host refused (the SDK's wrapper
+/// would panic instead).
+pub fn set_tick_period(period: std::time::Duration) -> bool {
+    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: a plain value.
+    unsafe { proxy_set_tick_period_milliseconds(millis) == OK }
+}
+
+/// Adds a header to the upstream's response; false if the host refused.
+pub fn add_response_header(name: &str, value: &[u8]) -> bool {
+    // SAFETY: `name` and `value` are valid for the call.
+    let status = unsafe {
+        proxy_add_header_map_value(
+            HTTP_RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    status == OK
+}
+
+/// A property's value; `path` is its segments joined by NUL bytes (`source\0address`).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `path` is valid for the call; the out-pointers are valid and writable.
+    let status = answering(|| unsafe {
+        proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size)
+    });
+    // SAFETY: the host allocated the value with our allocator (or left it null).
+    let value = unsafe { host_buffer(data, size) };
+    (status == OK && !data.is_null()).then_some(value)
+}
+
+/// Answers the request locally; `headers` is a header map serialised as the ABI's
+/// (see `header_map`). False if the host refused.
+pub fn send_local_response(status: u16, headers: &[u8], body: &[u8]) -> bool {
+    const NO_GRPC_STATUS: i32 = -1;
+    // SAFETY: every pointer and length describes a slice valid for the call.
+    let result = unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            NO_GRPC_STATUS,
+        )
+    };
+    result == OK
 }
 
 /// `MapType::HttpCallResponseHeaders`.
@@ -70,6 +175,16 @@ const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 /// `StreamType::HttpRequest`.
 const HTTP_REQUEST_STREAM: u32 = 0;
+
+/// Runs a host call that answers a buffer the host copies into guest memory; with the
+/// `count-allocations` feature, allocations meanwhile count as the host's copies.
+#[inline(always)]
+fn answering<T>(call: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "count-allocations")]
+    return crate::allocations::in_host_call(call);
+    #[cfg(not(feature = "count-allocations"))]
+    call()
+}
 
 /// Takes ownership of a buffer the host allocated in guest memory.
 ///
@@ -90,7 +205,7 @@ pub fn http_call_status() -> Option<u16> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: `key` is valid for the call; the out-pointers are valid and writable.
-    let status = unsafe {
+    let status = answering(|| unsafe {
         proxy_get_header_map_value(
             HTTP_CALL_RESPONSE_HEADERS,
             key.as_ptr(),
@@ -98,7 +213,7 @@ pub fn http_call_status() -> Option<u16> {
             &mut data,
             &mut size,
         )
-    };
+    });
     // SAFETY: the host allocated the value with our allocator (or left it null).
     let value = unsafe { host_buffer(data, size) };
     if status != OK {
@@ -116,9 +231,9 @@ pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut returned: usize = 0;
     // SAFETY: the out-pointers are valid and writable.
-    let status = unsafe {
+    let status = answering(|| unsafe {
         proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, &mut data, &mut returned)
-    };
+    });
     // SAFETY: as in `http_call_status`.
     let body = unsafe { host_buffer(data, returned) };
     (status == OK).then_some(body)
@@ -177,9 +292,9 @@ impl SlotStore for SharedData {
         let mut size: usize = 0;
         let mut cas: u32 = 0;
         // SAFETY: the out-pointers are valid and writable; `key` is valid for the call.
-        let status = unsafe {
+        let status = answering(|| unsafe {
             proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
-        };
+        });
         value.clear();
         match status {
             OK => {

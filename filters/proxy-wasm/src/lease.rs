@@ -42,7 +42,7 @@ const MAX_RETURNS: usize = 4096;
 const MAX_ITEMS: usize = global::MAX_LEASE_ITEMS;
 
 /// How a global rule's entries are used.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct RuleLease {
     table: LeaseTable,
     /// `None` for a global rule without `lease` (its entries hold the negative cache only).
@@ -190,6 +190,13 @@ impl Leases {
     /// Every lease table (for naming, creation and the footprint).
     pub fn tables(&self) -> impl Iterator<Item = &LeaseTable> {
         self.rules.iter().flatten().map(|r| &r.table)
+    }
+
+    /// Adds what this VM counted since the last flush to the proxy's counters.
+    pub fn flush_metrics(&self) {
+        for rule in self.rules.iter().flatten() {
+            rule.counters.flush();
+        }
     }
 
     /// The root context's tick period, if a rule has a lease.

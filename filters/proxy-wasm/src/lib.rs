@@ -14,6 +14,7 @@
 mod allocations;
 mod footprint;
 mod global_call;
+mod header_map;
 mod host;
 mod lease;
 mod lease_store;
@@ -58,11 +59,32 @@ struct Runtime {
     global: Option<GlobalRuntime>,
     /// Set when a rule is global: its leases and negative cache in shared data.
     leases: Option<Leases>,
+    /// A denial's headers serialised for the host, reused from one denial to the next.
+    local_response: RefCell<Vec<u8>>,
+}
+
+impl Runtime {
+    /// Hands what the VM counted to the proxy's counters.
+    fn flush_metrics(&self) {
+        self.metrics.flush();
+        if let Some(global) = &self.global {
+            global.counters.flush();
+        }
+        if let Some(leases) = &self.leases {
+            leases.flush_metrics();
+        }
+    }
 }
 
 #[derive(Default)]
 struct SluiceRoot {
     runtime: Option<Rc<Runtime>>,
+    /// When the metrics were last flushed (the proxy's clock), when the timer also serves
+    /// leases and so ticks more often than a flush period.
+    flushed_at: u64,
+    /// The timer's period: a flush is due one period before a whole flush period has passed,
+    /// so a tick a little early does not put it off by a whole period.
+    tick_period: u64,
 }
 
 impl Context for SluiceRoot {
@@ -77,16 +99,51 @@ impl Context for SluiceRoot {
             lease_call_answered(&runtime, token_id, num_headers, body_size);
         }
     }
+
+    /// Envoy calls this at VM shutdown: the last counts reach the proxy.
+    fn on_done(&mut self) -> bool {
+        if let Some(runtime) = &self.runtime {
+            runtime.flush_metrics();
+        }
+        true
+    }
+}
+
+impl Drop for SluiceRoot {
+    /// A host that deletes the root context (`proxy_on_delete`) without calling `on_done`
+    /// first still gets the last counts.
+    fn drop(&mut self) {
+        if let Some(runtime) = &self.runtime {
+            runtime.flush_metrics();
+        }
+    }
 }
 
 impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
-                if let Some(ms) = runtime.leases.as_ref().and_then(Leases::tick_period_ms) {
-                    self.set_tick_period(std::time::Duration::from_millis(u64::from(ms)));
+                // One timer for both: the leases' (when a rule has one) is the shorter, and
+                // the metrics are flushed on every tick that ends a flush period.
+                let period = runtime
+                    .leases
+                    .as_ref()
+                    .and_then(Leases::tick_period_ms)
+                    .map_or(metrics::FLUSH_PERIOD, |ms| {
+                        std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
+                    });
+                self.flushed_at = host::now_nanos().unwrap_or_default();
+                self.tick_period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+                if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
+                    previous.flush_metrics();
                 }
-                self.runtime = Some(Rc::new(runtime));
+                if !host::set_tick_period(period) {
+                    log(
+                        LogLevel::Warn,
+                        "sluice: the proxy refused a timer; metrics reach it only when the VM \
+                         is done",
+                    );
+                }
                 true
             }
             Err(message) => {
@@ -96,20 +153,36 @@ impl RootContext for SluiceRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let runtime = Rc::clone(self.runtime.as_ref()?);
-        Some(Box::new(SluiceHttp {
-            runtime,
-            response_headers: Vec::new(),
-            pending: None,
-            leased: None,
-        }))
+    fn on_tick(&mut self) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        lease_tick(self, &runtime);
+        let now = host::now_nanos().unwrap_or_default();
+        let period = u64::try_from(metrics::FLUSH_PERIOD.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(self.tick_period);
+        // A clock that stepped back flushes too rather than waiting for it to catch up.
+        if now.wrapping_sub(self.flushed_at) >= period || now < self.flushed_at {
+            self.flushed_at = now;
+            runtime.flush_metrics();
+        }
     }
 
-    fn on_tick(&mut self) {
-        if let Some(runtime) = self.runtime.clone() {
-            lease_tick(self, &runtime);
-        }
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let runtime = Rc::clone(self.runtime.as_ref()?);
+        let make = || -> Box<dyn HttpContext> {
+            Box::new(SluiceHttp {
+                runtime,
+                response_headers: Vec::new(),
+                pending: None,
+                leased: None,
+            })
+        };
+        #[cfg(feature = "count-allocations")]
+        return Some(allocations::context_box(make));
+        #[cfg(not(feature = "count-allocations"))]
+        Some(make())
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -184,6 +257,7 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         metrics,
         global,
         leases,
+        local_response: RefCell::new(Vec::new()),
     })
 }
 
@@ -244,7 +318,7 @@ impl HttpContext for SluiceHttp {
             );
             return Action::Continue;
         };
-        let request = HostRequest::from_host(self.get_http_request_headers_bytes());
+        let request = HostRequest::from_host(host::request_headers());
         let runtime = Rc::clone(&self.runtime);
         if runtime.leases.is_some() {
             return self.start_leased(&runtime, &request, now);
@@ -264,8 +338,8 @@ impl HttpContext for SluiceHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.add_http_response_header(name, &value);
+        for (name, value) in self.response_headers.drain(..) {
+            host::add_response_header(name, value.as_bytes());
         }
         #[cfg(feature = "count-allocations")]
         allocations::flush();
@@ -297,11 +371,24 @@ impl SluiceHttp {
                 content_type,
                 headers,
             } => {
-                let mut local: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
-                local.push(("content-type", content_type));
-                local.extend(headers.iter().map(|(name, value)| (*name, value.as_str())));
-                self.send_http_response(u32::from(status), local, Some(body.as_bytes()));
-                Action::Pause
+                let pairs = std::iter::once(("content-type", content_type))
+                    .chain(headers.iter().map(|(name, value)| (*name, value.as_str())));
+                let sent = match runtime.local_response.try_borrow_mut() {
+                    Ok(mut serialised) => {
+                        header_map::serialise_into(pairs, &mut serialised);
+                        host::send_local_response(status, &serialised, body.as_bytes())
+                    }
+                    Err(_) => false,
+                };
+                if sent {
+                    return Action::Pause;
+                }
+                // Pausing would leave the request hanging: let it through, and say why.
+                log(
+                    LogLevel::Error,
+                    "sluice: the proxy refused the local response of a denied request; passed",
+                );
+                Action::Continue
             }
         }
     }

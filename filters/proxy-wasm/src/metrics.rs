@@ -1,34 +1,88 @@
 //! Per-rule counters, defined once per VM in `on_configure`. Envoy exposes them as
 //! `wasmcustom.sluice.<rule>.<counter>`; every VM increments the same process-wide stat.
+//!
+//! A request only counts in the VM's memory: each `proxy_increment_metric` crosses into the
+//! proxy (and takes a shared-memory lock in ngx_wasm_module), which costs more than the
+//! counting. What a VM counted reaches the proxy's counters in [`Metrics::flush`], called on
+//! the root context's timer (about once a second, [`FLUSH_PERIOD`]) and when the VM is done
+//! (`proxy_on_done` of the root context, which Envoy calls at VM shutdown), one host call per
+//! counter that moved.
+
+use std::cell::Cell;
+use std::time::Duration;
 
 use sluice_core::{RuleOutcome, Status};
 
 use crate::host;
 
-/// The ids of one rule's counters (`None` where the host refused to define one).
-#[derive(Debug, Default, Clone, Copy)]
+/// How often a VM's counts are flushed to the proxy's counters.
+pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+/// One counter: its id (`None` where the host refused to define it) and what this VM counted
+/// since the last flush.
+#[derive(Debug, Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn define(name: &str) -> Counter {
+        Counter {
+            id: host::define_counter(name),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn add(&self, delta: u64) {
+        self.pending.set(self.pending.get().saturating_add(delta));
+    }
+
+    fn flush(&self) {
+        let delta = self.pending.replace(0);
+        if let Some(id) = self.id {
+            host::increment(id, delta);
+        }
+    }
+}
+
+/// The counters of one rule.
+#[derive(Debug, Default)]
 struct RuleCounters {
-    allowed: Option<u32>,
-    denied: Option<u32>,
-    shadow_denied: Option<u32>,
-    failed_open: Option<u32>,
-    failed_closed: Option<u32>,
-    cas_retries: Option<u32>,
-    store_errors: Option<u32>,
+    allowed: Counter,
+    denied: Counter,
+    shadow_denied: Counter,
+    failed_open: Counter,
+    failed_closed: Counter,
+    cas_retries: Counter,
+    store_errors: Counter,
+}
+
+impl RuleCounters {
+    fn all(&self) -> [&Counter; 7] {
+        [
+            &self.allowed,
+            &self.denied,
+            &self.shadow_denied,
+            &self.failed_open,
+            &self.failed_closed,
+            &self.cas_retries,
+            &self.store_errors,
+        ]
+    }
 }
 
 /// Every rule's counters, in rule order, plus the filter-wide ones.
 #[derive(Debug, Default)]
 pub struct Metrics {
     rules: Vec<RuleCounters>,
-    exempt: Option<u32>,
+    exempt: Counter,
 }
 
 impl Metrics {
     /// Defines the counters of every rule.
     pub fn define<'a>(rule_names: impl Iterator<Item = &'a str>) -> Metrics {
-        let counter =
-            |rule: &str, what: &str| host::define_counter(&format!("sluice.{rule}.{what}"));
+        let counter = |rule: &str, what: &str| Counter::define(&format!("sluice.{rule}.{what}"));
         Metrics {
             rules: rule_names
                 .map(|rule| RuleCounters {
@@ -41,7 +95,7 @@ impl Metrics {
                     store_errors: counter(rule, "store_errors"),
                 })
                 .collect(),
-            exempt: host::define_counter("sluice.exempt"),
+            exempt: Counter::define("sluice.exempt"),
         }
     }
 
@@ -51,75 +105,85 @@ impl Metrics {
             return;
         };
         let status = match outcome.status {
-            Status::Allowed => counters.allowed,
-            Status::Denied => counters.denied,
-            Status::ShadowDenied => counters.shadow_denied,
-            Status::FailedOpen => counters.failed_open,
-            Status::FailedClosed => counters.failed_closed,
+            Status::Allowed => &counters.allowed,
+            Status::Denied => &counters.denied,
+            Status::ShadowDenied => &counters.shadow_denied,
+            Status::FailedOpen => &counters.failed_open,
+            Status::FailedClosed => &counters.failed_closed,
         };
-        bump(status, 1);
-        bump(counters.cas_retries, u64::from(outcome.cas_retries));
-        bump(
-            counters.store_errors,
-            u64::from(outcome.store_error.is_some()),
-        );
+        status.add(1);
+        counters.cas_retries.add(u64::from(outcome.cas_retries));
+        counters
+            .store_errors
+            .add(u64::from(outcome.store_error.is_some()));
     }
 
     /// Counts a request that an exemption let through unchecked.
     pub fn record_exempt(&self) {
-        bump(self.exempt, 1);
+        self.exempt.add(1);
+    }
+
+    /// Adds what this VM counted since the last flush to the proxy's counters.
+    pub fn flush(&self) {
+        for rule in &self.rules {
+            for counter in rule.all() {
+                counter.flush();
+            }
+        }
+        self.exempt.flush();
     }
 }
 
-fn bump(id: Option<u32>, delta: u64) {
-    if let Some(id) = id {
-        host::increment(id, delta);
-    }
-}
-
-/// The counters of calls to the rate-limit service (defined only when a rule is global).
-#[derive(Debug, Default, Clone, Copy)]
+/// The counters of calls to the rate-limit service (defined only when a rule is global),
+/// counted and flushed like [`Metrics`].
+#[derive(Debug, Default)]
 pub struct CallCounters {
-    calls: Option<u32>,
-    call_errors: Option<u32>,
+    calls: Counter,
+    call_errors: Counter,
 }
 
 impl CallCounters {
     /// Defines `sluice.global.calls` and `sluice.global.call_errors`.
     pub fn define() -> CallCounters {
         CallCounters {
-            calls: host::define_counter("sluice.global.calls"),
-            call_errors: host::define_counter("sluice.global.call_errors"),
+            calls: Counter::define("sluice.global.calls"),
+            call_errors: Counter::define("sluice.global.call_errors"),
         }
     }
 
     /// Counts one call made (or attempted).
     pub fn record_call(&self) {
-        bump(self.calls, 1);
+        self.calls.add(1);
     }
 
     /// Counts one call that gave no usable answer.
     pub fn record_error(&self) {
-        bump(self.call_errors, 1);
+        self.call_errors.add(1);
+    }
+
+    /// Adds what this VM counted since the last flush to the proxy's counters.
+    pub fn flush(&self) {
+        self.calls.flush();
+        self.call_errors.flush();
     }
 }
 
 /// A global rule's lease and negative-cache counters (`sluice.<rule>.lease_*`,
-/// `sluice.<rule>.negative_cache`).
-#[derive(Debug, Default, Clone, Copy)]
+/// `sluice.<rule>.negative_cache`), counted and flushed like [`Metrics`].
+#[derive(Debug, Default)]
 pub struct LeaseCounters {
-    acquired: Option<u32>,
-    renewed: Option<u32>,
-    returned: Option<u32>,
-    expired: Option<u32>,
-    local: Option<u32>,
-    negative_cache: Option<u32>,
+    acquired: Counter,
+    renewed: Counter,
+    returned: Counter,
+    expired: Counter,
+    local: Counter,
+    negative_cache: Counter,
 }
 
 impl LeaseCounters {
     /// Defines the counters of global rule `rule`.
     pub fn define(rule: &str) -> LeaseCounters {
-        let counter = |what: &str| host::define_counter(&format!("sluice.{rule}.{what}"));
+        let counter = |what: &str| Counter::define(&format!("sluice.{rule}.{what}"));
         LeaseCounters {
             acquired: counter("lease_acquired"),
             renewed: counter("lease_renewed"),
@@ -132,31 +196,45 @@ impl LeaseCounters {
 
     /// A slice acquired by a request that found none.
     pub fn acquired(&self) {
-        bump(self.acquired, 1);
+        self.acquired.add(1);
     }
 
     /// A slice renewed in the background.
     pub fn renewed(&self) {
-        bump(self.renewed, 1);
+        self.renewed.add(1);
     }
 
     /// Unspent units sent back to the service (one return item).
     pub fn returned(&self) {
-        bump(self.returned, 1);
+        self.returned.add(1);
     }
 
     /// A slice that expired with units left.
     pub fn expired(&self) {
-        bump(self.expired, 1);
+        self.expired.add(1);
     }
 
     /// A request decided from a slice, with no call.
     pub fn local(&self) {
-        bump(self.local, 1);
+        self.local.add(1);
     }
 
     /// A request denied by the negative cache, with no call.
     pub fn negative_cache(&self) {
-        bump(self.negative_cache, 1);
+        self.negative_cache.add(1);
+    }
+
+    /// Adds what this VM counted since the last flush to the proxy's counters.
+    pub fn flush(&self) {
+        for counter in [
+            &self.acquired,
+            &self.renewed,
+            &self.returned,
+            &self.expired,
+            &self.local,
+            &self.negative_cache,
+        ] {
+            counter.flush();
+        }
     }
 }

@@ -1,24 +1,27 @@
-//! The request as the policy sees it: one host call for the whole header map, and one for the
-//! peer address only if a rule's key or the client-IP source needs it.
+//! The request as the policy sees it: one host call for the whole header map, read in place
+//! ([`HeaderMap`]), and one for the peer address only if a rule's key or the client-IP source
+//! needs it.
 
 use std::cell::OnceCell;
 
-use proxy_wasm::hostcalls;
 use sluice_policy::Request;
+
+use crate::header_map::HeaderMap;
+use crate::host;
 
 /// A request's headers, and its peer address once asked for.
 #[derive(Debug)]
 pub struct HostRequest {
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderMap,
     peer: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
-    /// The request with the header map as the host gives it. Values are kept as bytes: they
-    /// need not be UTF-8 (HTTP allows bytes 0x80-0xFF in them, and Envoy and NGINX pass them
-    /// on as they came), and keys are built from the bytes so that values differing in any
-    /// byte count apart (see `sluice_policy::request`). Nothing is decoded or copied here.
-    pub fn from_host(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
+    /// The request with the header map as the host serialised it. Values are kept as bytes:
+    /// they need not be UTF-8 (HTTP allows bytes 0x80-0xFF in them, and Envoy and NGINX pass
+    /// them on as they came), and keys are built from the bytes so that values differing in
+    /// any byte count apart (see `sluice_policy::request`). Nothing is decoded or copied here.
+    pub fn from_host(headers: HeaderMap) -> HostRequest {
         HostRequest {
             headers,
             peer: OnceCell::new(),
@@ -47,18 +50,13 @@ impl Request for HostRequest {
     }
 
     fn header(&self, name: &str) -> Option<&[u8]> {
-        // Envoy lowercases names; ngx_wasm_module may pass HTTP/1 names as the client sent
-        // them, so compare without case (`name` is lowercase).
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 
     fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .pairs()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .for_each(|(_, v)| f(v));
     }
 
@@ -66,10 +64,7 @@ impl Request for HostRequest {
         self.peer
             .get_or_init(|| {
                 // Envoy: `IP:port` / `[IPv6]:port`; ngx_wasm_module: the IP alone.
-                hostcalls::get_property(vec!["source", "address"])
-                    .ok()
-                    .flatten()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                host::property(b"source\0address").and_then(|bytes| String::from_utf8(bytes).ok())
             })
             .as_deref()
     }

@@ -25,8 +25,7 @@ fn admitted(algorithm: &str, limit: u64, host: crate::support::Host) -> (u64, u6
         })
         .collect();
     let admitted = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    let retries = proxy
-        .metrics()
+    let retries = crate::support::flushed_metrics(&proxy)
         .counter("sluice.one-key.cas_retries")
         .unwrap_or(0);
     (admitted, retries)

@@ -81,8 +81,7 @@ fn run(host: Host, algorithm: &str, failure_mode: &str) {
         .force_cas_mismatches(FaultTimes::Next(FORCED));
     let outcome = race(&proxy);
     let metric = |name: &str| {
-        proxy
-            .metrics()
+        crate::support::flushed_metrics(&proxy)
             .counter(&format!("sluice.hot.{name}"))
             .unwrap_or(0)
     };

@@ -43,8 +43,7 @@ fn race(proxy: &Arc<Proxy>, key: &str, per_thread: usize) -> u64 {
 }
 
 fn metric(proxy: &Proxy, name: &str) -> u64 {
-    proxy
-        .metrics()
+    crate::support::flushed_metrics(proxy)
         .counter(&format!("sluice.hot.{name}"))
         .unwrap_or(0)
 }

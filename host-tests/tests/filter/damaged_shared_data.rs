@@ -114,7 +114,7 @@ fn damaged_buckets_count_as_empty_and_are_rewritten() {
                 "{what} on {host:?}: rewritten as a version 2 bucket, at full size"
             );
             assert_eq!(
-                proxy.metrics().counter("sluice.r.store_errors"),
+                crate::support::flushed_metrics(&proxy).counter("sluice.r.store_errors"),
                 Some(0),
                 "{what}"
             );

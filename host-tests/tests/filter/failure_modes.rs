@@ -33,8 +33,15 @@ fn store_errors_follow_the_failure_mode() {
                 "recovers"
             );
             let failed = format!("sluice.r.failed_{mode}");
-            assert_eq!(proxy.metrics().counter(&failed), Some(1), "{failed}");
-            assert_eq!(proxy.metrics().counter("sluice.r.store_errors"), Some(1));
+            assert_eq!(
+                crate::support::flushed_metrics(&proxy).counter(&failed),
+                Some(1),
+                "{failed}"
+            );
+            assert_eq!(
+                crate::support::flushed_metrics(&proxy).counter("sluice.r.store_errors"),
+                Some(1)
+            );
             assert!(
                 proxy.logs().contains("\"r\""),
                 "the failure is logged with the rule"
@@ -54,7 +61,7 @@ fn cas_conflicts_beyond_the_retries_follow_the_failure_mode() {
         assert_eq!(status(&exchange), expected, "{mode}");
         proxy.shared_data_store().clear_faults();
         assert_eq!(
-            proxy.metrics().counter("sluice.r.cas_retries"),
+            crate::support::flushed_metrics(&proxy).counter("sluice.r.cas_retries"),
             Some(4),
             "{mode}: 3 retries + the last conflict"
         );
@@ -68,6 +75,12 @@ fn a_few_cas_conflicts_are_retried_and_counted() {
         .shared_data_store()
         .force_cas_mismatches(FaultTimes::Next(2));
     assert_eq!(status(&send(&proxy, 0, get("/", "203.0.113.9:1000"))), 200);
-    assert_eq!(proxy.metrics().counter("sluice.r.cas_retries"), Some(2));
-    assert_eq!(proxy.metrics().counter("sluice.r.allowed"), Some(1));
+    assert_eq!(
+        crate::support::flushed_metrics(&proxy).counter("sluice.r.cas_retries"),
+        Some(2)
+    );
+    assert_eq!(
+        crate::support::flushed_metrics(&proxy).counter("sluice.r.allowed"),
+        Some(1)
+    );
 }

@@ -119,7 +119,7 @@ fn two_proxies_and_two_service_replicas_on_redis_admit_exactly_the_limit() {
         let failed: u64 = proxies
             .iter()
             .map(|p| {
-                p.metrics()
+                crate::support::flushed_metrics(p)
                     .counter("sluice.fleet.failed_closed")
                     .unwrap_or(0)
             })

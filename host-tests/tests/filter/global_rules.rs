@@ -95,12 +95,12 @@ fn global_rules_answer_exactly_as_the_same_rules_decided_locally() {
         assert_eq!(first.content_type.as_deref(), Some("application/json"));
         assert_eq!(first.authority.as_deref(), Some(CLUSTER));
         assert_eq!(
-            global.metrics().counter("sluice.global.calls"),
+            crate::support::flushed_metrics(&global).counter("sluice.global.calls"),
             Some(calls.len() as u64),
             "{host:?}"
         );
         assert_eq!(
-            global.metrics().counter("sluice.global.call_errors"),
+            crate::support::flushed_metrics(&global).counter("sluice.global.call_errors"),
             Some(0)
         );
     }
@@ -150,13 +150,19 @@ fn a_global_denial_refunds_the_local_rule() {
             "{host:?}"
         );
         assert_eq!(
-            proxy.metrics().counter("sluice.global.negative_cache"),
+            crate::support::flushed_metrics(&proxy).counter("sluice.global.negative_cache"),
             Some(4)
         );
-        assert_eq!(proxy.metrics().counter("sluice.local.allowed"), Some(7));
-        assert_eq!(proxy.metrics().counter("sluice.global.denied"), Some(5));
         assert_eq!(
-            proxy.metrics().counter("sluice.global.failed_open"),
+            crate::support::flushed_metrics(&proxy).counter("sluice.local.allowed"),
+            Some(7)
+        );
+        assert_eq!(
+            crate::support::flushed_metrics(&proxy).counter("sluice.global.denied"),
+            Some(5)
+        );
+        assert_eq!(
+            crate::support::flushed_metrics(&proxy).counter("sluice.global.failed_open"),
             Some(1)
         );
     }
@@ -209,7 +215,7 @@ fn a_failing_service_gets_each_rule_its_failure_mode() {
                         "{what}"
                     );
                 }
-                let metrics = proxy.metrics();
+                let metrics = crate::support::flushed_metrics(&proxy);
                 assert_eq!(
                     metrics.counter(&format!("sluice.per-client.failed_{mode}")),
                     Some(1),
@@ -282,11 +288,11 @@ fn a_storm_of_failing_calls_logs_a_few_lines() {
             "{host:?}: the suppressed count is reported: {lines:#?}"
         );
         assert_eq!(
-            proxy.metrics().counter("sluice.global.call_errors"),
+            crate::support::flushed_metrics(&proxy).counter("sluice.global.call_errors"),
             Some(1000)
         );
         assert_eq!(
-            proxy.metrics().counter("sluice.per-client.failed_open"),
+            crate::support::flushed_metrics(&proxy).counter("sluice.per-client.failed_open"),
             Some(1000)
         );
     }

@@ -51,7 +51,8 @@ fn values_that_are_not_utf8_are_read_and_counted_without_a_trap() {
         // The key rule applied (its `skip` would have left it out had the key been dropped)
         // and filled like the per-client one.
         for rule in ["per-client", "per-key"] {
-            let denied = proxy.metrics().counter(&format!("sluice.{rule}.denied"));
+            let denied =
+                crate::support::flushed_metrics(&proxy).counter(&format!("sluice.{rule}.denied"));
             assert_eq!(denied, Some(2), "{host:?}: {rule}");
         }
 
@@ -100,7 +101,8 @@ fn keys_that_differ_only_in_invalid_bytes_are_counted_apart() {
             assert_eq!(passed(&request), LIMIT, "{host:?}: session {session:x?}");
         }
         for rule in ["per-api-key", "per-session"] {
-            let denied = proxy.metrics().counter(&format!("sluice.{rule}.denied"));
+            let denied =
+                crate::support::flushed_metrics(&proxy).counter(&format!("sluice.{rule}.denied"));
             assert_eq!(denied, Some(2), "{host:?}: {rule}");
         }
     }

@@ -91,12 +91,11 @@ fn every_error_status_is_a_store_failure_that_spends_nothing() {
                     shared.clear_faults();
                 }
             }
-            let failed = proxy
-                .metrics()
+            let failed = crate::support::flushed_metrics(&proxy)
                 .counter(&format!("sluice.r.failed_{failure_mode}"));
             assert_eq!(failed, Some(failures), "{failure_mode} on {host:?}");
             assert_eq!(
-                proxy.metrics().counter("sluice.r.store_errors"),
+                crate::support::flushed_metrics(&proxy).counter("sluice.r.store_errors"),
                 Some(failures)
             );
             // None of those requests was counted.

@@ -7,8 +7,19 @@ use std::time::Duration;
 
 use sluice_host::test_filters::SLUICE_FILTER_WASM;
 use sluice_host::{
-    Clock, Exchange, FilterModule, HttpRequest, HttpResponse, LogLevel, Proxy, ProxyOptions,
+    Clock, Exchange, FilterModule, HttpRequest, HttpResponse, LogLevel, Metrics, Proxy,
+    ProxyOptions,
 };
+
+/// The proxy's counters once every worker's VM has flushed what it counted: the filter counts
+/// in the VM and hands its counts to the proxy on its timer (and at VM shutdown), so a test
+/// reading them right after its requests ticks every worker first.
+pub fn flushed_metrics(proxy: &Proxy) -> &Metrics {
+    proxy
+        .tick_all()
+        .unwrap_or_else(|error| panic!("ticking the workers fails: {error}"));
+    proxy.metrics()
+}
 
 /// 2026-01-01T00:00:00Z in nanoseconds: a day boundary, as in the shared vectors.
 pub const T0_NS: u64 = 1_767_225_600_000_000_000;

@@ -3,7 +3,9 @@
 //! the deployment's seed and tables, so every count made before the trap still holds.
 //!
 //! The trap is real: the filter runs metered, and one request carries a header so large that
-//! reading it exceeds the per-callback fuel budget, which ordinary requests stay far below.
+//! hashing it into the rule's key exceeds the per-callback fuel budget, which ordinary
+//! requests (without the header) stay far below. (Reading a header costs next to nothing: the
+//! filter walks the host's buffer in place.)
 
 use std::sync::OnceLock;
 
@@ -26,7 +28,7 @@ fn metered() -> FilterModule {
 
 fn config() -> serde_json::Value {
     json!({"store": {"max_keys": 64},
-           "rules": [{"name": "per-client", "key": ["client_ip"],
+           "rules": [{"name": "per-client", "key": ["client_ip", {"header": "x-padding"}],
                       "limit": {"requests": 5, "period": "1h"}}]})
 }
 
