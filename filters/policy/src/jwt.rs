@@ -182,6 +182,11 @@ impl ClaimPath {
         Ok(ClaimPath { segments })
     }
 
+    /// The path written as text: a claim name, nested names separated by dots (`org.id`).
+    pub fn dotted(text: &str) -> Result<ClaimPath, ConfigError> {
+        ClaimPath::parse(&Value::String(String::from(text)), "claim")
+    }
+
     /// The names from the top-level claim down.
     pub fn segments(&self) -> &[String] {
         &self.segments
