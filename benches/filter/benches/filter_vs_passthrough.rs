@@ -119,7 +119,7 @@ fn main() {
 
     println!();
     println!(
-        "keys and tiers by who the caller is (identity requests: x-user, x-plan and a 259-byte \
+        "keys and tiers by who the caller is (identity requests: x-user, x-plan and a 238-byte \
          JWT payload header), fuel per request, mean of {FUEL_REQUESTS} after {FUEL_WARMUP}:"
     );
     let callers: Vec<_> = Subject::CALLERS

@@ -112,6 +112,11 @@ fn claims_and_tiers_read_no_more_from_the_host_and_cost_within_bounds() {
             header.host_calls.iter().collect::<Vec<_>>(),
             "{name}"
         );
+        eprintln!(
+            "{name}: {:.1} fuel, {} host calls per request",
+            costs.fuel_per_request(),
+            costs.total_calls_per_request()
+        );
         fuel.push(costs.fuel_per_request() / header.fuel_per_request());
     }
     eprintln!(

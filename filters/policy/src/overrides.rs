@@ -15,11 +15,10 @@
 //! its own counter (a one-bucket table named `<rule>:<override>`) and its own
 //! `RateLimit-Policy` item, named `<rule>:<override>`. An override wins over the rule's tiers.
 
-use core::hash::BuildHasher;
+use core::hash::Hasher as _;
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use hashbrown::HashMap;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use siphasher::sip::SipHasher13;
@@ -36,16 +35,77 @@ pub(crate) const OVERRIDE_FIELDS: &[&str] = &["key", "key_sha256", "requests", "
 /// The most overrides of one rule (each has a small table of its own).
 pub const MAX_OVERRIDES: usize = 10_000;
 
-/// Hashes override keys for the lookup tables. The keys are the configuration's, so a fixed
-/// hash key is enough: a client can only look up, not insert.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct FixedSip;
+/// A fixed set of byte strings, each with a value, found by one hash and a short probe: an
+/// open-addressing table at most half full. The keys are the configuration's, so a fixed hash
+/// key is enough: a client can only look up, not insert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Index {
+    /// `0` empty, else `1 +` an index in `entries`; a power of two long.
+    slots: Vec<u32>,
+    entries: Vec<(Vec<u8>, usize)>,
+}
 
-impl BuildHasher for FixedSip {
-    type Hasher = SipHasher13;
+impl Index {
+    fn hash(key: &[u8]) -> u64 {
+        let mut hasher = SipHasher13::new_with_keys(0x736c_7569_6365_2d6f, 0x7665_7272_6964_6573);
+        hasher.write(key);
+        hasher.finish()
+    }
 
-    fn build_hasher(&self) -> SipHasher13 {
-        SipHasher13::new_with_keys(0x736c_7569_6365_2d6f, 0x7665_7272_6964_6573)
+    /// Adds `key`; false if it is there already.
+    fn insert(&mut self, key: Vec<u8>, value: usize) -> bool {
+        if self.get(&key).is_some() {
+            return false;
+        }
+        self.entries.push((key, value));
+        if self.slots.len() < self.entries.len() * 2 {
+            self.slots = alloc::vec![0; (self.entries.len() * 2).next_power_of_two()];
+            for entry in 0..self.entries.len() {
+                self.place(entry);
+            }
+        } else {
+            self.place(self.entries.len() - 1);
+        }
+        true
+    }
+
+    fn place(&mut self, entry: usize) {
+        let Some((key, _)) = self.entries.get(entry) else {
+            return;
+        };
+        let mask = self.slots.len() - 1;
+        let mut slot = Index::hash(key) as usize & mask;
+        while let Some(s) = self.slots.get_mut(slot) {
+            if *s == 0 {
+                *s = u32::try_from(entry + 1).unwrap_or(u32::MAX);
+                return;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = Index::hash(key) as usize & mask;
+        loop {
+            let entry = (*self.slots.get(slot)?).checked_sub(1)?;
+            let (stored, value) = self.entries.get(entry as usize)?;
+            if stored == key {
+                return Some(*value);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -53,8 +113,8 @@ impl BuildHasher for FixedSip {
 /// digests of a one-part key's value, each to an index in the rule's limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
-    exact: HashMap<Vec<u8>, usize, FixedSip>,
-    hashed: HashMap<[u8; 32], usize, FixedSip>,
+    exact: Index,
+    hashed: Index,
 }
 
 impl Overrides {
@@ -131,7 +191,7 @@ impl Overrides {
             match (fields.get("key"), fields.get("key_sha256")) {
                 (Some(v), None) => {
                     let bytes = encode_key(v, &fields.path("key"), key)?;
-                    if overrides.exact.insert(bytes, index).is_some() {
+                    if !overrides.exact.insert(bytes, index) {
                         return Err(ConfigError::new(
                             fields.path("key"),
                             Problem::DuplicateOverrideKey,
@@ -149,7 +209,7 @@ impl Overrides {
                     let digest = sha256_hex(json::string(v, &digest_path)?).ok_or_else(|| {
                         ConfigError::new(digest_path.as_str(), Problem::InvalidSha256)
                     })?;
-                    if overrides.hashed.insert(digest, index).is_some() {
+                    if !overrides.hashed.insert(digest.to_vec(), index) {
                         return Err(ConfigError::new(digest_path, Problem::DuplicateOverrideKey));
                     }
                 }
@@ -178,7 +238,7 @@ impl Overrides {
     /// The index in the rule's limits of the override for a request whose complete key is
     /// `key` (as the rule's key spec builds it).
     pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
-        if let Some(&index) = self.exact.get(key) {
+        if let Some(index) = self.exact.get(key) {
             return Some(index);
         }
         if self.hashed.is_empty() {
@@ -187,7 +247,7 @@ impl Overrides {
         // A one-part text key: `0x01 | length:u32 | value`.
         let value = key.get(5..)?;
         let digest: [u8; 32] = Sha256::digest(value).into();
-        self.hashed.get(&digest).copied()
+        self.hashed.get(&digest)
     }
 
     /// How many overrides there are.
@@ -197,7 +257,7 @@ impl Overrides {
 
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.exact.is_empty() && self.hashed.is_empty()
     }
 }
 
@@ -258,4 +318,24 @@ fn sha256_hex(text: &str) -> Option<[u8; 32]> {
         *out = (hi << 4 | lo) as u8;
     }
     Some(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_finds_every_key_and_nothing_else() {
+        let mut index = Index::default();
+        for i in 0..1000usize {
+            assert!(index.insert(alloc::format!("key-{i}").into_bytes(), i));
+        }
+        assert!(!index.insert(b"key-7".to_vec(), 0));
+        assert_eq!(index.len(), 1000);
+        for i in 0..1000usize {
+            assert_eq!(index.get(alloc::format!("key-{i}").as_bytes()), Some(i));
+        }
+        assert_eq!(index.get(b"key-1000"), None);
+        assert_eq!(Index::default().get(b"x"), None);
+    }
 }
