@@ -251,7 +251,11 @@ fn jwt_payload(user: u64, plan: &str) -> String {
 /// half of them on each plan.
 pub fn identity_request(index: u64) -> HttpRequest {
     let user = index % 32;
-    let plan = if user % 2 == 0 { "free" } else { "pro" };
+    let plan = if user.is_multiple_of(2) {
+        "free"
+    } else {
+        "pro"
+    };
     request(index)
         .header("x-user", &format!("user-{user:04}"))
         .header("x-plan", plan)
