@@ -223,7 +223,7 @@ fn log_failures(policy: &Policy, checks: &[Check<'_>], failures: &[(Vec<usize>, 
             let Some(check) = checks.get(index) else {
                 continue;
             };
-            let Some(rule) = policy.rules().iter().find(|r| r.name() == check.rule) else {
+            let Some(rule) = policy.rule_of_check(check.rule) else {
                 continue;
             };
             let what = match (check.failure_mode, check.mode) {

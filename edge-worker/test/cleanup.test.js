@@ -30,9 +30,9 @@ test("an alarm removes fully recovered state from storage", async () => {
     assert.equal(response.status, 200);
     await response.text();
     assert.deepEqual(await rows(worker), { rows: 2, in_memory: 2 });
-    // GCRA is whole again after 1 s (long enough for the first look above to come first on
-    // a loaded machine); the sliding window after its previous window has rolled out (at most
-    // 2 periods).
+    // GCRA is whole again after 1 s (long enough for the rows to be read first on a busy
+    // machine); the sliding window after its previous window has rolled out (at most 2
+    // periods).
     const deadline = Date.now() + 5000;
     let seen = await rows(worker);
     while (seen.rows > 0 && Date.now() < deadline) {

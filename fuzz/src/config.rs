@@ -50,7 +50,8 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// Fixed requests that touch every kind of key part a configuration can name.
+/// Fixed requests that touch every kind of key part, tier source and match condition a
+/// configuration can name (the JWT in the payload header and as a bearer token).
 const SAMPLE_REQUESTS: &[&Sample] = &[
     &Sample {
         method: "GET",
@@ -62,6 +63,15 @@ const SAMPLE_REQUESTS: &[&Sample] = &[
             ("cookie", "session=abc; theme=dark"),
             ("x-cost", "3"),
             ("cf-connecting-ip", "2001:db8::42"),
+            ("x-plan", "pro"),
+            (
+                "x-jwt-payload",
+                "eyJzdWIiOiJhZGEiLCJwbGFuIjoicHJvIiwib3JnIjp7ImlkIjoiYWNtZSIsInBsYW4iOjd9LCJodHRwczovL2V4YW1wbGUuY29tL3BsYW4iOiJnb2xkIn0",
+            ),
+            (
+                "authorization",
+                "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZGEiLCJwbGFuIjoicHJvIiwib3JnIjp7ImlkIjoiYWNtZSIsInBsYW4iOjd9LCJodHRwczovL2V4YW1wbGUuY29tL3BsYW4iOiJnb2xkIn0.c2ln",
+            ),
         ],
         peer: Some("10.0.0.2:41000"),
     },

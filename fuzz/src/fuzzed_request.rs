@@ -19,6 +19,9 @@ pub const NAMES: &[&str] = &[
     "host",
     ":authority",
     "user-agent",
+    "x-jwt-payload",
+    "authorization",
+    "x-plan",
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "OPTIONS", "get", "", "PUT"];

@@ -96,6 +96,7 @@ fn every_shipped_file_passes_and_each_config_is_located() {
         "sluice.json",
         "behind-cloudflare.json",
         "behind-load-balancer.json",
+        "envoy-jwt.yaml",
     ]
     .map(shipped);
     let args: Vec<&dyn AsRef<std::ffi::OsStr>> = files.iter().map(|f| f as _).collect();
@@ -128,7 +129,14 @@ fn every_shipped_file_passes_and_each_config_is_located() {
         run.stdout
     );
     assert!(line("sluice.json").ends_with("sluice.json: ok (3 rules)"));
-    assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
+    assert!(
+        line("envoy-jwt.yaml").ends_with(
+            "envoy-jwt.yaml:74:29: wasm plugin \"sluice\" at static_resources.listeners[ingress].filter_chains[0].filters[envoy.filters.network.http_connection_manager].typed_config.http_filters[envoy.filters.http.wasm].typed_config: ok (3 rules)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 7, "{}", run.stdout);
 }
 
 #[test]

@@ -361,7 +361,13 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
             {
                 return Err(DecideError::DuplicateRule(asked.rule.clone()));
             }
-            checks.push(rule.check(asked.key.clone(), asked.cost));
+            let check = rule
+                .check_named(&asked.rule, asked.key.clone(), asked.cost)
+                .ok_or_else(|| DecideError::UnknownRule {
+                    domain: domain_name.to_owned(),
+                    rule: asked.rule.clone(),
+                })?;
+            checks.push(check);
         }
         Ok((domain, checks))
     }

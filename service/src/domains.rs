@@ -85,9 +85,11 @@ impl Domain {
         &self.policy
     }
 
-    /// A rule by name, with its index in the policy.
+    /// A rule by name, with its index in the policy. A tier's or an override's check name
+    /// (`<rule>:<name>`) finds its rule.
     pub fn rule(&self, name: &str) -> Option<(usize, &Rule)> {
-        let index = *self.rules.get(name)?;
+        let rule = name.split_once(':').map_or(name, |(rule, _)| rule);
+        let index = *self.rules.get(rule)?;
         Some((index, self.policy.rules().get(index)?))
     }
 }

@@ -135,7 +135,11 @@ pub async fn decide<S: DecisionStore, C: Clock>(
         else {
             continue;
         };
-        if domain.rule(rule).is_none() {
+        // A rule's own limit, or one of its tiers or overrides (`<rule>:<name>`).
+        let known = domain
+            .rule(rule)
+            .is_some_and(|(_, r)| r.limits().iter().any(|l| l.name() == rule));
+        if !known {
             continue;
         }
         requested.push(Requested {

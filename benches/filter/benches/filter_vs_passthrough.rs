@@ -125,6 +125,26 @@ fn main() {
 
     println!();
     println!(
+        "keys and tiers by who the caller is (identity requests: x-user, x-plan and a 238-byte \
+         JWT payload header), fuel per request, mean of {FUEL_REQUESTS} after {FUEL_WARMUP}:"
+    );
+    let callers: Vec<_> = Subject::CALLERS
+        .iter()
+        .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
+        .collect();
+    let header_fuel = callers[0].1.fuel_per_request();
+    for (subject, costs) in &callers {
+        println!(
+            "  {:<27} {:>10.1} fuel  {:>6.2}x the header key  {:>5.2} host calls",
+            subject.name(),
+            costs.fuel_per_request(),
+            costs.fuel_per_request() / header_fuel,
+            costs.total_calls_per_request()
+        );
+    }
+
+    println!();
+    println!(
         "allocations in the guest per request (filter built with count-allocations), \
          mean of {FUEL_REQUESTS} after {FUEL_WARMUP}: the filter's (policy and core included) / \
          the SDK's context box / the host's copies of its answers"

@@ -86,6 +86,35 @@ pub fn modelled_nginx_host_call_us(costs: &Costs) -> f64 {
         .sum()
 }
 
+/// One rule keyed by a header (`x-user`), to compare with a claim key.
+pub const HEADER_KEY: &str = r#"{"rules": [
+  {"name": "per-user", "key": [{"header": "x-user"}], "limit": {"requests": 100000, "period": "1s"}}
+]}"#;
+
+/// One rule keyed by the JWT claim `sub` of the payload header (which holds the same user as
+/// `x-user`).
+pub const CLAIM_KEY: &str = r#"{"jwt": {"payload_header": "x-jwt-payload"}, "rules": [
+  {"name": "per-user", "key": [{"claim": "sub"}], "limit": {"requests": 100000, "period": "1s"}}
+]}"#;
+
+/// The header-keyed rule with two tiers chosen by a header (`x-plan`).
+pub const TIERED_BY_HEADER: &str = r#"{"rules": [
+  {"name": "per-user", "key": [{"header": "x-user"}],
+   "tier": {"from": {"header": "x-plan"},
+            "limits": {"free": {"requests": 100000, "period": "1s"},
+                       "pro": {"requests": 1000000, "period": "1s"}},
+            "default": "free"}}
+]}"#;
+
+/// The claim-keyed rule with two tiers chosen by the claim `plan`.
+pub const TIERED_BY_CLAIM: &str = r#"{"jwt": {"payload_header": "x-jwt-payload"}, "rules": [
+  {"name": "per-user", "key": [{"claim": "sub"}],
+   "tier": {"from": {"claim": "plan"},
+            "limits": {"free": {"requests": 100000, "period": "1s"},
+                       "pro": {"requests": 1000000, "period": "1s"}},
+            "default": "free"}}
+]}"#;
+
 /// A filter and its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
@@ -96,6 +125,14 @@ pub enum Subject {
     SluiceOneRuleNoHeaders,
     /// For attributing the cost: a rule that does not apply.
     SluiceNoRuleApplies,
+    /// Callers: one rule keyed by a header (the identity requests).
+    SluiceHeaderKey,
+    /// Callers: one rule keyed by a JWT claim.
+    SluiceClaimKey,
+    /// Callers: the header key, tiers from a header.
+    SluiceTieredByHeader,
+    /// Callers: the claim key, tiers from a claim.
+    SluiceTieredByClaim,
 }
 
 impl Subject {
@@ -112,8 +149,21 @@ impl Subject {
         Subject::SluiceOneRuleNoHeaders,
     ];
 
+    /// Keys and tiers by who the caller is, all sent the identity requests
+    /// ([`identity_request`]), so they compare with each other (not with [`Subject::ALL`]).
+    pub const CALLERS: [Subject; 4] = [
+        Subject::SluiceHeaderKey,
+        Subject::SluiceClaimKey,
+        Subject::SluiceTieredByHeader,
+        Subject::SluiceTieredByClaim,
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
+            Subject::SluiceHeaderKey => "sluice, header key",
+            Subject::SluiceClaimKey => "sluice, JWT claim key",
+            Subject::SluiceTieredByHeader => "sluice, header key, tiers",
+            Subject::SluiceTieredByClaim => "sluice, claim key, tiers",
             Subject::PassThrough => "pass-through",
             Subject::SluiceOneRule => "sluice, 1 rule",
             Subject::SluiceFiveRules => "sluice, 5 rules",
@@ -139,6 +189,21 @@ impl Subject {
             Subject::SluiceFiveRules => FIVE_RULES,
             Subject::SluiceOneRuleNoHeaders => ONE_RULE_NO_HEADERS,
             Subject::SluiceNoRuleApplies => NO_RULE_APPLIES,
+            Subject::SluiceHeaderKey => HEADER_KEY,
+            Subject::SluiceClaimKey => CLAIM_KEY,
+            Subject::SluiceTieredByHeader => TIERED_BY_HEADER,
+            Subject::SluiceTieredByClaim => TIERED_BY_CLAIM,
+        }
+    }
+
+    /// The `index`th request sent to this subject.
+    pub fn request(&self, index: u64) -> HttpRequest {
+        match self {
+            Subject::SluiceHeaderKey
+            | Subject::SluiceClaimKey
+            | Subject::SluiceTieredByHeader
+            | Subject::SluiceTieredByClaim => identity_request(index),
+            _ => request(index),
         }
     }
 
@@ -187,13 +252,58 @@ pub fn request(index: u64) -> HttpRequest {
     .from(source)
 }
 
+/// The payload of a typical access token, as Envoy's jwt_authn forwards it (base64url JSON,
+/// unpadded), for user `user` on `plan`.
+fn jwt_payload(user: u64, plan: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let json = format!(
+        r#"{{"iss":"https://idp.example.com/","sub":"user-{user:04}","aud":"api.example.com","iat":1767225600,"exp":1767229200,"scope":"items:read items:write","org":{{"id":"org-{:02}"}},"plan":"{plan}"}}"#,
+        user % 16
+    );
+    let mut out = String::new();
+    for chunk in json.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// The `index`th request of an authenticated caller: the benchmark request with the caller's
+/// identity both as headers (`x-user`, `x-plan`) and as the verified token's payload
+/// (`x-jwt-payload`), so header and claim configurations read the same request; 32 users,
+/// half of them on each plan.
+pub fn identity_request(index: u64) -> HttpRequest {
+    let user = index % 32;
+    let plan = if user.is_multiple_of(2) {
+        "free"
+    } else {
+        "pro"
+    };
+    request(index)
+        .header("x-user", &format!("user-{user:04}"))
+        .header("x-plan", plan)
+        .header("x-jwt-payload", &jwt_payload(user, plan))
+}
+
 /// Sends request `index` at T0 + `index` ms; panics unless the filter forwarded it.
 pub fn exchange(proxy: &Proxy, index: u64) -> Exchange {
+    exchange_request(proxy, index, request(index))
+}
+
+/// Sends `request` at T0 + `index` ms; panics unless the filter forwarded it.
+pub fn exchange_request(proxy: &Proxy, index: u64, request: HttpRequest) -> Exchange {
     if let Some(clock) = proxy.clock().as_fake() {
         clock.set_ns(T0_NS + index * 1_000_000);
     }
     let done = proxy
-        .exchange(0, request(index), |_| HttpResponse::new(200))
+        .exchange(0, request, |_| HttpResponse::new(200))
         .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
     assert!(
         matches!(done.request, RequestOutcome::Forward(_)),
@@ -232,12 +342,12 @@ impl Costs {
 pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
     let proxy = subject.start(subject.module(true));
     for index in 0..warmup {
-        exchange(&proxy, index);
+        exchange_request(&proxy, index, subject.request(index));
     }
     let mut fuel = 0;
     let mut host_calls = HostCalls::default();
     for index in warmup..warmup + requests {
-        let report = exchange(&proxy, index).report;
+        let report = exchange_request(&proxy, index, subject.request(index)).report;
         fuel += report.fuel_consumed.unwrap_or(0);
         if let Some(calls) = &report.host_calls {
             host_calls.merge(calls);
@@ -277,14 +387,14 @@ pub fn allocations_per_request(
         .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
     let proxy = subject.start(module);
     for index in 0..warmup {
-        exchange(&proxy, index);
+        exchange_request(&proxy, index, subject.request(index));
     }
     let read = |name: &str| proxy.metrics().counter(name);
     let own = read("sluice_allocations")?;
     let host = read("sluice_host_copies")?;
     let context = read("sluice_context_allocations")?;
     for index in warmup..warmup + requests {
-        exchange(&proxy, index);
+        exchange_request(&proxy, index, subject.request(index));
     }
     let per_request =
         |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1) as f64;

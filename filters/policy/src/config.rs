@@ -17,10 +17,13 @@ use crate::error::{ConfigError, Problem};
 use crate::exempt::Exemptions;
 use crate::global::{self, Scope};
 use crate::json::{self, Fields};
+use crate::jwt::JwtSource;
 use crate::key::{KeySpec, WhenKeyMissing};
 use crate::matching::Match;
+use crate::overrides::{OVERRIDE_FIELDS, Overrides};
 use crate::policy::{Policy, Rule};
 use crate::response::ResponseConfig;
+use crate::tier::{LimitKind, NamedLimit, TIER_LIMIT_FIELDS, TierContext, Tiers};
 
 /// `store.max_keys` (and a rule's `max_keys`) when not given.
 pub const DEFAULT_MAX_KEYS: u32 = 65_536;
@@ -47,6 +50,7 @@ const TOP_FIELDS: &[&str] = &[
     "response",
     "store",
     "global",
+    "jwt",
     "rules",
 ];
 const STORE_FIELDS: &[&str] = &["max_keys", "cas_retries"];
@@ -63,6 +67,8 @@ const RULE_FIELDS: &[&str] = &[
     "max_keys",
     "scope",
     "lease",
+    "tier",
+    "overrides",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -123,6 +129,10 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         None => (DEFAULT_MAX_KEYS, DEFAULT_CAS_RETRIES),
     };
     let global = top.get("global").map(global::parse_global).transpose()?;
+    let jwt = top
+        .get("jwt")
+        .map(|v| JwtSource::parse(v, "jwt"))
+        .transpose()?;
 
     let rule_values = match top.get("rules") {
         Some(v) => json::list(v, "rules")?,
@@ -134,6 +144,13 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
     let mut rules: Vec<Rule> = Vec::with_capacity(rule_values.len());
     for (index, value) in rule_values.iter().enumerate() {
         let rule = compile_rule(value, index, &rules, max_keys, deployment)?;
+        if jwt.is_none()
+            && let Some(path) = rule.first_claim_path()
+        {
+            return Err(
+                ConfigError::new(path, Problem::ClaimWithoutJwt).in_rule(index, Some(&rule.name))
+            );
+        }
         if rule.scope == Scope::Global && global.is_none() {
             return Err(
                 ConfigError::new("scope", Problem::GlobalScopeWithoutService)
@@ -159,6 +176,7 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         rules,
         global,
         has_global_rules,
+        jwt,
     })
 }
 
@@ -176,8 +194,8 @@ fn namespace(value: &Value) -> Result<&str, ConfigError> {
     Ok(name)
 }
 
-/// `[A-Za-z0-9_.-]{1,64}`: rule names and namespaces.
-fn valid_name(name: &str) -> bool {
+/// `[A-Za-z0-9_.-]{1,64}`: rule names and namespaces (and tier and override names).
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -225,7 +243,7 @@ fn store(value: &Value) -> Result<(u32, u32), ConfigError> {
     Ok((max_keys, cas_retries))
 }
 
-fn max_keys(value: &Value, path: &str) -> Result<u32, ConfigError> {
+pub(crate) fn max_keys(value: &Value, path: &str) -> Result<u32, ConfigError> {
     let keys = json::integer(value, path, 1, u64::from(MAX_KEYS), MAX_KEYS_WHY)?;
     Ok(u32::try_from(keys).unwrap_or(DEFAULT_MAX_KEYS))
 }
@@ -294,22 +312,103 @@ fn rule_body(
         Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
         None => Algorithm::Gcra,
     };
-    let (limit, capacity_field) = limit(
-        fields.require(
-            "limit",
-            "\"limit\": {\"requests\": 100, \"period\": \"1m\"}",
-        )?,
-        algorithm,
-    )?;
-    let cost = match fields.get("cost") {
-        Some(v) => CostSpec::parse(v, "cost", limit.capacity(), capacity_field)?,
-        None => CostSpec::default(),
+    let max_keys = match fields.get("max_keys") {
+        Some(v) => max_keys(v, "max_keys")?,
+        None => default_max_keys,
     };
     let matcher = match fields.get("match") {
         Some(v) => Match::parse(v, "match")?,
         None => Match::default(),
     };
     let key = KeySpec::parse(fields.require("key", "\"key\": [\"client_ip\"]")?, "key")?;
+
+    // Every limit the rule can apply: its own, or its tiers' (and the denial of unknown
+    // ones); then its overrides'.
+    let tier_limit = |v: &Value, path: &str| {
+        limit(v, path, algorithm, TIER_LIMIT_FIELDS).map(|(limit, _)| limit)
+    };
+    let override_limit =
+        |v: &Value, path: &str| limit(v, path, algorithm, OVERRIDE_FIELDS).map(|(limit, _)| limit);
+    let mut limits: Vec<NamedLimit> = Vec::new();
+    let mut base_capacity_field = "limit.requests";
+    let tiers = match (fields.get("tier"), fields.get("limit")) {
+        (Some(_), Some(_)) => return Err(ConfigError::new("limit", Problem::LimitWithTier)),
+        (Some(v), None) => {
+            let context = TierContext {
+                rule: name,
+                algorithm,
+                max_keys,
+                limit: &tier_limit,
+                max_keys_of: &self::max_keys,
+            };
+            Some(Tiers::parse(v, "tier", &context, &mut limits)?)
+        }
+        (None, _) => {
+            let (base, field) = limit(
+                fields.require(
+                    "limit",
+                    "\"limit\": {\"requests\": 100, \"period\": \"1m\"}",
+                )?,
+                "limit",
+                algorithm,
+                LIMIT_FIELDS,
+            )?;
+            limits.push(NamedLimit {
+                name: String::from(name),
+                limit: base,
+                max_keys,
+                kind: LimitKind::Base,
+            });
+            base_capacity_field = field;
+            None
+        }
+    };
+    let overrides = match fields.get("overrides") {
+        Some(v) => {
+            let mut extra = Vec::new();
+            let overrides = Overrides::parse(
+                v,
+                "overrides",
+                name,
+                &key,
+                &override_limit,
+                &limits,
+                &mut extra,
+            )?;
+            limits.extend(extra);
+            Some(overrides)
+        }
+        None => None,
+    };
+
+    // A cost must fit every limit a request can get (a denial fits none, by design).
+    let (capacity, capacity_field) = limits
+        .iter()
+        .filter(|l| l.kind != LimitKind::Deny)
+        .map(|l| {
+            let field = match l.kind {
+                LimitKind::Base => String::from(base_capacity_field),
+                _ => capacity_field_of(l, name),
+            };
+            (l.limit.capacity(), field)
+        })
+        .min_by_key(|(capacity, _)| *capacity)
+        .unwrap_or((1, String::from("limit.requests")));
+    let mut cost = match fields.get("cost") {
+        Some(v) => CostSpec::parse(v, "cost", capacity, &capacity_field)?,
+        None => CostSpec::default(),
+    };
+    // A header cost without its own `max` is capped per request at the capacity of the
+    // limit the request gets, not at the smallest one.
+    if let CostSpec::Header { max, .. } = &mut cost
+        && fields.get("cost").and_then(|c| c.get("max")).is_none()
+    {
+        *max = limits
+            .iter()
+            .map(|l| l.limit.capacity())
+            .max()
+            .unwrap_or(*max);
+    }
     let when_key_missing = match fields.get("when_key_missing") {
         Some(v) => json::variant(
             v,
@@ -327,32 +426,52 @@ fn rule_body(
         Some(v) => json::variant(v, "failure_mode", FAILURE_MODE_NAMES, FAILURE_MODES)?,
         None => FailureMode::default(),
     };
-    let max_keys = match fields.get("max_keys") {
-        Some(v) => max_keys(v, "max_keys")?,
-        None => default_max_keys,
-    };
     let scope = match fields.get("scope") {
         Some(v) => global::parse_scope(v)?,
         None => Scope::default(),
     };
+    // Each table (the rule's, every tier's, every override's) is bounded on its own.
+    for named in limits.iter().filter(|l| l.has_table()) {
+        let bytes = RuleTable::new(&named.name, named.limit, named.max_keys).max_store_bytes();
+        if bytes > MAX_RULE_STORE_BYTES {
+            let path = match named.kind {
+                LimitKind::Tier => {
+                    let tier = named.name.get(name.len() + 1..).unwrap_or_default();
+                    json::join(&json::join("tier.limits", tier), "max_keys")
+                }
+                _ => String::from("max_keys"),
+            };
+            return Err(ConfigError::new(
+                path,
+                Problem::TableTooLarge {
+                    bytes,
+                    max: MAX_RULE_STORE_BYTES,
+                    max_keys: named.max_keys,
+                },
+            ));
+        }
+    }
+    // What `Rule::limit` reports: the rule's own limit, or its default (else first) tier's.
+    let primary = tiers.as_ref().map_or(0, Tiers::primary_limit);
+    let Some(primary) = limits.get(primary).or_else(|| limits.first()) else {
+        return Err(ConfigError::new(
+            "limit",
+            Problem::Missing {
+                example: "\"limit\": {\"requests\": 100, \"period\": \"1m\"}",
+            },
+        ));
+    };
+    let (limit, primary_max_keys) = (primary.limit, primary.max_keys);
     let lease = match fields.get("lease") {
         Some(_) if scope != Scope::Global && deployment == Deployment::Proxy => {
             return Err(ConfigError::new("lease", Problem::LeaseNeedsGlobalScope));
         }
+        Some(_) if tiers.is_some() || overrides.is_some() => {
+            return Err(ConfigError::new("lease", Problem::LeaseWithCallerLimits));
+        }
         Some(v) => Some(global::parse_lease(v, &limit)?),
         None => None,
     };
-    let bytes = RuleTable::new(name, limit, max_keys).max_store_bytes();
-    if bytes > MAX_RULE_STORE_BYTES {
-        return Err(ConfigError::new(
-            "max_keys",
-            Problem::TableTooLarge {
-                bytes,
-                max: MAX_RULE_STORE_BYTES,
-                max_keys,
-            },
-        ));
-    }
     Ok(Rule {
         name: String::from(name),
         matcher,
@@ -362,16 +481,47 @@ fn rule_body(
         cost,
         mode,
         failure_mode,
-        max_keys,
+        max_keys: primary_max_keys,
         scope,
         lease,
+        limits,
+        tiers,
+        overrides,
     })
+}
+
+/// The field a limit's capacity comes from, for cost errors.
+fn capacity_field_of(named: &NamedLimit, rule: &str) -> String {
+    let field = if named.limit.algorithm == Algorithm::Gcra
+        && named.limit.quota.burst() != named.limit.quota.limit()
+    {
+        "burst"
+    } else {
+        "requests"
+    };
+    let base = match named.kind {
+        LimitKind::Base => String::from("limit"),
+        LimitKind::Tier => json::join(
+            "tier.limits",
+            named.name.get(rule.len() + 1..).unwrap_or_default(),
+        ),
+        LimitKind::Override | LimitKind::Deny => json::join(
+            "overrides",
+            named.name.get(rule.len() + 1..).unwrap_or_default(),
+        ),
+    };
+    json::join(&base, field)
 }
 
 /// The `limit` section, and which field the rule's capacity (the most a request may cost)
 /// comes from.
-fn limit(value: &Value, algorithm: Algorithm) -> Result<(Limit, &'static str), ConfigError> {
-    let fields = Fields::open(value, "limit", LIMIT_FIELDS)?;
+fn limit(
+    value: &Value,
+    path: &str,
+    algorithm: Algorithm,
+    allowed: &'static [&'static str],
+) -> Result<(Limit, &'static str), ConfigError> {
+    let fields = Fields::open(value, path, allowed)?;
     let requests_path = fields.path("requests");
     let requests = json::integer(
         fields.require("requests", "\"requests\": 100")?,
@@ -432,7 +582,7 @@ fn limit(value: &Value, algorithm: Algorithm) -> Result<(Limit, &'static str), C
         }
         // Zeros are rejected above; keep the core's own words should that ever change.
         QuotaError::ZeroLimit | QuotaError::ZeroPeriod | QuotaError::ZeroBurst => ConfigError::new(
-            "limit",
+            path,
             Problem::OutOfRange {
                 value: 0,
                 min: 1,

@@ -38,7 +38,7 @@ impl CostSpec {
         value: &Value,
         path: &str,
         capacity: u64,
-        capacity_field: &'static str,
+        capacity_field: &str,
     ) -> Result<CostSpec, ConfigError> {
         let within_capacity = |cost: u64, path: &str| {
             if cost > capacity {
@@ -47,7 +47,7 @@ impl CostSpec {
                     Problem::CostAboveCapacity {
                         cost,
                         capacity,
-                        capacity_field,
+                        capacity_field: String::from(capacity_field),
                     },
                 ));
             }

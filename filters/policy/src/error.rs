@@ -194,8 +194,9 @@ pub enum Problem {
         cost: u64,
         /// The rule's capacity.
         capacity: u64,
-        /// Where the capacity comes from (`limit.burst` or `limit.requests`).
-        capacity_field: &'static str,
+        /// Where the capacity comes from (`limit.burst`, `limit.requests`, or a tier's or
+        /// override's field).
+        capacity_field: String,
     },
     /// A header cost whose default is above its maximum.
     DefaultAboveMax {
@@ -247,6 +248,85 @@ pub enum Problem {
         /// The domain found.
         domain: String,
     },
+    /// Not an attribute (`{"header": ...}`, `{"cookie": ...}`, `{"query": ...}`,
+    /// `{"claim": ...}`).
+    InvalidAttribute,
+    /// `tier.from` is neither an attribute nor `"client_ip"`.
+    InvalidTierSource,
+    /// A tier name that is not `[A-Za-z0-9_.-]{1,64}`, or is `deny` or `exempt`.
+    InvalidTierName {
+        /// The name found.
+        name: String,
+    },
+    /// `tier.default` names no tier and is not `deny` or `exempt`.
+    InvalidTierDefault {
+        /// The value found.
+        value: String,
+        /// The tiers there are.
+        tiers: alloc::vec::Vec<String>,
+    },
+    /// `values` in a client-IP tier, or `cidrs` in an attribute tier.
+    TierSelectorMismatch {
+        /// Whether the tiers come from the client address.
+        client_ip: bool,
+    },
+    /// A value or network that already selects another tier.
+    TierValueTaken {
+        /// The value or network.
+        value: String,
+        /// The tier it selects already.
+        tier: String,
+    },
+    /// A CIDR that does not parse.
+    InvalidCidr {
+        /// The text found.
+        text: String,
+    },
+    /// A CIDR with bits set after its prefix.
+    CidrHostBits {
+        /// The text found.
+        text: String,
+    },
+    /// Both `limit` and `tier` in one rule.
+    LimitWithTier,
+    /// An override name that is invalid, `deny`, or a tier's name.
+    InvalidOverrideName {
+        /// The name found.
+        name: String,
+    },
+    /// Overrides on a rule whose key has a `client_ip` part.
+    OverrideNeedsTextKey {
+        /// The path of the part, e.g. `key[0]`.
+        part: String,
+    },
+    /// `key_sha256` on a rule whose key has several parts.
+    OverrideHashNeedsOnePart,
+    /// Not 64 hex digits.
+    InvalidSha256,
+    /// Both `key` and `key_sha256` in one override.
+    OverrideKeyConflict,
+    /// Two overrides of one key.
+    DuplicateOverrideKey,
+    /// An override `key` list whose length is not the number of key parts.
+    OverrideKeyParts {
+        /// Values given.
+        given: usize,
+        /// Parts of the rule's key.
+        parts: usize,
+    },
+    /// A `match` condition that is not exactly one of its forms.
+    InvalidCondition,
+    /// A claim path with an empty name.
+    InvalidClaimPath {
+        /// The text found.
+        path: String,
+    },
+    /// A claim read in a configuration without the `jwt` section.
+    ClaimWithoutJwt,
+    /// A `jwt` section naming no source (or `insecure_unverified_bearer: false`).
+    JwtSourceNeeded,
+    /// A `jwt` section naming two sources.
+    JwtSourceConflict,
     /// `global.timeout` outside 1ms to 60s.
     TimeoutOutOfRange {
         /// The text found.
@@ -256,6 +336,8 @@ pub enum Problem {
     GlobalScopeWithoutService,
     /// A `lease` on a rule whose counters are not global.
     LeaseNeedsGlobalScope,
+    /// A `lease` on a rule whose limit depends on the caller (`tier` or `overrides`).
+    LeaseWithCallerLimits,
     /// A `lease` on a rule whose algorithm cannot be leased.
     LeaseUnsupported {
         /// The rule's algorithm.
@@ -456,6 +538,118 @@ impl fmt::Display for Problem {
                 "{domain} is not a valid domain; use 1 to 64 characters from A-Z a-z 0-9 _ . -",
                 domain = Quoted(domain)
             ),
+            Problem::InvalidAttribute => f.write_str(
+                "not a request attribute; use one of {\"header\": \"x-plan\"}, \
+                 {\"cookie\": \"plan\"}, {\"query\": \"plan\"}, {\"claim\": \"plan\"}",
+            ),
+            Problem::InvalidTierSource => f.write_str(
+                "not a tier source; use \"client_ip\" (tiers by CIDR lists) or one of \
+                 {\"header\": \"x-plan\"}, {\"cookie\": \"plan\"}, {\"query\": \"plan\"}, \
+                 {\"claim\": \"plan\"}",
+            ),
+            Problem::InvalidTierName { name } => write!(
+                f,
+                "{name} is not a valid tier name; use 1 to 64 characters from A-Z a-z 0-9 _ . - \
+                 (\"deny\" and \"exempt\" are words of tier.default; select such a tier with \
+                 \"values\")",
+                name = Quoted(name)
+            ),
+            Problem::InvalidTierDefault { value, tiers } => {
+                write!(
+                    f,
+                    "{value} is not a tier; use \"deny\", \"exempt\" or one of the tiers: ",
+                    value = Quoted(value)
+                )?;
+                for (i, tier) in tiers.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}", Quoted(tier))?;
+                }
+                Ok(())
+            }
+            Problem::TierSelectorMismatch { client_ip: true } => {
+                f.write_str("tiers from client_ip are selected by \"cidrs\", not \"values\"")
+            }
+            Problem::TierSelectorMismatch { client_ip: false } => f.write_str(
+                "\"cidrs\" select tiers from client_ip only; these tiers are selected by \
+                 \"values\" (or their names)",
+            ),
+            Problem::TierValueTaken { value, tier } => write!(
+                f,
+                "{value} already selects tier {tier}; each value selects one tier",
+                value = Quoted(value),
+                tier = Quoted(tier)
+            ),
+            Problem::InvalidCidr { text } => write!(
+                f,
+                "{text} is not a network; write an address with a prefix length, e.g. \
+                 \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                text = Quoted(text)
+            ),
+            Problem::CidrHostBits { text } => write!(
+                f,
+                "{text} has bits set after its prefix; write the network's first address, e.g. \
+                 \"10.0.0.0/8\"",
+                text = Quoted(text)
+            ),
+            Problem::LimitWithTier => f.write_str(
+                "a rule has either \"limit\" or \"tier\"; a tiered rule takes its limits from \
+                 tier.limits (name the tier of unknown requests in tier.default)",
+            ),
+            Problem::InvalidOverrideName { name } => write!(
+                f,
+                "{name} is not a valid override name; use 1 to 64 characters from A-Z a-z 0-9 _ \
+                 . -, other than \"deny\" and the rule's tier names",
+                name = Quoted(name)
+            ),
+            Problem::OverrideNeedsTextKey { part } => write!(
+                f,
+                "overrides match the key's values, and {part} is a client_ip part; give \
+                 addresses their own limits with a tier from \"client_ip\" and \"cidrs\""
+            ),
+            Problem::OverrideHashNeedsOnePart => f.write_str(
+                "key_sha256 is the hash of a one-part key's value, and this rule's key has \
+                 several parts; use \"key\" with one value per part",
+            ),
+            Problem::InvalidSha256 => f.write_str(
+                "not a SHA-256 digest; write the 64 hex digits of the key's SHA-256, e.g. from \
+                 `printf %s KEY | sha256sum`",
+            ),
+            Problem::OverrideKeyConflict => {
+                f.write_str("give either \"key\" or \"key_sha256\", not both")
+            }
+            Problem::DuplicateOverrideKey => {
+                f.write_str("another override has this key already; each key has one override")
+            }
+            Problem::OverrideKeyParts { given, parts } => write!(
+                f,
+                "{given} values for a key of {parts} parts; give one value per key part, in order"
+            ),
+            Problem::InvalidCondition => f.write_str(
+                "a condition is one of {\"present\": true}, {\"present\": false}, \
+                 {\"equals\": \"v\"}, {\"one_of\": [\"v1\", \"v2\"]}, {\"prefix\": \"v\"}",
+            ),
+            Problem::InvalidClaimPath { path } => write!(
+                f,
+                "{path} is not a claim path; use a claim name, dot-separated names for nested \
+                 claims (\"org.id\"), or a list of names for names with dots",
+                path = Quoted(path)
+            ),
+            Problem::ClaimWithoutJwt => f.write_str(
+                "reads a JWT claim, but the configuration has no \"jwt\" section saying where \
+                 the verified token comes from, e.g. \"jwt\": {\"payload_header\": \
+                 \"x-jwt-payload\"}",
+            ),
+            Problem::JwtSourceNeeded => f.write_str(
+                "say where the verified token comes from: {\"payload_header\": \
+                 \"x-jwt-payload\"} (the header Envoy's jwt_authn forward_payload_header sets), \
+                 or {\"insecure_unverified_bearer\": true} to read the client's own bearer \
+                 token unverified",
+            ),
+            Problem::JwtSourceConflict => {
+                f.write_str("give one of payload_header or insecure_unverified_bearer, not both")
+            }
             Problem::TimeoutOutOfRange { text } => write!(
                 f,
                 "{text} is out of range; use 1ms to 60s (a request waits this long for the \
@@ -469,6 +663,10 @@ impl fmt::Display for Problem {
             Problem::LeaseNeedsGlobalScope => f.write_str(
                 "a lease is a slice of a global count; it needs \"scope\": \"global\" (a local \
                  rule already decides without the rate-limit service)",
+            ),
+            Problem::LeaseWithCallerLimits => f.write_str(
+                "a lease is a slice of one limit, and this rule's limit depends on the caller \
+                 (tier or overrides); split the callers into rules of their own, or remove lease",
             ),
             Problem::LeaseUnsupported { algorithm } => write!(
                 f,

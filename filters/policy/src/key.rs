@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! missing part    0x00
-//! text part       0x01 | length:u32 LE | bytes        (header, cookie, query, path, method, host, const)
+//! text part       0x01 | length:u32 LE | bytes        (header, cookie, query, claim, path, method, host, const)
 //! IPv4 address    0x04 | 4 bytes, masked to the rule's IPv4 prefix
 //! IPv6 address    0x06 | 16 bytes, masked to the rule's IPv6 prefix
 //! ```
@@ -33,6 +33,7 @@ use siphasher::sip::SipHasher13;
 use crate::client_ip::ClientIpSource;
 use crate::error::{ConfigError, Problem, is_token_byte};
 use crate::json::{self, Fields};
+use crate::jwt::{ClaimPath, JwtSource};
 use crate::request::Request;
 use crate::uri;
 
@@ -82,6 +83,9 @@ pub enum KeyPart {
         /// The parameter name (case-sensitive, compared after percent-decoding).
         name: String,
     },
+    /// A claim of the verified JWT (see the `jwt` section): a string's bytes, a number or
+    /// boolean as the token writes it.
+    Claim(ClaimPath),
     /// The path, without the query string.
     Path,
     /// The method.
@@ -125,6 +129,11 @@ pub(crate) struct KeyInput<'r, R: Request + ?Sized> {
     pub(crate) host: &'r [u8],
     pub(crate) client_ip_source: &'r ClientIpSource,
     client_ip: Option<Option<IpAddr>>,
+    jwt: Option<&'r JwtSource>,
+    /// The token payload, decoded the first time a claim is read.
+    payload: Option<Option<Vec<u8>>>,
+    /// A buffer for attribute values (tiers, `match` conditions), reused across rules.
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
@@ -133,6 +142,7 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
         path: &'r [u8],
         query: Option<&'r [u8]>,
         client_ip_source: &'r ClientIpSource,
+        jwt: Option<&'r JwtSource>,
     ) -> KeyInput<'r, R> {
         KeyInput {
             request,
@@ -141,13 +151,24 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
             host: uri::host_of(request.authority()),
             client_ip_source,
             client_ip: None,
+            jwt,
+            payload: None,
+            scratch: Vec::new(),
         }
     }
 
-    fn client_ip(&mut self) -> Option<IpAddr> {
+    pub(crate) fn client_ip(&mut self) -> Option<IpAddr> {
         *self
             .client_ip
             .get_or_insert_with(|| self.client_ip_source.client_ip(self.request))
+    }
+
+    /// The decoded JWT payload, if the configuration names a source and the request has one.
+    pub(crate) fn jwt_payload(&mut self) -> Option<&[u8]> {
+        let (jwt, request) = (self.jwt, self.request);
+        self.payload
+            .get_or_insert_with(|| jwt.and_then(|source| source.payload(request)))
+            .as_deref()
     }
 }
 
@@ -175,6 +196,13 @@ impl KeySpec {
     /// The parts, in order.
     pub fn parts(&self) -> &[KeyPart] {
         &self.parts
+    }
+
+    /// The index of the first `claim` part, if any (claims need the `jwt` section).
+    pub(crate) fn first_claim(&self) -> Option<usize> {
+        self.parts
+            .iter()
+            .position(|p| matches!(p, KeyPart::Claim(_)))
     }
 
     /// Whether building the key needs the client address.
@@ -210,7 +238,7 @@ impl KeySpec {
 
 impl KeyPart {
     fn parse(value: &Value, path: &str) -> Result<KeyPart, ConfigError> {
-        const KINDS: &[&str] = &["client_ip", "header", "cookie", "query", "const"];
+        const KINDS: &[&str] = &["client_ip", "header", "cookie", "query", "claim", "const"];
         match value {
             Value::String(name) => match name.as_str() {
                 "client_ip" => Ok(KeyPart::ClientIp {
@@ -220,7 +248,7 @@ impl KeyPart {
                 "path" => Ok(KeyPart::Path),
                 "method" => Ok(KeyPart::Method),
                 "host" => Ok(KeyPart::Host),
-                "header" | "cookie" | "query" | "const" => Err(ConfigError::new(
+                "header" | "cookie" | "query" | "claim" | "const" => Err(ConfigError::new(
                     path,
                     Problem::KeyPartNeedsArgument { part: name.clone() },
                 )),
@@ -275,22 +303,19 @@ impl KeyPart {
                     }
                     "cookie" => {
                         let fields = Fields::open(value, path, &["cookie"])?;
-                        let name_path = fields.path("cookie");
-                        let name = json::non_empty_string(
+                        let name = crate::attributes::cookie_name(
                             fields.require("cookie", "\"session\"")?,
-                            &name_path,
+                            &fields.path("cookie"),
                         )?;
-                        if !name.bytes().all(is_token_byte) {
-                            return Err(ConfigError::new(
-                                name_path,
-                                Problem::InvalidFieldName {
-                                    name: String::from(name),
-                                },
-                            ));
-                        }
-                        Ok(KeyPart::Cookie {
-                            name: String::from(name),
-                        })
+                        Ok(KeyPart::Cookie { name })
+                    }
+                    "claim" => {
+                        let fields = Fields::open(value, path, &["claim"])?;
+                        let claim = ClaimPath::parse(
+                            fields.require("claim", "\"sub\"")?,
+                            &fields.path("claim"),
+                        )?;
+                        Ok(KeyPart::Claim(claim))
                     }
                     "query" => {
                         let fields = Fields::open(value, path, &["query"])?;
@@ -360,6 +385,13 @@ impl KeyPart {
                 }
                 finish_text(out, start)
             }
+            KeyPart::Claim(claim) => {
+                let start = out.len();
+                out.push(TEXT);
+                out.extend_from_slice(&[0; 4]);
+                crate::attributes::read_claim(input, claim, out);
+                finish_text(out, start)
+            }
             KeyPart::Path => text(out, Some(input.path)),
             KeyPart::Method => text(out, Some(input.request.method())),
             KeyPart::Host => {
@@ -379,6 +411,7 @@ impl KeyPart {
             KeyPart::Header { name, .. } => write!(f, "header:{name}"),
             KeyPart::Cookie { name } => write!(f, "cookie:{name}"),
             KeyPart::Query { name } => write!(f, "query:{name}"),
+            KeyPart::Claim(claim) => write!(f, "claim:{claim}"),
             KeyPart::Path => f.write_str("path"),
             KeyPart::Method => f.write_str("method"),
             KeyPart::Host => f.write_str("host"),
@@ -404,6 +437,11 @@ pub(crate) fn field_name(value: &Value, path: &str) -> Result<String, ConfigErro
 fn missing(out: &mut Vec<u8>) -> bool {
     out.push(MISSING);
     false
+}
+
+/// Appends a present text part: the bytes a request with this value builds.
+pub(crate) fn text_part(out: &mut Vec<u8>, bytes: &[u8]) {
+    text(out, Some(bytes));
 }
 
 /// Appends a text part; an absent or empty value is missing.
@@ -440,7 +478,7 @@ fn len_u32(len: usize) -> u32 {
 }
 
 /// The value of the first cookie named `name` in one `Cookie` header line, as sent.
-fn cookie_value<'l>(line: &'l [u8], name: &str) -> Option<&'l [u8]> {
+pub(crate) fn cookie_value<'l>(line: &'l [u8], name: &str) -> Option<&'l [u8]> {
     line.split(|&b| b == b';').find_map(|pair| {
         let equals = pair.iter().position(|&b| b == b'=')?;
         let (key, value) = (pair.get(..equals)?, pair.get(equals + 1..)?);
@@ -577,7 +615,7 @@ mod tests {
 
     fn key_with(spec: &KeySpec, req: &TestRequest, source: &ClientIpSource) -> (Vec<u8>, bool) {
         let (path, query) = uri::split_target(crate::Request::path(req));
-        let mut input = KeyInput::new(req, path, query, source);
+        let mut input = KeyInput::new(req, path, query, source, None);
         let mut out = Vec::new();
         let complete = spec.build(&mut input, &mut out);
         (out, complete)

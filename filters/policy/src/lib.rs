@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod attributes;
 pub mod client_ip;
 mod config;
 pub mod cost;
@@ -23,14 +24,17 @@ pub mod error;
 pub mod exempt;
 pub mod global;
 mod json;
+pub mod jwt;
 pub mod key;
 pub mod matching;
 pub mod notice;
+pub mod overrides;
 mod policy;
 pub mod request;
 pub mod response;
 #[cfg(test)]
 mod test_request;
+pub mod tier;
 mod uri;
 
 pub use client_ip::ClientIpSource;
@@ -42,9 +46,12 @@ pub use cost::CostSpec;
 pub use error::{ConfigError, Problem, RuleRef};
 pub use exempt::Exemptions;
 pub use global::{GlobalConfig, Scope};
+pub use jwt::{ClaimPath, JwtSource};
 pub use key::{KeyDisplay, KeyPart, KeySpec, WhenKeyMissing};
-pub use matching::{HostPattern, Match};
+pub use matching::{Condition, HostPattern, Match};
 pub use notice::Notice;
+pub use overrides::Overrides;
 pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
+pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};

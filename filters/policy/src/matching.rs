@@ -5,13 +5,19 @@
 //! proxy passes it to filters: `/login`, `/login/` and `/LOGIN` are different paths. Let the
 //! proxy normalize paths (Envoy: `normalize_path` and `merge_slashes`) if clients could reach
 //! one resource under several spellings, or match by prefix.
+//!
+//! Conditions on request attributes (`headers`, `cookies`, `query`, `claims`) are read only
+//! when the path, method and host already match, and each attribute only once per condition.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde_json::Value;
 
+use crate::attributes::Attribute;
 use crate::error::{ConfigError, Problem, is_token_byte};
 use crate::json::{self, Fields};
+use crate::key::KeyInput;
+use crate::request::Request;
 
 /// A compiled `match` section.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,6 +26,72 @@ pub struct Match {
     path_prefixes: Vec<String>,
     methods: Vec<String>,
     hosts: Vec<HostPattern>,
+    conditions: Vec<(Attribute, Condition)>,
+}
+
+/// What a `match` condition asks of a request attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `{"present": true}`: the attribute has a non-empty value; `false`: it has none.
+    Present(bool),
+    /// `{"equals": "pro"}`: the value is exactly this.
+    Equals(String),
+    /// `{"one_of": ["pro", "team"]}`: the value is one of these.
+    OneOf(Vec<String>),
+    /// `{"prefix": "sk_live_"}`: the value starts with this.
+    Prefix(String),
+}
+
+impl Condition {
+    const FORMS: &'static [&'static str] = &["present", "equals", "one_of", "prefix"];
+
+    fn parse(value: &Value, path: &str) -> Result<Condition, ConfigError> {
+        let fields = Fields::open(value, path, Condition::FORMS)?;
+        let given: Vec<&str> = Condition::FORMS
+            .iter()
+            .copied()
+            .filter(|form| fields.get(form).is_some())
+            .collect();
+        let [form] = given.as_slice() else {
+            return Err(ConfigError::new(path, Problem::InvalidCondition));
+        };
+        let form_path = fields.path(form);
+        let Some(argument) = fields.get(form) else {
+            return Err(ConfigError::new(path, Problem::InvalidCondition));
+        };
+        Ok(match *form {
+            "present" => Condition::Present(json::boolean(argument, &form_path)?),
+            "equals" => {
+                Condition::Equals(String::from(json::non_empty_string(argument, &form_path)?))
+            }
+            "prefix" => {
+                Condition::Prefix(String::from(json::non_empty_string(argument, &form_path)?))
+            }
+            _ => Condition::OneOf(json::string_list(
+                argument,
+                &form_path,
+                "an empty list would match no request; use {\"present\": false} for requests \
+                 without the value",
+                |text, item_path| {
+                    if text.is_empty() {
+                        return Err(ConfigError::new(item_path, Problem::EmptyString));
+                    }
+                    Ok(String::from(text))
+                },
+            )?),
+        })
+    }
+
+    /// Whether a request whose attribute value is `value` (`None`: no value) meets it.
+    pub fn holds(&self, value: Option<&[u8]>) -> bool {
+        match (self, value) {
+            (Condition::Present(wanted), value) => *wanted == value.is_some(),
+            (_, None) => false,
+            (Condition::Equals(text), Some(value)) => text.as_bytes() == value,
+            (Condition::OneOf(texts), Some(value)) => texts.iter().any(|t| t.as_bytes() == value),
+            (Condition::Prefix(text), Some(value)) => value.starts_with(text.as_bytes()),
+        }
+    }
 }
 
 /// A host to match, case-insensitively.
@@ -94,7 +166,20 @@ impl HostPattern {
 impl Match {
     /// Parses a `match` section.
     pub(crate) fn parse(value: &Value, path: &str) -> Result<Match, ConfigError> {
-        let fields = Fields::open(value, path, &["paths", "path_prefixes", "methods", "hosts"])?;
+        let fields = Fields::open(
+            value,
+            path,
+            &[
+                "paths",
+                "path_prefixes",
+                "methods",
+                "hosts",
+                "headers",
+                "cookies",
+                "query",
+                "claims",
+            ],
+        )?;
         const NO_MATCH: &str =
             "an empty list would match no request; remove the field to match every request";
         let mut compiled = Match::default();
@@ -113,7 +198,68 @@ impl Match {
             compiled.hosts =
                 json::string_list(v, &fields.path("hosts"), NO_MATCH, HostPattern::parse)?;
         }
+        for (field, kind) in [
+            ("headers", "header"),
+            ("cookies", "cookie"),
+            ("query", "query"),
+            ("claims", "claim"),
+        ] {
+            let Some(v) = fields.get(field) else {
+                continue;
+            };
+            let conditions_path = fields.path(field);
+            let Value::Object(map) = v else {
+                return Err(ConfigError::new(
+                    conditions_path,
+                    Problem::WrongType {
+                        expected: "an object of conditions by name, e.g. {\"x-api-key\": \
+                                   {\"present\": false}}",
+                        found: json::kind(v),
+                    },
+                ));
+            };
+            if map.is_empty() {
+                return Err(ConfigError::new(
+                    conditions_path,
+                    Problem::EmptyList {
+                        hint: "remove the field to match every request",
+                    },
+                ));
+            }
+            for (name, condition) in map {
+                let name_path = json::join(&conditions_path, name);
+                let attribute = Attribute::of_kind(kind, &Value::String(name.clone()), &name_path)?;
+                compiled
+                    .conditions
+                    .push((attribute, Condition::parse(condition, &name_path)?));
+            }
+        }
         Ok(compiled)
+    }
+
+    /// Whether every attribute condition holds for the request (true when there is none).
+    pub(crate) fn conditions_hold<R: Request + ?Sized>(&self, input: &mut KeyInput<'_, R>) -> bool {
+        if self.conditions.is_empty() {
+            return true;
+        }
+        let mut value = core::mem::take(&mut input.scratch);
+        let holds = self.conditions.iter().all(|(attribute, condition)| {
+            value.clear();
+            let found = attribute.read_into(input, &mut value);
+            condition.holds(found.then_some(value.as_slice()))
+        });
+        input.scratch = value;
+        holds
+    }
+
+    /// Whether a condition reads a JWT claim.
+    pub(crate) fn reads_claims(&self) -> bool {
+        self.conditions.iter().any(|(a, _)| a.is_claim())
+    }
+
+    /// The attribute conditions, in the order they are checked.
+    pub fn conditions(&self) -> &[(Attribute, Condition)] {
+        &self.conditions
     }
 
     /// Whether a request with this method, path (without query string) and host (without
@@ -137,6 +283,7 @@ impl Match {
             && self.path_prefixes.is_empty()
             && self.methods.is_empty()
             && self.hosts.is_empty()
+            && self.conditions.is_empty()
     }
 }
 

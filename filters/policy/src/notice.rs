@@ -15,7 +15,8 @@ use crate::policy::Rule;
 pub enum Notice<'a> {
     /// A shadow rule would have denied the request (it passed).
     ShadowDenied {
-        /// The rule's name.
+        /// The rule's name (`<rule>:<tier>` for a tier's limit, `<rule>:<override>` for an
+        /// override's).
         rule: &'a str,
         /// The request's key for the rule.
         key: KeyDisplay<'a>,
@@ -46,7 +47,7 @@ impl<'a> Notice<'a> {
         let key = rule.key().display(&check.key);
         if let Some(error) = outcome.store_error {
             return Some(Notice::StoreFailed {
-                rule: rule.name(),
+                rule: check.rule,
                 key,
                 error,
                 failure_mode: rule.failure_mode(),
@@ -54,7 +55,7 @@ impl<'a> Notice<'a> {
             });
         }
         (outcome.status == Status::ShadowDenied).then_some(Notice::ShadowDenied {
-            rule: rule.name(),
+            rule: check.rule,
             key,
             retry_after: outcome.decision.retry_after,
         })

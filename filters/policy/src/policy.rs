@@ -13,11 +13,14 @@ use crate::cost::CostSpec;
 use crate::error::ConfigError;
 use crate::exempt::Exemptions;
 use crate::global::{GlobalConfig, LeaseConfig, Scope};
+use crate::jwt::JwtSource;
 use crate::key::{KeyInput, KeySpec, WhenKeyMissing};
 use crate::matching::Match;
 use crate::notice::Notice;
+use crate::overrides::Overrides;
 use crate::request::Request;
 use crate::response::{Response, ResponseConfig};
+use crate::tier::{LimitKind, NamedLimit, Selected, Tiers};
 use crate::uri;
 
 /// A configuration that has passed every check; see `CONFIG.md` for the format.
@@ -52,6 +55,7 @@ pub struct Policy {
     pub(crate) rules: Vec<Rule>,
     pub(crate) global: Option<GlobalConfig>,
     pub(crate) has_global_rules: bool,
+    pub(crate) jwt: Option<JwtSource>,
 }
 
 /// One compiled rule.
@@ -68,6 +72,11 @@ pub struct Rule {
     pub(crate) max_keys: u32,
     pub(crate) scope: Scope,
     pub(crate) lease: Option<LeaseConfig>,
+    /// Every limit the rule can apply, each with its check name: the rule's own `limit`, or
+    /// its tiers (and the denial of unknown tiers); then its overrides.
+    pub(crate) limits: Vec<NamedLimit>,
+    pub(crate) tiers: Option<Tiers>,
+    pub(crate) overrides: Option<Overrides>,
 }
 
 impl Rule {
@@ -91,7 +100,8 @@ impl Rule {
         self.when_key_missing
     }
 
-    /// Its algorithm and quota.
+    /// Its algorithm and quota; for a tiered rule, those of the tier unknown requests get
+    /// (else of its first tier). See [`Rule::limits`] for every limit it can apply.
     pub fn limit(&self) -> Limit {
         self.limit
     }
@@ -127,6 +137,66 @@ impl Rule {
         self.lease.as_ref()
     }
 
+    /// Every limit the rule can apply, each with the name its checks carry: the rule's own
+    /// `limit` (named like the rule), or its tiers (`<rule>:<tier>`, and `<rule>:deny` for
+    /// `"default": "deny"`); then its overrides (`<rule>:<override>`).
+    pub fn limits(&self) -> &[NamedLimit] {
+        &self.limits
+    }
+
+    /// Its tiers, if its limit depends on the caller.
+    pub fn tiers(&self) -> Option<&Tiers> {
+        self.tiers.as_ref()
+    }
+
+    /// Its per-key overrides.
+    pub fn overrides(&self) -> Option<&Overrides> {
+        self.overrides.as_ref()
+    }
+
+    /// The check of the rule's limit named `name` (one of [`Rule::limits`], as a check of
+    /// this rule carries it) for a request with `key` and `cost`: how the rate-limit service
+    /// rebuilds the checks a proxy sends.
+    pub fn check_named(&self, name: &str, key: Vec<u8>, cost: u64) -> Option<Check<'_>> {
+        let named = self.limits.iter().find(|l| l.name == name)?;
+        Some(self.check_of(named, key, cost))
+    }
+
+    pub(crate) fn check_of<'r>(
+        &'r self,
+        named: &'r NamedLimit,
+        key: Vec<u8>,
+        cost: u64,
+    ) -> Check<'r> {
+        Check {
+            rule: &named.name,
+            limit: named.limit,
+            max_keys: named.max_keys,
+            key,
+            // Nothing fits a denial; other limits charge at most their capacity.
+            cost: match named.kind {
+                LimitKind::Deny => u64::MAX,
+                _ => cost.min(named.limit.capacity()),
+            },
+            mode: self.mode,
+            failure_mode: self.failure_mode,
+        }
+    }
+
+    /// Where the rule first reads a JWT claim, if it does (such rules need the `jwt`
+    /// section).
+    pub(crate) fn first_claim_path(&self) -> Option<String> {
+        if let Some(index) = self.key.first_claim() {
+            return Some(crate::json::index("key", index));
+        }
+        if self.tiers.as_ref().is_some_and(Tiers::reads_claims) {
+            return Some(String::from("tier.from"));
+        }
+        self.matcher
+            .reads_claims()
+            .then(|| String::from("match.claims"))
+    }
+
     /// The check of this rule for a request with `key` and `cost` (as the rate-limit
     /// service builds it from a decide request).
     pub fn check(&self, key: Vec<u8>, cost: u64) -> Check<'_> {
@@ -141,10 +211,14 @@ impl Rule {
         }
     }
 
-    /// The most bytes (store key names and values) the rule's table can ever occupy in the
-    /// counter store.
+    /// The most bytes (store key names and values) the rule's tables (its own, or each
+    /// tier's, and each override's) can ever occupy in the counter store.
     pub fn max_store_bytes(&self) -> u64 {
-        RuleTable::new(&self.name, self.limit, self.max_keys).max_store_bytes()
+        self.limits
+            .iter()
+            .filter(|l| l.has_table())
+            .map(|l| RuleTable::new(&l.name, l.limit, l.max_keys).max_store_bytes())
+            .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -316,16 +390,18 @@ impl Policy {
         TableNames::new(self.table_namespace.as_str())
     }
 
-    /// Every local rule's table, in rule order, as [`TableNames::separate_crc32`] takes them
-    /// (global rules count in the rate-limit service and have no table in shared data).
+    /// Every local rule's tables, in rule order, as [`TableNames::separate_crc32`] takes
+    /// them: one per rule, or one per tier, and one per override (global rules count in the
+    /// rate-limit service and have no table in shared data).
     pub fn table_specs(&self) -> Vec<TableSpec<'_>> {
         self.rules
             .iter()
             .filter(|rule| rule.scope == Scope::Local)
-            .map(|rule| TableSpec {
-                rule: &rule.name,
-                limit: rule.limit,
-                max_keys: rule.max_keys,
+            .flat_map(|rule| rule.limits.iter().filter(|l| l.has_table()))
+            .map(|named| TableSpec {
+                rule: &named.name,
+                limit: named.limit,
+                max_keys: named.max_keys,
             })
             .collect()
     }
@@ -333,6 +409,18 @@ impl Policy {
     /// The rule named `name`.
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.name == name)
+    }
+
+    /// The rule a check named `name` belongs to: the rule of that name, or for a tier's or
+    /// an override's check (`<rule>:<name>`) the rule before the colon.
+    pub fn rule_of_check(&self, name: &str) -> Option<&Rule> {
+        let rule = name.split_once(':').map_or(name, |(rule, _)| rule);
+        self.rule(rule)
+    }
+
+    /// Where JWT claims come from (`jwt`), if configured.
+    pub fn jwt(&self) -> Option<&JwtSource> {
+        self.jwt.as_ref()
     }
 
     /// How to reach the rate-limit service (`global`), if configured.
@@ -381,11 +469,13 @@ impl Policy {
         if self.exemptions.is_exempt(request, path) {
             return Evaluation::Exempt;
         }
-        let mut input = KeyInput::new(request, path, query, &self.client_ip);
+        let mut input = KeyInput::new(request, path, query, &self.client_ip, self.jwt.as_ref());
         let method = request.method();
         let mut applied = AppliedRules::default();
         for (index, rule) in self.rules.iter().enumerate() {
-            if !rule.matcher.matches(method, path, input.host) {
+            if !rule.matcher.matches(method, path, input.host)
+                || !rule.matcher.conditions_hold(&mut input)
+            {
                 continue;
             }
             // Room for a typical key (an address and a short header) without regrowing.
@@ -394,15 +484,21 @@ impl Policy {
             if !complete && rule.when_key_missing == WhenKeyMissing::Skip {
                 continue;
             }
-            applied.checks.push(Check {
-                rule: &rule.name,
-                limit: rule.limit,
-                max_keys: rule.max_keys,
-                key,
-                cost: rule.cost.cost(request),
-                mode: rule.mode,
-                failure_mode: rule.failure_mode,
-            });
+            // An override of the key wins; then the request's tier; else the rule's limit.
+            let chosen = match (&rule.overrides, &rule.tiers) {
+                (Some(overrides), _) if complete && let Some(i) = overrides.find(&key) => i,
+                (_, Some(tiers)) => match tiers.select(&mut input) {
+                    Selected::Limit(i) => i,
+                    Selected::Exempt => continue,
+                },
+                _ => 0,
+            };
+            let Some(named) = rule.limits.get(chosen) else {
+                continue;
+            };
+            applied
+                .checks
+                .push(rule.check_of(named, key, rule.cost.cost(request)));
             applied.rule_indices.push(index);
             if self.has_global_rules {
                 applied.scopes.push(rule.scope);

@@ -234,7 +234,7 @@ impl Leases {
             sluice_policy::Evaluation::Rules(applied) if applied.has_global() => applied,
             _ => return Step::Done(policy.handle(request, now, limiter, store)),
         };
-        let rules = RuleKeys::of(applied);
+        let rules = RuleKeys::of(policy, applied);
         let checks = applied.checks();
         let count = checks.len();
         let mut outcomes: Vec<Option<RuleOutcome>> = vec![None; count];

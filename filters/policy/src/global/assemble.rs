@@ -20,15 +20,30 @@ pub struct RuleKeys {
     pub keys: Vec<Vec<u8>>,
     /// The cost of each.
     pub costs: Vec<u64>,
+    /// Which of each rule's limits applied (an index in [`crate::Rule::limits`]: its own
+    /// limit, the caller's tier or an override).
+    pub limits: Vec<usize>,
 }
 
 impl RuleKeys {
-    /// The applying rules of `applied`.
-    pub fn of(applied: &AppliedRules<'_>) -> RuleKeys {
+    /// The applying rules of `applied`, as `policy` evaluated them.
+    pub fn of(policy: &Policy, applied: &AppliedRules<'_>) -> RuleKeys {
         RuleKeys {
             rules: applied.rule_indices().to_vec(),
             keys: applied.checks().iter().map(|c| c.key.clone()).collect(),
             costs: applied.checks().iter().map(|c| c.cost).collect(),
+            limits: applied
+                .rule_indices()
+                .iter()
+                .zip(applied.checks())
+                .map(|(&index, check)| {
+                    policy
+                        .rules
+                        .get(index)
+                        .and_then(|rule| rule.limits.iter().position(|l| l.name == check.rule))
+                        .unwrap_or_default()
+                })
+                .collect(),
         }
     }
 
@@ -51,8 +66,14 @@ impl Policy {
             .iter()
             .zip(&rules.keys)
             .zip(&rules.costs)
-            .filter_map(|((&index, key), &cost)| {
-                Some(self.rules.get(index)?.check(key.clone(), cost))
+            .enumerate()
+            .filter_map(|(position, ((&index, key), &cost))| {
+                let rule = self.rules.get(index)?;
+                let limit = rules.limits.get(position).copied().unwrap_or_default();
+                match rule.limits.get(limit) {
+                    Some(named) => Some(rule.check_of(named, key.clone(), cost)),
+                    None => Some(rule.check(key.clone(), cost)),
+                }
             })
             .collect()
     }

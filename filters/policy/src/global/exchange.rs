@@ -6,6 +6,7 @@
 //! [`GlobalCall`] owns everything it needs (no borrow of the policy), so a filter can keep it
 //! in its HTTP context while the request waits for the service.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -77,8 +78,10 @@ pub enum Started<'p> {
 #[derive(Debug, Clone)]
 pub struct GlobalCall {
     now: Nanos,
-    /// Every applying rule in rule order: its index in the policy, key and cost.
+    /// Every applying rule in rule order: its index in the policy, the name of the limit it
+    /// applied (a tier's or an override's, or the rule's own), key and cost.
     rules: Vec<usize>,
+    names: Vec<String>,
     keys: Vec<Vec<u8>>,
     costs: Vec<u64>,
     scopes: Vec<Scope>,
@@ -190,6 +193,7 @@ impl Policy {
         Started::Call(GlobalCall {
             now,
             rules: applied.rule_indices().to_vec(),
+            names: checks.iter().map(|c| String::from(c.rule)).collect(),
             keys: checks.iter().map(|c| c.key.clone()).collect(),
             costs: checks.iter().map(|c| c.cost).collect(),
             scopes: applied.scopes.clone(),
@@ -214,9 +218,12 @@ impl Policy {
         let checks: Vec<Check<'_>> = call
             .rules
             .iter()
+            .zip(&call.names)
             .zip(call.keys)
             .zip(&call.costs)
-            .filter_map(|((&index, key), &cost)| Some(self.rules.get(index)?.check(key, cost)))
+            .filter_map(|(((&index, name), key), &cost)| {
+                self.rules.get(index)?.check_named(name, key, cost)
+            })
             .collect();
         let answer = answer
             .and_then(|body| DecideReply::parse(body, call.globals).map_err(CallFailure::BadReply));

@@ -148,14 +148,21 @@ impl DecideRequest {
         }
         let mut checks: Vec<Check<'p>> = Vec::with_capacity(self.checks.len());
         for (index, wire) in self.checks.iter().enumerate() {
-            let Some(rule) = policy.rule(&wire.rule) else {
+            let Some(rule) = policy.rule_of_check(&wire.rule) else {
                 return Err(RequestError::UnknownRule {
                     list: "checks",
                     index,
                     rule: wire.rule.clone(),
                 });
             };
-            if checks.iter().any(|c| c.rule == rule.name()) {
+            let Some(named) = rule.limits().iter().find(|l| l.name() == wire.rule) else {
+                return Err(RequestError::UnknownRule {
+                    list: "checks",
+                    index,
+                    rule: wire.rule.clone(),
+                });
+            };
+            if checks.iter().any(|c| c.rule == named.name()) {
                 return Err(RequestError::DuplicateRule {
                     list: "checks",
                     index,
@@ -169,13 +176,13 @@ impl DecideRequest {
                     text: wire.limit.clone(),
                 });
             };
-            if limit != rule.limit() {
+            if limit != named.limit() {
                 return Err(RequestError::LimitMismatch {
                     list: "checks",
                     index,
                     rule: wire.rule.clone(),
                     sent: wire.limit.clone(),
-                    configured: limit_text::format(&rule.limit()),
+                    configured: limit_text::format(&named.limit()),
                 });
             }
             let key = hex::decode(&wire.key).map_err(|error| RequestError::BadKey {
@@ -183,7 +190,14 @@ impl DecideRequest {
                 index,
                 error,
             })?;
-            checks.push(rule.check(key, wire.cost));
+            let Some(check) = rule.check_named(&wire.rule, key, wire.cost) else {
+                return Err(RequestError::UnknownRule {
+                    list: "checks",
+                    index,
+                    rule: wire.rule.clone(),
+                });
+            };
+            checks.push(check);
         }
         Ok(checks)
     }
