@@ -17,7 +17,9 @@ import { compare, loadVector, stepRequest, vectorFiles } from "./support/vectors
 function withLeases(config) {
   const copy = structuredClone(config);
   for (const rule of copy.rules ?? []) {
-    if ((rule.algorithm ?? "gcra") !== "sliding_log") rule.lease = { size: 1, lifetime: "10ms" };
+    // A slice is of one limit: not for a sliding log, nor for a limit chosen by the caller.
+    const leasable = (rule.algorithm ?? "gcra") !== "sliding_log" && !rule.tier && !rule.overrides;
+    if (leasable) rule.lease = { size: 1, lifetime: "10ms" };
   }
   return copy;
 }

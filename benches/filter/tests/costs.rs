@@ -155,9 +155,9 @@ fn claims_and_tiers_read_no_more_from_the_host_and_cost_within_bounds() {
          claim key and tiers by claim {:.2}x",
         fuel[1], fuel[2], fuel[3]
     );
-    // BENCHMARKS.md ("Keys and tiers by who the caller is"): 1.38x, 1.16x and 1.67x; these
+    // BENCHMARKS.md ("Keys and tiers by who the caller is"): 1.80x, 1.34x and 2.36x; these
     // bounds leave 10% for changes that do not add work. Update both together.
-    assert!(fuel[1] <= 1.38 * 1.1, "claim key: {:.2}x", fuel[1]);
-    assert!(fuel[2] <= 1.16 * 1.1, "tiers by header: {:.2}x", fuel[2]);
-    assert!(fuel[3] <= 1.67 * 1.1, "tiers by claim: {:.2}x", fuel[3]);
+    assert!(fuel[1] <= 1.80 * 1.1, "claim key: {:.2}x", fuel[1]);
+    assert!(fuel[2] <= 1.34 * 1.1, "tiers by header: {:.2}x", fuel[2]);
+    assert!(fuel[3] <= 2.36 * 1.1, "tiers by claim: {:.2}x", fuel[3]);
 }

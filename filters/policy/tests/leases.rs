@@ -452,3 +452,29 @@ fn a_shadow_rule_reports_a_denied_lease_as_shadow_denied() {
     assert_eq!(reply.acquired[0].granted, 0);
     assert_eq!(reply.acquired[0].outcome.status, Status::ShadowDenied);
 }
+
+#[test]
+fn a_lease_is_refused_on_a_rule_whose_limit_depends_on_the_caller() {
+    let tiered = json!({"global": {"cluster": "limits"}, "rules": [
+        {"name": "per-client", "scope": "global", "key": ["client_ip"],
+         "tier": {"from": {"header": "x-plan"},
+                  "limits": {"free": {"requests": 100, "period": "1m"},
+                             "pro": {"requests": 1000, "period": "1m"}},
+                  "default": "free"},
+         "lease": {"size": 5}}]});
+    let message = compile(&tiered).expect_err("a leased tiered rule should be rejected");
+    assert!(
+        message
+            .starts_with("rule \"per-client\" (rules[0]): lease: a lease is a slice of one limit"),
+        "{message}"
+    );
+    let overridden = error(
+        json!({"lease": {"size": 5}, "key": [{"header": "x-api-key"}],
+        "overrides": {"partner": {"key": "k-1", "requests": 500, "period": "1m"}}}),
+    );
+    assert!(
+        overridden
+            .starts_with("rule \"per-client\" (rules[0]): lease: a lease is a slice of one limit"),
+        "{overridden}"
+    );
+}

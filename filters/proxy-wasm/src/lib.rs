@@ -79,12 +79,6 @@ impl Runtime {
 #[derive(Default)]
 struct SluiceRoot {
     runtime: Option<Rc<Runtime>>,
-    /// When the metrics were last flushed (the proxy's clock), when the timer also serves
-    /// leases and so ticks more often than a flush period.
-    flushed_at: u64,
-    /// The timer's period: a flush is due one period before a whole flush period has passed,
-    /// so a tick a little early does not put it off by a whole period.
-    tick_period: u64,
 }
 
 impl Context for SluiceRoot {
@@ -123,8 +117,8 @@ impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
-                // One timer for both: the leases' (when a rule has one) is the shorter, and
-                // the metrics are flushed on every tick that ends a flush period.
+                // One timer for both: the metrics' flush period, or the leases' shorter one
+                // when a rule has a lease (the metrics are then flushed that often).
                 let period = runtime
                     .leases
                     .as_ref()
@@ -132,8 +126,6 @@ impl RootContext for SluiceRoot {
                     .map_or(metrics::FLUSH_PERIOD, |ms| {
                         std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
                     });
-                self.flushed_at = host::now_nanos().unwrap_or_default();
-                self.tick_period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
                 if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
                     previous.flush_metrics();
                 }
@@ -157,16 +149,10 @@ impl RootContext for SluiceRoot {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
+        // Only counters that moved cost a host call, so flushing on the leases' shorter
+        // period too costs at most a few calls per tick.
+        runtime.flush_metrics();
         lease_tick(self, &runtime);
-        let now = host::now_nanos().unwrap_or_default();
-        let period = u64::try_from(metrics::FLUSH_PERIOD.as_nanos())
-            .unwrap_or(u64::MAX)
-            .saturating_sub(self.tick_period);
-        // A clock that stepped back flushes too rather than waiting for it to catch up.
-        if now.wrapping_sub(self.flushed_at) >= period || now < self.flushed_at {
-            self.flushed_at = now;
-            runtime.flush_metrics();
-        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

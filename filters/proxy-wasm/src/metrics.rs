@@ -4,7 +4,8 @@
 //! A request only counts in the VM's memory: each `proxy_increment_metric` crosses into the
 //! proxy (and takes a shared-memory lock in ngx_wasm_module), which costs more than the
 //! counting. What a VM counted reaches the proxy's counters in [`Metrics::flush`], called on
-//! the root context's timer (about once a second, [`FLUSH_PERIOD`]) and when the VM is done
+//! the root context's timer (about once a second, [`FLUSH_PERIOD`], or the leases' shorter
+//! period when a rule has a lease) and when the VM is done
 //! (`proxy_on_done` of the root context, which Envoy calls at VM shutdown), one host call per
 //! counter that moved.
 
@@ -40,6 +41,9 @@ impl Counter {
 
     fn flush(&self) {
         let delta = self.pending.replace(0);
+        if delta == 0 {
+            return;
+        }
         if let Some(id) = self.id {
             host::increment(id, delta);
         }

@@ -103,8 +103,9 @@ fn every_vector_gives_the_same_decisions_through_leases_of_one_unit() {
 ///   rule that denies it.
 const STATUS_ONLY_THROUGH_LEASES: &[&str] = &["denial_reports_every_denying_rule.json"];
 
-/// The vector with every rule global, leased with a slice of one unit where the algorithm
-/// allows it (a sliding log stays global without a lease); `None` if no rule can lease.
+/// The vector with every rule global, leased with a slice of one unit where the rule allows
+/// it (a sliding log or a tiered rule stays global without a lease); `None` if no rule can
+/// lease.
 fn leased(vector: &Value) -> Option<Value> {
     let mut vector = vector.clone();
     let config = vector.get_mut("config")?;
@@ -114,7 +115,12 @@ fn leased(vector: &Value) -> Option<Value> {
         rule.insert("scope".into(), Value::from("global"));
         // A small lease table: the vectors use a few keys, and every VM creates it.
         rule.entry("max_keys").or_insert(Value::from(64));
-        if rule.get("algorithm").and_then(Value::as_str) != Some("sliding_log") {
+        // A slice is of one limit: a sliding log, or a limit chosen by the caller (tiers,
+        // overrides), stays global without a lease.
+        if rule.get("algorithm").and_then(Value::as_str) != Some("sliding_log")
+            && !rule.contains_key("tier")
+            && !rule.contains_key("overrides")
+        {
             rule.insert(
                 "lease".into(),
                 serde_json::json!({"size": 1, "lifetime": "10ms"}),
