@@ -22,12 +22,6 @@ pub async fn handle<S: DecisionStore, C: Clock>(
     decider: &Decider<S, C>,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let refused = |status: u16, message: String| {
-        error_response(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            &message,
-        )
-    };
     let request = match DecideRequest::from_json(body) {
         Ok(request) => request,
         Err(error) => return refused(error.http_status(), error.to_string()),
@@ -50,12 +44,7 @@ pub async fn handle<S: DecisionStore, C: Clock>(
                     .map(|rule| DecideOutcome::from_outcome(&rule.outcome))
                     .collect(),
             };
-            let mut response = Response::new(Full::new(Bytes::from(reply.to_json())));
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            response
+            json_response(reply.to_json())
         }
         Err(error) => error_response(decide_error_status(&error), &error.to_string()),
     }
@@ -68,12 +57,6 @@ pub async fn handle_lease<S: DecisionStore, C: Clock>(
     decider: &Decider<S, C>,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let refused = |status: u16, message: String| {
-        error_response(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            &message,
-        )
-    };
     let request = match LeaseRequest::from_json(body) {
         Ok(request) => request,
         Err(error) => return refused(error.http_status(), error.to_string()),
@@ -104,6 +87,14 @@ pub async fn handle_lease<S: DecisionStore, C: Clock>(
         }
         Err(error) => error_response(decide_error_status(&error), &error.to_string()),
     }
+}
+
+/// A request the protocol refuses, with the status its error names.
+fn refused(status: u16, message: String) -> Response<Full<Bytes>> {
+    error_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        &message,
+    )
 }
 
 fn json_response(body: Vec<u8>) -> Response<Full<Bytes>> {

@@ -10,38 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_policy::global::DecideRequest;
-use sluice_policy::{OwnedRequest, Policy};
 use sluice_redis_server::{ClientAuth, RedisServer, ServerOptions, TestPki};
 use sluice_service::redis_setup::RedisOptions;
 use sluice_service::store::RedisBackend;
 
-const CONFIG: &str = r#"{
-    "global": {"cluster": "sluice_service"},
-    "rules": [
-        {"name": "open", "scope": "global", "key": ["client_ip"],
-         "limit": {"requests": 3, "period": "1m"}, "failure_mode": "open"},
-        {"name": "closed", "scope": "global", "key": ["client_ip"],
-         "limit": {"requests": 3, "period": "1m"}, "failure_mode": "closed"}
-    ]
-}"#;
-
-fn body(rules: &[&str]) -> Vec<u8> {
-    let policy = Policy::from_json(CONFIG.as_bytes()).expect("valid");
-    let request = OwnedRequest {
-        method: b"GET".to_vec(),
-        path: b"/".to_vec(),
-        authority: b"a".to_vec(),
-        headers: Vec::new(),
-        peer: Some("203.0.113.7".to_owned()),
-    };
-    let evaluation = policy.evaluate(&request);
-    let checks = evaluation
-        .checks()
-        .iter()
-        .filter(|check| rules.contains(&check.rule));
-    DecideRequest::new(policy.domain(), checks).to_json()
-}
+use common::{FAILURE_MODES_CONFIG as CONFIG, failure_modes_body as body};
 
 fn options(url: String, ca: Option<PathBuf>, client: Option<(PathBuf, PathBuf)>) -> RedisOptions {
     let (client_cert, client_key) = client.unzip();

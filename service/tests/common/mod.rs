@@ -167,3 +167,32 @@ pub async fn start_on_redis(
     )
     .await
 }
+
+/// Two global rules on the client address, one failing open and one failing closed.
+pub const FAILURE_MODES_CONFIG: &str = r#"{
+    "global": {"cluster": "sluice_service"},
+    "rules": [
+        {"name": "open", "scope": "global", "key": ["client_ip"],
+         "limit": {"requests": 3, "period": "1m"}, "failure_mode": "open"},
+        {"name": "closed", "scope": "global", "key": ["client_ip"],
+         "limit": {"requests": 3, "period": "1m"}, "failure_mode": "closed"}
+    ]
+}"#;
+
+/// A decide request body for `rules` of [`FAILURE_MODES_CONFIG`], from one client.
+pub fn failure_modes_body(rules: &[&str]) -> Vec<u8> {
+    let policy = sluice_policy::Policy::from_json(FAILURE_MODES_CONFIG.as_bytes()).expect("valid");
+    let request = sluice_policy::OwnedRequest {
+        method: b"GET".to_vec(),
+        path: b"/".to_vec(),
+        authority: b"a".to_vec(),
+        headers: Vec::new(),
+        peer: Some("203.0.113.7".to_owned()),
+    };
+    let evaluation = policy.evaluate(&request);
+    let checks = evaluation
+        .checks()
+        .iter()
+        .filter(|check| rules.contains(&check.rule));
+    sluice_policy::global::DecideRequest::new(policy.domain(), checks).to_json()
+}
