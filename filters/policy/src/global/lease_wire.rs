@@ -35,10 +35,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{
-    Check, Decision, FailureMode, Grant, Limit, Mode, Nanos, RuleOutcome, Status,
-    limiter::FAILURE_RETRY_AFTER,
-};
+use sluice_core::{Check, Grant, Limit, Mode, Nanos, RuleOutcome, Status};
 
 use super::wire::{DecideOutcome, MAX_BODY_BYTES, ReplyError, RequestError};
 use super::{hex, limit_text};
@@ -468,38 +465,8 @@ impl LeaseReply {
     }
 }
 
-/// A rule's outcome when its state could not be read or written.
+/// A rule's outcome when its state could not be read or written: its failure mode, as for a
+/// decision (the key plays no part in it).
 fn failure_outcome(rule: &Rule) -> RuleOutcome {
-    let limit = rule.limit().quota.limit();
-    let (status, decision) = match rule.failure_mode() {
-        FailureMode::Open => (
-            Status::FailedOpen,
-            Decision {
-                allowed: true,
-                limit,
-                remaining: 0,
-                reset_after: 0,
-                retry_after: 0,
-            },
-        ),
-        FailureMode::Closed => (
-            match rule.mode() {
-                Mode::Enforce => Status::FailedClosed,
-                Mode::Shadow => Status::ShadowDenied,
-            },
-            Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset_after: FAILURE_RETRY_AFTER,
-                retry_after: FAILURE_RETRY_AFTER,
-            },
-        ),
-    };
-    RuleOutcome {
-        status,
-        decision,
-        cas_retries: 0,
-        store_error: None,
-    }
+    super::exchange::failed(&rule.check(Vec::new(), 0))
 }
