@@ -173,7 +173,7 @@ impl Returning {
             burst: self.limit.quota.burst(),
             key: hex(&self.key),
             cost: self.units,
-            shadow: self.mode == Mode::Shadow,
+            shadow: !self.mode.enforces(),
         }
     }
 }

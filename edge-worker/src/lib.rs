@@ -232,6 +232,9 @@ fn log_failures(policy: &Policy, checks: &[Check<'_>], failures: &[(Vec<usize>, 
                 (FailureMode::Closed, Mode::Shadow) => {
                     "failing closed in shadow mode, the request passed"
                 }
+                (FailureMode::Closed, Mode::Soft) => {
+                    "failing closed in soft mode, the request passed"
+                }
             };
             console_error!(
                 "sluice: rule \"{}\": counter store failed for key {}: {error}; {what} ({} limiter object failures in this isolate)",

@@ -397,7 +397,7 @@ impl SluiceLimiter {
         let status = match (grant.granted > 0, check.mode) {
             (true, _) => Status::Allowed,
             (false, Mode::Enforce) => Status::Denied,
-            (false, Mode::Shadow) => Status::ShadowDenied,
+            (false, Mode::Shadow | Mode::Soft) => Status::ShadowDenied,
         };
         let outcome = WireOutcome::new(status, &grant.decision).ok_or_else(|| {
             worker::Error::RustError("sluice: a grant has no failure status".to_owned())

@@ -30,7 +30,7 @@ use sluice_redis::{RedisConfig, RedisStore};
 use sluice_redis_server::RedisServer;
 use sluice_service::clock::ManualClock;
 use sluice_service::store::{Decided, DecisionStore, LeaseKey, LeaseStep};
-use sluice_vectors::{Vector, compare, load};
+use sluice_vectors::{Vector, compare, compare_upstream, load, upstream_headers};
 
 /// The Redis store, with every call failing while `failing` is set (a vector's
 /// `store_fails`).
@@ -245,7 +245,11 @@ async fn run(vector: &Vector, redis: &RedisServer, path: Path) -> Result<(), Str
                 }
             };
             store.failing.store(false, Ordering::SeqCst);
-            let differences = compare(&response, &step.expect);
+            let mut differences = compare(&response, &step.expect);
+            if !response.is_deny() {
+                let upstream = upstream_headers(&policy, &step.request, &response);
+                differences.extend(compare_upstream(&upstream, &step.expect));
+            }
             if !differences.is_empty() {
                 let mut message = format!("steps[{index}] (at_ms {}", step.at_ms);
                 if step.repeat > 1 {

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use sluice_policy::{OwnedRequest, Response};
+use sluice_policy::{OwnedRequest, Policy, Response};
 
 /// `at_ms: 0`: 2026-01-01T00:00:00Z, a day boundary, so windows of a day or less start there.
 pub const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
@@ -82,19 +82,95 @@ pub struct Expect {
     pub absent: Vec<String>,
     /// The local response's body.
     pub body: Option<String>,
+    /// Headers the request to the upstream must carry, with exactly these values (only on
+    /// passed steps).
+    pub upstream_headers: Vec<(String, String)>,
+    /// Header names the request to the upstream must not carry (only on passed steps).
+    pub upstream_absent: Vec<String>,
+}
+
+impl Expect {
+    /// Whether the step says anything about the request the upstream receives.
+    pub fn checks_upstream(&self) -> bool {
+        !self.upstream_headers.is_empty() || !self.upstream_absent.is_empty()
+    }
+}
+
+/// The headers the upstream receives for `request` when `policy` answered `response`, as the
+/// filter and the worker send them: the request's own, except the warning header when a rule
+/// can mark (the upstream only ever sees sluice's mark), then the warning header of a marked
+/// request. Runners without a real upstream compare these with [`compare_upstream`].
+pub fn upstream_headers(
+    policy: &Policy,
+    request: &OwnedRequest,
+    response: &Response<'_>,
+) -> Vec<(String, String)> {
+    let warning_header = policy.response().warning_header();
+    let mut headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| !(policy.marks_requests() && name == warning_header))
+        .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+        .collect();
+    if let Some(warning) = response.warning() {
+        headers.push((warning.name.to_owned(), warning.value.clone()));
+    }
+    headers
+}
+
+/// Every way the headers the upstream received (`headers`, names lowercase, in order)
+/// differ from `expect.upstream_headers` and `expect.upstream_absent`; empty if they match.
+/// A header sent twice must have the expected value in each line.
+pub fn compare_upstream(headers: &[(String, String)], expect: &Expect) -> Vec<String> {
+    let mut differences = Vec::new();
+    for (name, value) in &expect.upstream_headers {
+        let lines: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        match lines.as_slice() {
+            [] => differences.push(format!(
+                "upstream {name}: expected {value:?}, but the upstream's request has none"
+            )),
+            [one] if one == value => {}
+            other => differences.push(format!(
+                "upstream {name}: expected {value:?}, got {other:?}"
+            )),
+        }
+    }
+    for name in &expect.upstream_absent {
+        if let Some((_, v)) = headers.iter().find(|(n, _)| n == name) {
+            differences.push(format!("upstream {name}: expected absent, got {v:?}"));
+        }
+    }
+    if !differences.is_empty() {
+        let all: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        differences.push(format!(
+            "(all upstream request headers: {})",
+            all.join(" | ")
+        ));
+    }
+    differences
 }
 
 /// Every way `response` differs from `expect`; empty if it matches.
 pub fn compare(response: &Response<'_>, expect: &Expect) -> Vec<String> {
     let (status, mut headers, body) = match response {
-        Response::Pass { headers } => (200, headers.clone(), None),
+        Response::Pass { headers, warning } => {
+            let mut headers: Vec<(&str, String)> = headers.clone();
+            if let Some(warning) = warning {
+                headers.push((warning.name, warning.value.clone()));
+            }
+            (200, headers, None)
+        }
         Response::Deny {
             status,
             body,
             content_type,
             headers,
         } => {
-            let mut headers = headers.clone();
+            let mut headers: Vec<(&str, String)> = headers.clone();
             headers.push(("content-type", (*content_type).to_owned()));
             (*status, headers, Some(*body))
         }
@@ -294,38 +370,37 @@ fn pairs(value: &Value, at: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
-    let map = object(value, at, &["status", "headers", "absent", "body"])?;
+    let map = object(
+        value,
+        at,
+        &[
+            "status",
+            "headers",
+            "absent",
+            "body",
+            "upstream_headers",
+            "upstream_absent",
+        ],
+    )?;
     let status = map
         .get("status")
         .and_then(Value::as_u64)
         .and_then(|s| u16::try_from(s).ok())
         .ok_or_else(|| format!("{at}.status: expected a status code"))?;
-    let headers = match map.get("headers") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_object()
-            .ok_or_else(|| format!("{at}.headers: expected an object"))?
-            .iter()
-            .map(|(name, value)| match value.as_str() {
-                Some(text) if *name == name.to_lowercase() => Ok((name.clone(), text.to_owned())),
-                _ => Err(format!(
-                    "{at}.headers.{name}: expected a string value and a lowercase name"
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let absent = match map.get("absent") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .ok_or_else(|| format!("{at}.absent: expected a list of header names"))?
-            .iter()
-            .map(|name| match name.as_str() {
-                Some(text) if text == text.to_lowercase() => Ok(text.to_owned()),
-                _ => Err(format!("{at}.absent: expected lowercase header names")),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let headers = header_values(map.get("headers"), &format!("{at}.headers"))?;
+    let absent = header_names(map.get("absent"), &format!("{at}.absent"))?;
+    let upstream_headers = header_values(
+        map.get("upstream_headers"),
+        &format!("{at}.upstream_headers"),
+    )?;
+    let upstream_absent =
+        header_names(map.get("upstream_absent"), &format!("{at}.upstream_absent"))?;
+    if status != 200 && (!upstream_headers.is_empty() || !upstream_absent.is_empty()) {
+        return Err(format!(
+            "{at}: upstream_headers and upstream_absent are only for steps that expect status \
+             200 (a local response never reaches the upstream)"
+        ));
+    }
     let body = match map.get("body") {
         None => None,
         Some(v) => Some(
@@ -339,5 +414,41 @@ fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
         headers,
         absent,
         body,
+        upstream_headers,
+        upstream_absent,
     })
+}
+
+/// `{"name": "value", ...}`, names lowercase.
+fn header_values(value: Option<&Value>, at: &str) -> Result<Vec<(String, String)>, String> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .as_object()
+        .ok_or_else(|| format!("{at}: expected an object"))?
+        .iter()
+        .map(|(name, value)| match value.as_str() {
+            Some(text) if *name == name.to_lowercase() => Ok((name.clone(), text.to_owned())),
+            _ => Err(format!(
+                "{at}.{name}: expected a string value and a lowercase name"
+            )),
+        })
+        .collect()
+}
+
+/// `["name", ...]`, names lowercase.
+fn header_names(value: Option<&Value>, at: &str) -> Result<Vec<String>, String> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .as_array()
+        .ok_or_else(|| format!("{at}: expected a list of header names"))?
+        .iter()
+        .map(|name| match name.as_str() {
+            Some(text) if text == text.to_lowercase() => Ok(text.to_owned()),
+            _ => Err(format!("{at}: expected lowercase header names")),
+        })
+        .collect()
 }

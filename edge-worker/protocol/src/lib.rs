@@ -76,7 +76,8 @@ impl WireCheck {
             burst: check.limit.quota.burst(),
             key: hex(&check.key),
             cost: check.cost,
-            shadow: check.mode == Mode::Shadow,
+            // A soft rule decides as a shadow rule; only rendering tells them apart.
+            shadow: !check.mode.enforces(),
         }
     }
 

@@ -86,8 +86,8 @@ pub enum Status {
     Allowed,
     /// An enforcing rule denies the request.
     Denied,
-    /// A shadow rule that would have denied (or, with a store error, would have failed
-    /// closed): the request passes.
+    /// A shadow (or soft) rule that would have denied (or, with a store error, would have
+    /// failed closed): the request passes, and the rule counts nothing.
     ShadowDenied,
     /// The store failed and the rule's failure mode is open: the request passes.
     FailedOpen,

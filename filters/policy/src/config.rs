@@ -69,6 +69,7 @@ const RULE_FIELDS: &[&str] = &[
     "lease",
     "tier",
     "overrides",
+    "warn_at",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -79,8 +80,8 @@ const ALGORITHMS: &[Algorithm] = &[
     Algorithm::SlidingWindow,
     Algorithm::SlidingLog,
 ];
-const MODE_NAMES: &[&str] = &["enforce", "shadow"];
-const MODES: &[Mode] = &[Mode::Enforce, Mode::Shadow];
+const MODE_NAMES: &[&str] = &["enforce", "shadow", "soft"];
+const MODES: &[Mode] = &[Mode::Enforce, Mode::Shadow, Mode::Soft];
 const FAILURE_MODE_NAMES: &[&str] = &["open", "closed"];
 const FAILURE_MODES: &[FailureMode] = &[FailureMode::Open, FailureMode::Closed];
 
@@ -160,6 +161,8 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         rules.push(rule);
     }
     let has_global_rules = rules.iter().any(|rule| rule.scope == Scope::Global);
+    let warns = rules.iter().any(|rule| rule.warn_at.is_some());
+    let marks = rules.iter().any(Rule::marks_requests);
 
     let table_namespace = match &namespace {
         Some(name) => name.clone(),
@@ -177,6 +180,8 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         global,
         has_global_rules,
         jwt,
+        warns,
+        marks,
     })
 }
 
@@ -422,6 +427,13 @@ fn rule_body(
         Some(v) => json::variant(v, "mode", MODE_NAMES, MODES)?,
         None => Mode::default(),
     };
+    let warn_at = match fields.get("warn_at") {
+        Some(_) if mode == Mode::Shadow => {
+            return Err(ConfigError::new("warn_at", Problem::WarnAtInShadow));
+        }
+        Some(v) => Some(warn_at(v, capacity, &capacity_field)?),
+        None => None,
+    };
     let failure_mode = match fields.get("failure_mode") {
         Some(v) => json::variant(v, "failure_mode", FAILURE_MODE_NAMES, FAILURE_MODES)?,
         None => FailureMode::default(),
@@ -487,7 +499,33 @@ fn rule_body(
         limits,
         tiers,
         overrides,
+        warn_at,
     })
+}
+
+/// `warn_at`: `{"remaining": N}`, N below the smallest capacity of the rule's limits (else
+/// every request would be marked).
+fn warn_at(value: &Value, capacity: u64, capacity_field: &str) -> Result<u64, ConfigError> {
+    let fields = Fields::open(value, "warn_at", &["remaining"])?;
+    let path = fields.path("remaining");
+    let remaining = json::integer(
+        fields.require("remaining", "\"remaining\": 10")?,
+        &path,
+        0,
+        u64::MAX,
+        "the units left at or below which a passing request is marked",
+    )?;
+    if remaining >= capacity {
+        return Err(ConfigError::new(
+            path,
+            Problem::WarnAtNotBelowCapacity {
+                remaining,
+                capacity,
+                capacity_field: String::from(capacity_field),
+            },
+        ));
+    }
+    Ok(remaining)
 }
 
 /// The field a limit's capacity comes from, for cost errors.

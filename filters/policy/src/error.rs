@@ -357,6 +357,23 @@ pub enum Problem {
         /// The rule's period, in nanoseconds.
         period: u64,
     },
+    /// `warn_at.remaining` at or above what the rule admits at once: every request would be
+    /// marked.
+    WarnAtNotBelowCapacity {
+        /// The threshold found.
+        remaining: u64,
+        /// The smallest capacity of the rule's limits.
+        capacity: u64,
+        /// Where that capacity comes from.
+        capacity_field: String,
+    },
+    /// `warn_at` on a shadow rule, which tells the client nothing.
+    WarnAtInShadow,
+    /// `response.warning_header` names a header sluice sets for another purpose.
+    WarningHeaderReserved {
+        /// The name found.
+        name: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -695,6 +712,26 @@ impl fmt::Display for Problem {
                      limit.period or remove lease",
                 )
             }
+            Problem::WarnAtNotBelowCapacity {
+                remaining,
+                capacity,
+                capacity_field,
+            } => write!(
+                f,
+                "{remaining} is not below what the rule admits at once ({capacity}, from \
+                 {capacity_field}), so every request would be marked; use at most {}",
+                capacity.saturating_sub(1)
+            ),
+            Problem::WarnAtInShadow => f.write_str(
+                "a shadow rule tells the client nothing, so it cannot warn; use \"mode\": \
+                 \"soft\" to warn without denying, or \"enforce\"",
+            ),
+            Problem::WarningHeaderReserved { name } => write!(
+                f,
+                "{name} is a header sluice sets for another purpose; choose another name, \
+                 e.g. \"ratelimit-warning\"",
+                name = Quoted(name)
+            ),
         }
     }
 }

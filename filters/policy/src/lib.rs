@@ -36,6 +36,7 @@ pub mod response;
 mod test_request;
 pub mod tier;
 mod uri;
+pub mod warning;
 
 pub use client_ip::ClientIpSource;
 pub use config::{
@@ -55,3 +56,4 @@ pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
 pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};
+pub use warning::Warning;

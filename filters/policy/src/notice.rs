@@ -1,4 +1,5 @@
-//! One-line log messages about a handled request: what a shadow rule would have done, and
+//! One-line log messages about a handled request: what a shadow rule would have done, a soft
+//! rule over its limit, and
 //! counter store failures. Keys are shown through [`KeyDisplay`], so secret parts are never
 //! logged.
 
@@ -17,6 +18,15 @@ pub enum Notice<'a> {
     ShadowDenied {
         /// The rule's name (`<rule>:<tier>` for a tier's limit, `<rule>:<override>` for an
         /// override's).
+        rule: &'a str,
+        /// The request's key for the rule.
+        key: KeyDisplay<'a>,
+        /// How long the client would have been told to wait.
+        retry_after: Nanos,
+    },
+    /// A soft rule is over its limit: the request passed, marked.
+    SoftExceeded {
+        /// The rule's name, as for [`Notice::ShadowDenied`].
         rule: &'a str,
         /// The request's key for the rule.
         key: KeyDisplay<'a>,
@@ -54,10 +64,21 @@ impl<'a> Notice<'a> {
                 mode: rule.mode(),
             });
         }
-        (outcome.status == Status::ShadowDenied).then_some(Notice::ShadowDenied {
-            rule: check.rule,
-            key,
-            retry_after: outcome.decision.retry_after,
+        if outcome.status != Status::ShadowDenied {
+            return None;
+        }
+        let (rule, retry_after) = (check.rule, outcome.decision.retry_after);
+        Some(match check.mode {
+            Mode::Soft => Notice::SoftExceeded {
+                rule,
+                key,
+                retry_after,
+            },
+            _ => Notice::ShadowDenied {
+                rule,
+                key,
+                retry_after,
+            },
         })
     }
 }
@@ -72,6 +93,16 @@ impl fmt::Display for Notice<'_> {
             } => write!(
                 f,
                 "rule \"{rule}\" (shadow) would deny key {key}; retry after {}s; the request passed",
+                ceil_secs(*retry_after).max(1)
+            ),
+            Notice::SoftExceeded {
+                rule,
+                key,
+                retry_after,
+            } => write!(
+                f,
+                "rule \"{rule}\" (soft) is over its limit for key {key}; retry after {}s; the \
+                 request passed, marked",
                 ceil_secs(*retry_after).max(1)
             ),
             Notice::StoreFailed {
@@ -92,6 +123,9 @@ impl fmt::Display for Notice<'_> {
                     }
                     (FailureMode::Closed, Mode::Shadow) => {
                         "failing closed in shadow mode, the request passed"
+                    }
+                    (FailureMode::Closed, Mode::Soft) => {
+                        "failing closed in soft mode, the request passed"
                     }
                 })
             }

@@ -22,6 +22,7 @@ use crate::request::Request;
 use crate::response::{Response, ResponseConfig};
 use crate::tier::{LimitKind, NamedLimit, Selected, Tiers};
 use crate::uri;
+use crate::warning::{self, Reason};
 
 /// A configuration that has passed every check; see `CONFIG.md` for the format.
 ///
@@ -56,6 +57,10 @@ pub struct Policy {
     pub(crate) global: Option<GlobalConfig>,
     pub(crate) has_global_rules: bool,
     pub(crate) jwt: Option<JwtSource>,
+    /// Whether any rule has `warn_at` (rendering then looks each check's rule up).
+    pub(crate) warns: bool,
+    /// Whether any rule can mark a request.
+    pub(crate) marks: bool,
 }
 
 /// One compiled rule.
@@ -77,6 +82,8 @@ pub struct Rule {
     pub(crate) limits: Vec<NamedLimit>,
     pub(crate) tiers: Option<Tiers>,
     pub(crate) overrides: Option<Overrides>,
+    /// `warn_at.remaining`: a passing request leaving at most this many units is marked.
+    pub(crate) warn_at: Option<u64>,
 }
 
 impl Rule {
@@ -111,9 +118,20 @@ impl Rule {
         &self.cost
     }
 
-    /// Enforce or shadow.
+    /// Enforce, shadow or soft.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// `warn_at.remaining`, if set: a request it passes leaving at most this many units is
+    /// marked (see [`crate::warning`]).
+    pub fn warn_at(&self) -> Option<u64> {
+        self.warn_at
+    }
+
+    /// Whether the rule can mark a request: it is soft, or has `warn_at`.
+    pub fn marks_requests(&self) -> bool {
+        self.mode == Mode::Soft || self.warn_at.is_some()
     }
 
     /// What it decides when its counter store fails.
@@ -335,6 +353,18 @@ impl<'p> Handled<'p> {
             .map(|(_, ((index, check), outcome))| (index, check, outcome))
     }
 
+    /// The rules that marked the passed request (see [`crate::warning`]), each as its index
+    /// in [`Policy::rules`] and why; none when the request was denied or not marked.
+    pub fn marks(&self) -> impl Iterator<Item = (usize, Reason)> + '_ {
+        let marked = self.response.warning().is_some();
+        self.outcomes()
+            .filter(move |_| marked)
+            .filter_map(|(index, check, outcome)| {
+                let rule = self.policy.rules.get(index)?;
+                Some((index, warning::reason(check, outcome, rule.warn_at)?))
+            })
+    }
+
     /// What is worth a log line: shadow rules that would have denied, and counter store
     /// failures. Each displays as one line naming the rule and the key (secret parts
     /// fingerprinted).
@@ -416,6 +446,12 @@ impl Policy {
     pub fn rule_of_check(&self, name: &str) -> Option<&Rule> {
         let rule = name.split_once(':').map_or(name, |(rule, _)| rule);
         self.rule(rule)
+    }
+
+    /// Whether any rule can mark a request (see [`Rule::marks_requests`]): only then can a
+    /// response carry the warning header.
+    pub fn marks_requests(&self) -> bool {
+        self.marks
     }
 
     /// Where JWT claims come from (`jwt`), if configured.
@@ -510,7 +546,12 @@ impl Policy {
     /// The response for `checks` (from [`Policy::evaluate`]) given the limiter's `verdict`
     /// on them, e.g. from [`Limiter::decide_all`] where there is no shared store.
     pub fn respond(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
-        self.response.render(checks, verdict)
+        if !self.warns {
+            return self.response.render(checks, verdict);
+        }
+        self.response.render_marking(checks, verdict, &|check| {
+            self.rule_of_check(check.rule).and_then(Rule::warn_at)
+        })
     }
 
     /// Evaluates `request`, checks the applying rules with `limiter` over `store` at `now`

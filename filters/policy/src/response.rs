@@ -3,8 +3,10 @@
 //!
 //! # Headers
 //!
-//! Only enforcing rules that apply to the request are advertised; shadow rules and exempt
-//! requests add nothing. Names are lowercase.
+//! Only enforcing and soft rules that apply to the request are advertised; shadow rules and
+//! exempt requests add nothing. Names are lowercase. A soft rule is advertised as an
+//! enforcing rule is; over its limit (the request passed uncounted) it reports `r=0` and, as
+//! `t`, when the request would have fitted.
 //!
 //! - `ietf` (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` lists every applying
 //!   enforcing rule as `"<name>";q=<requests>;w=<period seconds>` (`w` is left out when the
@@ -24,6 +26,9 @@
 //! among the denying rules, whatever the style. A rule that failed closed says 1 second.
 //! Seconds are always rounded up, so a client that waits as told is never early.
 //!
+//! A passed request that a soft limit marks (see [`crate::warning`]) also carries the
+//! warning header, which the proxy adds to the response and to the request to the upstream.
+//!
 //! On a denial, `RateLimit` and the legacy headers report only the rules that denied: the
 //! request spent nothing from the others (all or nothing), and what the limiter worked out for
 //! them describes a spend that did not happen. Their state shows on the next passed request.
@@ -36,8 +41,9 @@ use serde_json::Value;
 use sluice_core::time::{NANOS_PER_SEC, ceil_secs};
 use sluice_core::{Check, Mode, RuleOutcome, Status, Verdict};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Problem};
 use crate::json::{self, Fields};
+use crate::warning::{self, DEFAULT_WARNING_HEADER, Warning};
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
@@ -91,6 +97,7 @@ pub struct ResponseConfig {
     body: String,
     content_type: String,
     headers: HeaderStyle,
+    warning_header: String,
 }
 
 /// The default denial status: 429 Too Many Requests.
@@ -107,6 +114,7 @@ impl Default for ResponseConfig {
             body: String::from(DEFAULT_BODY),
             content_type: String::from(DEFAULT_CONTENT_TYPE),
             headers: HeaderStyle::default(),
+            warning_header: String::from(DEFAULT_WARNING_HEADER),
         }
     }
 }
@@ -114,7 +122,17 @@ impl Default for ResponseConfig {
 impl ResponseConfig {
     /// Parses a `response` section.
     pub(crate) fn parse(value: &Value, path: &str) -> Result<ResponseConfig, ConfigError> {
-        let fields = Fields::open(value, path, &["status", "body", "content_type", "headers"])?;
+        let fields = Fields::open(
+            value,
+            path,
+            &[
+                "status",
+                "body",
+                "content_type",
+                "headers",
+                "warning_header",
+            ],
+        )?;
         let mut config = ResponseConfig::default();
         if let Some(v) = fields.get("status") {
             let status = json::integer(
@@ -144,6 +162,17 @@ impl ResponseConfig {
                 HeaderStyle::VALUES,
             )?;
         }
+        if let Some(v) = fields.get("warning_header") {
+            let header_path = fields.path("warning_header");
+            let name = crate::key::field_name(v, &header_path)?;
+            if RESERVED.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    header_path,
+                    Problem::WarningHeaderReserved { name },
+                ));
+            }
+            config.warning_header = name;
+        }
         Ok(config)
     }
 
@@ -167,14 +196,32 @@ impl ResponseConfig {
         self.headers
     }
 
-    /// The response for a request whose `checks` got `verdict` (see the module docs).
+    /// The name of the header that marks requests a soft limit passed
+    /// (`response.warning_header`, lowercase).
+    pub fn warning_header(&self) -> &str {
+        &self.warning_header
+    }
+
+    /// The response for a request whose `checks` got `verdict` (see the module docs), with no
+    /// `warn_at` threshold on any rule (soft rules still mark).
     pub fn render(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
+        self.render_marking(checks, verdict, &|_| None)
+    }
+
+    /// The response for a request whose `checks` got `verdict`; `warn_at` gives each check's
+    /// rule's `warn_at.remaining`, if it has one.
+    pub fn render_marking(
+        &self,
+        checks: &[Check<'_>],
+        verdict: &Verdict,
+        warn_at: &dyn Fn(&Check<'_>) -> Option<u64>,
+    ) -> Response<'_> {
         let request_denied = !verdict.allowed;
         let advertised = || {
             checks
                 .iter()
                 .zip(verdict.outcomes.iter())
-                .filter(|(check, _)| check.mode == Mode::Enforce)
+                .filter(|(check, _)| check.mode != Mode::Shadow)
         };
         let reports = || {
             advertised().filter_map(move |(check, outcome)| report(check, outcome, request_denied))
@@ -226,7 +273,11 @@ impl ResponseConfig {
         }
 
         if !request_denied {
-            return Response::Pass { headers };
+            let warning = warning::value(checks, verdict, warn_at).map(|value| Warning {
+                name: &self.warning_header,
+                value,
+            });
+            return Response::Pass { headers, warning };
         }
         let wait = verdict
             .outcomes
@@ -266,19 +317,28 @@ fn report<'a>(
     let decision = &outcome.decision;
     let denying = match outcome.status {
         Status::Denied | Status::FailedClosed => true,
-        // Allowed, but another rule denied the request: nothing was spent here.
-        Status::Allowed if request_denied => return None,
+        // Allowed (or over a soft limit), but another rule denied the request: nothing was
+        // spent here.
+        Status::Allowed | Status::ShadowDenied if request_denied => return None,
         Status::Allowed => false,
+        // A soft rule over its limit: the request passed uncounted; reported as spent, with
+        // `t` saying when such a request fits again.
+        Status::ShadowDenied if outcome.store_error.is_none() && check.mode == Mode::Soft => false,
         // Failed open: the counter could not be read or written, so its state is unknown.
-        // Shadow denials do not reach here (only enforcing rules are reported).
+        // Shadow rules do not reach here (they are not advertised).
         Status::FailedOpen | Status::ShadowDenied => return None,
     };
+    let exceeded = outcome.status == Status::ShadowDenied;
     let reset = ceil_secs(decision.reset_after);
     Some(Report {
         rule: check.rule,
         limit: check.limit.quota.limit(),
-        remaining: if denying { 0 } else { decision.remaining },
-        t: if denying {
+        remaining: if denying || exceeded {
+            0
+        } else {
+            decision.remaining
+        },
+        t: if denying || exceeded {
             ceil_secs(decision.retry_after)
         } else {
             reset
@@ -301,6 +361,21 @@ fn number(n: u64) -> String {
     text
 }
 
+/// Header names sluice sets itself, which `response.warning_header` may not take.
+const RESERVED: &[&str] = &[
+    RATELIMIT_POLICY,
+    RATELIMIT,
+    X_RATELIMIT_LIMIT,
+    X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+    RETRY_AFTER,
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response<'p> {
@@ -308,6 +383,9 @@ pub enum Response<'p> {
     Pass {
         /// Rate-limit headers (lowercase names), possibly none.
         headers: Vec<(&'static str, String)>,
+        /// Set when a soft limit marks the request: add it to the request to the upstream
+        /// and to the upstream's response.
+        warning: Option<Warning<'p>>,
     },
     /// Answer locally with this response instead of forwarding.
     Deny {
@@ -327,22 +405,38 @@ impl Response<'_> {
     pub fn pass() -> Response<'static> {
         Response::Pass {
             headers: Vec::new(),
+            warning: None,
         }
     }
 
-    /// The headers to add, whichever the variant.
+    /// The mark a soft limit put on a passed request, if any.
+    pub fn warning(&self) -> Option<&Warning<'_>> {
+        match self {
+            Response::Pass { warning, .. } => warning.as_ref(),
+            Response::Deny { .. } => None,
+        }
+    }
+
+    /// The rate-limit headers to add, whichever the variant (the warning header is apart:
+    /// [`Response::warning`]).
     pub fn headers(&self) -> &[(&'static str, String)] {
         match self {
-            Response::Pass { headers } | Response::Deny { headers, .. } => headers,
+            Response::Pass { headers, .. } | Response::Deny { headers, .. } => headers,
         }
     }
 
-    /// The value of header `name` (lowercase), if the response has it.
+    /// The value of header `name` (lowercase), if the response has it (the warning header
+    /// included).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers()
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
+            .or_else(|| {
+                self.warning()
+                    .filter(|w| w.name == name)
+                    .map(|w| w.value.as_str())
+            })
     }
 
     /// Whether the request is denied.

@@ -201,7 +201,7 @@ fn unknown_rule_fields_are_rejected_with_the_rule_named() {
     assert_eq!(
         rule_error(rule_with("algoritm", json!("gcra"))),
         "rule \"per-client\" (rules[0]): algoritm: unknown field \"algoritm\"; the fields here are \
-         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier or overrides"
+         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier, overrides or warn_at"
     );
 }
 
@@ -329,7 +329,7 @@ fn unknown_algorithms_modes_and_failure_modes_list_the_choices() {
     );
     assert_eq!(
         rule_error(rule_with("mode", json!("dry_run"))),
-        "rule \"per-client\" (rules[0]): mode: \"dry_run\" is not one of enforce or shadow"
+        "rule \"per-client\" (rules[0]): mode: \"dry_run\" is not one of enforce, shadow or soft"
     );
     assert_eq!(
         rule_error(rule_with("failure_mode", json!("allow"))),

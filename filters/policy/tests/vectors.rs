@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics, StoreError};
 use sluice_policy::Policy;
 use sluice_policy::global::{MemoryService, Started};
-use sluice_vectors::{Vector, compare, load};
+use sluice_vectors::{Vector, compare, compare_upstream, load, upstream_headers};
 
 /// The store semantics and seeds each vector runs under.
 const RUNS: [(Semantics, Seed); 2] = [
@@ -117,7 +117,11 @@ fn run(
                 },
             };
             store.set_outage(None);
-            let differences = compare(&response, &step.expect);
+            let mut differences = compare(&response, &step.expect);
+            if !response.is_deny() {
+                let upstream = upstream_headers(&policy, &step.request, &response);
+                differences.extend(compare_upstream(&upstream, &step.expect));
+            }
             if !differences.is_empty() {
                 let mut message = format!("steps[{index}] (at_ms {}", step.at_ms);
                 if step.repeat > 1 {

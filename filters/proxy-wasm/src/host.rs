@@ -77,6 +77,14 @@ unsafe extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -119,6 +127,31 @@ pub fn set_tick_period(period: std::time::Duration) -> bool {
     let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
     // SAFETY: a plain value.
     unsafe { proxy_set_tick_period_milliseconds(millis) == OK }
+}
+
+/// Sets a header of the request to the upstream, replacing every line of that name the
+/// client sent; false if the host refused.
+pub fn set_request_header(name: &str, value: &[u8]) -> bool {
+    // SAFETY: `name` and `value` are valid for the call.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            HTTP_REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    status == OK
+}
+
+/// Removes every line of a header from the request to the upstream; false if the host
+/// refused.
+pub fn remove_request_header(name: &str) -> bool {
+    // SAFETY: `name` is valid for the call.
+    let status =
+        unsafe { proxy_remove_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len()) };
+    status == OK
 }
 
 /// Adds a header to the upstream's response; false if the host refused.

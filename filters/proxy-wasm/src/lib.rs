@@ -161,6 +161,8 @@ impl RootContext for SluiceRoot {
             Box::new(SluiceHttp {
                 runtime,
                 response_headers: Vec::new(),
+                warning: None,
+                forged_warning: false,
                 pending: None,
                 leased: None,
             })
@@ -217,7 +219,12 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         leases.prepare(&mut store)?;
     }
     footprint.verify(&policy, limiter.names(), leases.as_ref(), &mut store)?;
-    let metrics = Metrics::define(policy.rules().iter().map(|rule| rule.name()));
+    let metrics = Metrics::define(
+        policy
+            .rules()
+            .iter()
+            .map(|rule| (rule.name(), rule.marks_requests())),
+    );
     let global = match policy.global() {
         Some(config) if policy.has_global_rules() => Some(GlobalRuntime::new(config.clone())),
         _ => None,
@@ -251,6 +258,12 @@ struct SluiceHttp {
     runtime: Rc<Runtime>,
     /// Rate-limit headers for an allowed request, added to the upstream's response.
     response_headers: Vec<(&'static str, String)>,
+    /// The warning header's value for a request a soft limit marked, added to the
+    /// upstream's response (it went on the request to the upstream when decided).
+    warning: Option<String>,
+    /// The client sent the warning header itself: removed from the request to the upstream
+    /// unless sluice marks it, so the upstream only ever sees sluice's mark.
+    forged_warning: bool,
     /// The request waiting for the rate-limit service.
     pending: Option<GlobalCall>,
     /// The request waiting for the rate-limit service on the lease path.
@@ -306,6 +319,11 @@ impl HttpContext for SluiceHttp {
         };
         let request = HostRequest::from_host(host::request_headers());
         let runtime = Rc::clone(&self.runtime);
+        // Read from the header map already in memory: no host call.
+        self.forged_warning = runtime.policy.marks_requests()
+            && request
+                .header(runtime.policy.response().warning_header())
+                .is_some();
         if runtime.leases.is_some() {
             return self.start_leased(&runtime, &request, now);
         }
@@ -327,6 +345,10 @@ impl HttpContext for SluiceHttp {
         for (name, value) in self.response_headers.drain(..) {
             host::add_response_header(name, value.as_bytes());
         }
+        if let Some(value) = self.warning.take() {
+            let name = self.runtime.policy.response().warning_header();
+            host::add_response_header(name, value.as_bytes());
+        }
         #[cfg(feature = "count-allocations")]
         allocations::flush();
         Action::Continue
@@ -346,9 +368,24 @@ impl SluiceHttp {
         for notice in handled.notices() {
             log(LogLevel::Warn, &format!("sluice: {notice}"));
         }
+        for (rule, _reason) in handled.marks() {
+            runtime.metrics.record_marked(rule);
+        }
         match handled.response {
-            Response::Pass { headers } => {
+            Response::Pass { headers, warning } => {
                 self.response_headers = headers;
+                // One host call, and only for a marked request (or one carrying a forged
+                // mark); the request is still before the upstream here, on every path.
+                match warning {
+                    Some(warning) => {
+                        host::set_request_header(warning.name, warning.value.as_bytes());
+                        self.warning = Some(warning.value);
+                    }
+                    None if self.forged_warning => {
+                        host::remove_request_header(runtime.policy.response().warning_header());
+                    }
+                    None => {}
+                }
                 Action::Continue
             }
             Response::Deny {

@@ -60,10 +60,12 @@ struct RuleCounters {
     failed_closed: Counter,
     cas_retries: Counter,
     store_errors: Counter,
+    /// Passed requests the rule marked (soft limits); defined only for rules that can mark.
+    marked: Counter,
 }
 
 impl RuleCounters {
-    fn all(&self) -> [&Counter; 7] {
+    fn all(&self) -> [&Counter; 8] {
         [
             &self.allowed,
             &self.denied,
@@ -72,6 +74,7 @@ impl RuleCounters {
             &self.failed_closed,
             &self.cas_retries,
             &self.store_errors,
+            &self.marked,
         ]
     }
 }
@@ -84,12 +87,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Defines the counters of every rule.
-    pub fn define<'a>(rule_names: impl Iterator<Item = &'a str>) -> Metrics {
+    /// Defines the counters of every rule, given as its name and whether it can mark a
+    /// request (`sluice.<rule>.marked` is defined only then).
+    pub fn define<'a>(rules: impl Iterator<Item = (&'a str, bool)>) -> Metrics {
         let counter = |rule: &str, what: &str| Counter::define(&format!("sluice.{rule}.{what}"));
         Metrics {
-            rules: rule_names
-                .map(|rule| RuleCounters {
+            rules: rules
+                .map(|(rule, marks)| RuleCounters {
                     allowed: counter(rule, "allowed"),
                     denied: counter(rule, "denied"),
                     shadow_denied: counter(rule, "shadow_denied"),
@@ -97,6 +101,11 @@ impl Metrics {
                     failed_closed: counter(rule, "failed_closed"),
                     cas_retries: counter(rule, "cas_retries"),
                     store_errors: counter(rule, "store_errors"),
+                    marked: if marks {
+                        counter(rule, "marked")
+                    } else {
+                        Counter::default()
+                    },
                 })
                 .collect(),
             exempt: Counter::define("sluice.exempt"),
@@ -120,6 +129,13 @@ impl Metrics {
         counters
             .store_errors
             .add(u64::from(outcome.store_error.is_some()));
+    }
+
+    /// Counts a passed request that rule `rule` marked.
+    pub fn record_marked(&self, rule: usize) {
+        if let Some(counters) = self.rules.get(rule) {
+            counters.marked.add(1);
+        }
     }
 
     /// Counts a request that an exemption let through unchecked.

@@ -254,11 +254,53 @@ fn check(_proxy: &Proxy, expect: &Value, exchange: &sluice_host::Exchange) -> Re
             return Err(format!("header {name} should be absent, is {got:?}"));
         }
     }
+    check_upstream(expect, exchange)?;
     if let Some(body) = expect.get("body").and_then(Value::as_str) {
         let got = String::from_utf8_lossy(client.body());
         // ngx_wasm_module ends local-response bodies with a newline of its own.
         if got != body && got.strip_suffix('\n') != Some(body) {
             return Err(format!("body {got:?}, expected {body:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `expect.upstream_headers` and `expect.upstream_absent` against the request as the
+/// upstream received it: each expected header in exactly one line with exactly that value.
+fn check_upstream(expect: &Value, exchange: &sluice_host::Exchange) -> Result<(), String> {
+    let wanted = expect.get("upstream_headers").and_then(Value::as_object);
+    let absent = expect.get("upstream_absent").and_then(Value::as_array);
+    if wanted.is_none() && absent.is_none() {
+        return Ok(());
+    }
+    let forwarded = exchange
+        .forwarded()
+        .ok_or("the request did not reach the upstream")?;
+    let lines = |name: &str| -> Vec<&str> {
+        forwarded
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    for (name, value) in wanted.into_iter().flatten() {
+        let want = value.as_str().ok_or("upstream header value")?;
+        let got = lines(name);
+        if got != [want] {
+            return Err(format!(
+                "upstream request header {name}: {got:?}, expected {want:?}; all: {:?}",
+                forwarded.headers
+            ));
+        }
+    }
+    for name in absent.into_iter().flatten() {
+        let name = name.as_str().ok_or("upstream_absent name")?;
+        let got = lines(name);
+        if !got.is_empty() {
+            return Err(format!(
+                "upstream request header {name} should be absent, is {got:?}"
+            ));
         }
     }
     Ok(())

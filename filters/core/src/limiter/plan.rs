@@ -28,7 +28,7 @@ pub(super) fn decide_rule(
     let status = match (decision.allowed, check.mode) {
         (true, _) => Status::Allowed,
         (false, Mode::Enforce) => Status::Denied,
-        (false, Mode::Shadow) => Status::ShadowDenied,
+        (false, Mode::Shadow | Mode::Soft) => Status::ShadowDenied,
     };
     let commit = (decision.allowed && check.cost > 0).then_some(next);
     let outcome = RuleOutcome {
@@ -42,7 +42,7 @@ pub(super) fn decide_rule(
 
 /// The outcome of a rule whose counter could not be read or written: its failure mode
 /// decides. `known` is the decision made before the failure, if any. A shadow rule never
-/// denies: failing closed, it reports `ShadowDenied`.
+/// denies (nor does a soft one): failing closed, it reports `ShadowDenied`.
 pub(super) fn failed(
     check: &Check<'_>,
     known: Option<Decision>,
@@ -64,7 +64,7 @@ pub(super) fn failed(
         FailureMode::Closed => {
             let status = match check.mode {
                 Mode::Enforce => Status::FailedClosed,
-                Mode::Shadow => Status::ShadowDenied,
+                Mode::Shadow | Mode::Soft => Status::ShadowDenied,
             };
             let reset_after = known.map_or(0, |d| d.reset_after).max(FAILURE_RETRY_AFTER);
             let decision = Decision {

@@ -346,7 +346,7 @@ pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
         FailureMode::Closed => (
             match check.mode {
                 Mode::Enforce => Status::FailedClosed,
-                Mode::Shadow => Status::ShadowDenied,
+                Mode::Shadow | Mode::Soft => Status::ShadowDenied,
             },
             Decision {
                 allowed: false,

@@ -200,14 +200,14 @@ pub struct LeaseItems<'p> {
 
 impl LeaseAcquisition<'_> {
     /// The rule's outcome for `grant` (made by [`Limit::grant`] for this acquisition):
-    /// allowed with something granted; otherwise denied, or shadow-denied for a shadow rule.
+    /// allowed with something granted; otherwise denied, or shadow-denied for a shadow or soft rule.
     pub fn outcome(&self, grant: &Grant) -> RuleOutcome {
         let status = if grant.granted > 0 {
             Status::Allowed
         } else {
             match self.rule.mode() {
                 Mode::Enforce => Status::Denied,
-                Mode::Shadow => Status::ShadowDenied,
+                Mode::Shadow | Mode::Soft => Status::ShadowDenied,
             }
         };
         RuleOutcome {
