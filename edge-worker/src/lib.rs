@@ -44,6 +44,7 @@ use worker::{
 use crate::gateway::{ObjectError, Objects};
 use crate::lease::LeaseTerms;
 use crate::leased::IsolateClock;
+use crate::origin::UpstreamMark;
 use crate::test_hooks::TestHooks;
 
 /// The Durable Object namespace binding of the limiter objects.
@@ -64,8 +65,9 @@ async fn pass(
     request: Request,
     hooks: &TestHooks,
     headers: &[(&str, String)],
+    mark: UpstreamMark<'_>,
 ) -> Result<Response> {
-    match origin::forward(env, request, hooks, headers).await {
+    match origin::forward(env, request, hooks, headers, mark).await {
         Ok(response) => Ok(response),
         Err(error) => {
             console_error!("sluice: the origin could not be reached: {error}");
@@ -90,8 +92,14 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
     let view = request_view::read(&request, &hooks);
     let evaluation = policy.evaluate(&view);
     let checks = evaluation.checks();
+    let unmarked = UpstreamMark {
+        header: policy
+            .marks_requests()
+            .then(|| policy.response().warning_header()),
+        value: None,
+    };
     if checks.is_empty() {
-        return pass(&env, request, &hooks, &[]).await;
+        return pass(&env, request, &hooks, &[], unmarked).await;
     }
     let now = hooks
         .now
@@ -186,9 +194,25 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
     };
 
     match policy.respond(checks, &verdict) {
-        Decision::Pass { mut headers } => {
+        Decision::Pass { headers, warning } => {
+            let mut headers: Vec<(&str, String)> = headers;
+            let mut mark = unmarked;
+            if let Some(warning) = &warning {
+                let marks = checks
+                    .iter()
+                    .zip(&verdict.outcomes)
+                    .zip(evaluation.rule_indices())
+                    .filter(|((check, outcome), &index)| {
+                        let warn_at = policy.rules().get(index).and_then(|rule| rule.warn_at());
+                        sluice_policy::warning::reason(check, outcome, warn_at).is_some()
+                    })
+                    .count();
+                stats::count(&stats::MARKED, marks as u64);
+                headers.push((warning.name, warning.value.clone()));
+                mark.value = Some(&warning.value);
+            }
             headers.extend(debug);
-            pass(&env, request, &hooks, &headers).await
+            pass(&env, request, &hooks, &headers, mark).await
         }
         Decision::Deny {
             status,
@@ -246,7 +270,8 @@ fn log_failures(policy: &Policy, checks: &[Check<'_>], failures: &[(Vec<usize>, 
     }
 }
 
-/// One line per shadow rule that would have denied, as the filter logs it.
+/// One line per shadow rule that would have denied and per soft rule over its limit, as the
+/// filter logs them.
 fn log_shadow_denials(policy: &Policy, checks: &[Check<'_>], verdict: &Verdict, indices: &[usize]) {
     for ((check, outcome), &index) in checks.iter().zip(&verdict.outcomes).zip(indices) {
         if outcome.status != Status::ShadowDenied || outcome.store_error.is_some() {
@@ -255,6 +280,15 @@ fn log_shadow_denials(policy: &Policy, checks: &[Check<'_>], verdict: &Verdict, 
         let Some(rule) = policy.rules().get(index) else {
             continue;
         };
+        if check.mode == Mode::Soft {
+            console_log!(
+                "sluice: rule \"{}\" (soft) is over its limit for key {}; retry after {}s; the request passed, marked",
+                check.rule,
+                rule.key().display(&check.key),
+                ceil_secs(outcome.decision.retry_after).max(1)
+            );
+            continue;
+        }
         console_log!(
             "sluice: rule \"{}\" (shadow) would deny key {}; retry after {}s; the request passed",
             check.rule,

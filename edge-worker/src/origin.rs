@@ -1,5 +1,7 @@
 //! Passing an allowed request on to the origin, and adding the rate-limit headers to its
-//! response.
+//! response. A request a soft limit marked carries the warning header to the origin too; when
+//! the configuration can mark, a warning header the client sent is dropped, so the origin only
+//! ever sees sluice's mark.
 //!
 //! With `SLUICE_ORIGIN` set (e.g. `https://origin.example.com`), the request goes there with
 //! its path and query; without it, the request is fetched as it came, which on a zone route
@@ -33,19 +35,37 @@ fn target(env: &Env, request: &Request) -> worker::Result<String> {
     Ok(target)
 }
 
-/// Fetches `request` from the origin and returns its response with `extra` headers added.
+/// The warning header for the request to the origin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamMark<'a> {
+    /// The warning header's name, when the configuration can mark a request: the client's
+    /// own lines of it are dropped.
+    pub header: Option<&'a str>,
+    /// The warning's value, when the request is marked.
+    pub value: Option<&'a str>,
+}
+
+/// Fetches `request` from the origin (with `mark`) and returns its response with `extra`
+/// headers added.
 pub async fn forward(
     env: &Env,
     request: Request,
     hooks: &TestHooks,
     extra: &[(&str, String)],
+    mark: UpstreamMark<'_>,
 ) -> worker::Result<Response> {
     let headers = Headers::new();
     for (name, value) in request.headers().entries() {
         if hooks.enabled && name.starts_with(test_hooks::PREFIX) {
             continue;
         }
+        if mark.header.is_some_and(|header| name.eq_ignore_ascii_case(header)) {
+            continue;
+        }
         headers.append(&name, &value)?;
+    }
+    if let (Some(name), Some(value)) = (mark.header, mark.value) {
+        headers.set(name, value)?;
     }
     let mut init = RequestInit::new();
     init.with_method(request.method())

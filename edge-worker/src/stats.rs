@@ -25,6 +25,8 @@ thread_local! {
     pub static NEGATIVE_CACHE: Cell<u64> = const { Cell::new(0) };
     /// Requests decided.
     pub static REQUESTS: Cell<u64> = const { Cell::new(0) };
+    /// Passed requests a soft limit marked (one per marking rule).
+    pub static MARKED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Adds `n` to `counter`.
@@ -44,7 +46,7 @@ pub fn object_failures() -> u64 {
 
 /// Every counter, as `name=value` pairs separated by `,` (a debug header).
 pub fn summary() -> String {
-    let counters: [(&str, &'static Counter); 9] = [
+    let counters: [(&str, &'static Counter); 10] = [
         ("requests", &REQUESTS),
         ("object_calls", &OBJECT_CALLS),
         ("object_failures", &OBJECT_FAILURES),
@@ -54,6 +56,7 @@ pub fn summary() -> String {
         ("lease_expired", &LEASE_EXPIRED),
         ("lease_local", &LEASE_LOCAL),
         ("negative_cache", &NEGATIVE_CACHE),
+        ("marked", &MARKED),
     ];
     counters
         .iter()

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { startWorker } from "./support/runtime.js";
 import { startOrigin } from "./support/origin.js";
-import { compare, loadVector, stepRequest, vectorFiles } from "./support/vectors.js";
+import { compare, compareUpstream, loadVector, stepRequest, vectorFiles } from "./support/vectors.js";
 
 /** The vector's configuration with a lease of 1 on every rule that can have one. */
 function withLeases(config) {
@@ -47,7 +47,7 @@ for (const [label, leased] of [
         const config = leased ? withLeases(vector.config) : vector.config;
         const worker = await startWorker({ config, origin: origin.url });
         try {
-          const { error, acquired } = await runVector(worker, vector);
+          const { error, acquired } = await runVector(worker, vector, origin);
           if (error) failures.push(`${name}: ${error}`);
           leasesTaken += acquired;
         } finally {
@@ -65,16 +65,18 @@ for (const [label, leased] of [
 }
 
 /** The first difference from the vector (`error`, null if none) and the slices granted. */
-async function runVector(worker, vector) {
+async function runVector(worker, vector, origin) {
   let acquired = 0;
   for (const [index, step] of vector.steps.entries()) {
     for (let round = 1; round <= step.repeat; round++) {
       const { url, init } = stepRequest(step);
+      const before = origin.received.length;
       const response = await worker.fetch(url, init);
       const body = await response.text();
+      const received = origin.received.length > before ? origin.received.at(-1) : null;
       const stats = /lease_acquired=(\d+)/.exec(response.headers.get("x-sluice-debug-stats") ?? "");
       if (stats) acquired = Number(stats[1]);
-      const differences = compare(response, body, step.expect);
+      const differences = [...compare(response, body, step.expect), ...compareUpstream(received, step.expect)];
       if (differences.length > 0) {
         const repeat = step.repeat > 1 ? `, repeat ${round} of ${step.repeat}` : "";
         const error = `steps[${index}] (at_ms ${step.atMs}${repeat}, ${step.request.method} ${step.request.path}): ${differences.join("; ")}`;

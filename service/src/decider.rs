@@ -78,6 +78,9 @@ pub struct Answer {
     /// The rate-limit headers the policy renders for this verdict (`Retry-After` included on
     /// a denial), exactly as the filter would add them.
     pub headers: Vec<(&'static str, String)>,
+    /// The warning header (name, value) of a request a soft limit marked: for the response
+    /// and for the request to the upstream.
+    pub warning: Option<(String, String)>,
 }
 
 /// What one acquisition of a lease request got.
@@ -412,7 +415,11 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
                 }
             }
         }
-        let headers = domain.policy().respond(checks, &verdict).headers().to_vec();
+        let response = domain.policy().respond(checks, &verdict);
+        let headers = response.headers().to_vec();
+        let warning = response
+            .warning()
+            .map(|w| (w.name.to_owned(), w.value.clone()));
         let rules = checks
             .iter()
             .zip(&verdict.outcomes)
@@ -426,6 +433,7 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
             allowed: verdict.allowed,
             rules,
             headers,
+            warning,
         })
     }
 }

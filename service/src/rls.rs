@@ -21,6 +21,8 @@
 //! be allowed; when allowed, until the quota is whole again. `response_headers_to_add` holds
 //! the rate-limit headers sluice renders (`RateLimit-Policy`, `RateLimit`, `X-RateLimit-*` per
 //! the configuration's style, and `Retry-After` on a denial), which Envoy adds to the response.
+//! A request a soft limit marked (`"mode": "soft"`, `warn_at`) also carries the warning header
+//! there and in `request_headers_to_add`, which Envoy adds to the request to the upstream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,8 +97,10 @@ pub struct RlsAnswer {
     pub over_limit: bool,
     /// One status per descriptor, in order.
     pub statuses: Vec<RlsStatus>,
-    /// Rate-limit headers for the response.
+    /// Rate-limit headers for the response (with the warning header of a marked request).
     pub headers: Vec<(String, String)>,
+    /// Headers for the request to the upstream: the warning header of a marked request.
+    pub request_headers: Vec<(String, String)>,
 }
 
 /// The key bytes of a descriptor: every entry but the rule's, each as
@@ -161,6 +165,7 @@ pub async fn decide<S: DecisionStore, C: Clock>(
             over_limit: false,
             statuses,
             headers: Vec::new(),
+            request_headers: Vec::new(),
         });
     }
     let answer = decider.decide(api, &request.domain, &requested).await?;
@@ -182,14 +187,18 @@ pub async fn decide<S: DecisionStore, C: Clock>(
             };
         }
     }
+    let mut headers: Vec<(String, String)> = answer
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    let request_headers: Vec<(String, String)> = answer.warning.into_iter().collect();
+    headers.extend(request_headers.iter().cloned());
     Ok(RlsAnswer {
         over_limit: !answer.allowed,
         statuses,
-        headers: answer
-            .headers
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect(),
+        headers,
+        request_headers,
     })
 }
 
@@ -257,6 +266,15 @@ impl RlsAnswer {
                 .collect(),
             response_headers_to_add: self
                 .headers
+                .into_iter()
+                .map(|(key, value)| HeaderValue {
+                    key,
+                    value,
+                    ..Default::default()
+                })
+                .collect(),
+            request_headers_to_add: self
+                .request_headers
                 .into_iter()
                 .map(|(key, value)| HeaderValue {
                     key,

@@ -94,6 +94,8 @@ struct JsonResponse {
     overall_code: &'static str,
     statuses: Vec<JsonStatus>,
     response_headers_to_add: Vec<JsonHeader>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    request_headers_to_add: Vec<JsonHeader>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +153,11 @@ pub fn render_answer(answer: RlsAnswer) -> Vec<u8> {
             .collect(),
         response_headers_to_add: answer
             .headers
+            .into_iter()
+            .map(|(key, value)| JsonHeader { key, value })
+            .collect(),
+        request_headers_to_add: answer
+            .request_headers
             .into_iter()
             .map(|(key, value)| JsonHeader { key, value })
             .collect(),

@@ -7,7 +7,8 @@ export async function startOrigin() {
     let body = "";
     req.on("data", (chunk) => (body += chunk));
     req.on("end", () => {
-      received.push({ method: req.method, url: req.url, headers: req.headers, body });
+      // `distinct`: each header's lines as sent (node joins repeated lines in `headers`).
+      received.push({ method: req.method, url: req.url, headers: req.headers, distinct: req.headersDistinct, body });
       res.writeHead(200, { "content-type": "text/plain", "x-origin": "yes" });
       res.end(`origin saw ${req.method} ${req.url}\n`);
     });

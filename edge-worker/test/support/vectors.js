@@ -89,23 +89,25 @@ function parseStep(value, at) {
     peer: r.peer,
     headers: r.headers === undefined ? [] : lowercasePairs(r.headers, `${at}.request.headers`),
   };
-  const e = fields(map.expect, `${at}.expect`, ["status", "headers", "absent", "body"]);
+  const e = fields(map.expect, `${at}.expect`, [
+    "status",
+    "headers",
+    "absent",
+    "body",
+    "upstream_headers",
+    "upstream_absent",
+  ]);
   if (!Number.isInteger(e.status) || e.status < 100 || e.status > 65535) {
     throw new Error(`${at}.expect.status: expected a status code`);
   }
-  const headers = [];
-  if (e.headers !== undefined) {
-    fields(e.headers, `${at}.expect.headers`, Object.keys(e.headers));
-    for (const [name, v] of Object.entries(e.headers)) {
-      if (typeof v !== "string" || name !== name.toLowerCase()) {
-        throw new Error(`${at}.expect.headers.${name}: expected a string value and a lowercase name`);
-      }
-      headers.push([name, v]);
-    }
-  }
-  const absent = e.absent ?? [];
-  if (!Array.isArray(absent) || absent.some((n) => typeof n !== "string" || n !== n.toLowerCase())) {
-    throw new Error(`${at}.expect.absent: expected lowercase header names`);
+  const headers = headerValues(e.headers, `${at}.expect.headers`);
+  const absent = headerNames(e.absent, `${at}.expect.absent`);
+  const upstreamHeaders = headerValues(e.upstream_headers, `${at}.expect.upstream_headers`);
+  const upstreamAbsent = headerNames(e.upstream_absent, `${at}.expect.upstream_absent`);
+  if (e.status !== 200 && (upstreamHeaders.length > 0 || upstreamAbsent.length > 0)) {
+    throw new Error(
+      `${at}.expect: upstream_headers and upstream_absent are only for steps that expect status 200 (a local response never reaches the upstream)`,
+    );
   }
   if (e.body !== undefined && typeof e.body !== "string") {
     throw new Error(`${at}.expect.body: expected a string`);
@@ -115,8 +117,64 @@ function parseStep(value, at) {
     repeat,
     storeFails: map.store_fails ?? false,
     request,
-    expect: { status: e.status, headers, absent, body: e.body },
+    expect: { status: e.status, headers, absent, body: e.body, upstreamHeaders, upstreamAbsent },
   };
+}
+
+/** `{"name": "value", ...}`, names lowercase, as [name, value] pairs. */
+function headerValues(value, at) {
+  const pairs = [];
+  if (value === undefined) return pairs;
+  fields(value, at, Object.keys(value));
+  for (const [name, v] of Object.entries(value)) {
+    if (typeof v !== "string" || name !== name.toLowerCase()) {
+      throw new Error(`${at}.${name}: expected a string value and a lowercase name`);
+    }
+    pairs.push([name, v]);
+  }
+  return pairs;
+}
+
+/** `["name", ...]`, names lowercase. */
+function headerNames(value, at) {
+  const names = value ?? [];
+  if (!Array.isArray(names) || names.some((n) => typeof n !== "string" || n !== n.toLowerCase())) {
+    throw new Error(`${at}: expected lowercase header names`);
+  }
+  return names;
+}
+
+/** Whether the step says anything about the request the upstream receives. */
+export function checksUpstream(expect) {
+  return expect.upstreamHeaders.length > 0 || expect.upstreamAbsent.length > 0;
+}
+
+/**
+ * Every way the request the origin received (`received`, as support/origin.js records it; null
+ * if none arrived) differs from `expect.upstreamHeaders` and `expect.upstreamAbsent`: each
+ * expected header in exactly one line with exactly that value.
+ */
+export function compareUpstream(received, expect) {
+  if (!checksUpstream(expect)) return [];
+  if (received === null) return ["the request did not reach the upstream"];
+  const differences = [];
+  for (const [name, value] of expect.upstreamHeaders) {
+    const lines = received.distinct[name] ?? [];
+    if (lines.length === 0) {
+      differences.push(`upstream ${name}: expected ${JSON.stringify(value)}, but the upstream's request has none`);
+    } else if (lines.length !== 1 || lines[0] !== value) {
+      differences.push(`upstream ${name}: expected ${JSON.stringify(value)}, got ${JSON.stringify(lines)}`);
+    }
+  }
+  for (const name of expect.upstreamAbsent) {
+    const lines = received.distinct[name];
+    if (lines !== undefined) differences.push(`upstream ${name}: expected absent, got ${JSON.stringify(lines)}`);
+  }
+  if (differences.length > 0) {
+    const all = Object.entries(received.distinct).map(([n, v]) => `${n}: ${v.join(", ")}`).join(" | ");
+    differences.push(`(all upstream request headers: ${all})`);
+  }
+  return differences;
 }
 
 /**

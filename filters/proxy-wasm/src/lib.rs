@@ -33,7 +33,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
 use sluice_core::Limiter;
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
-use sluice_policy::{Handled, Policy, Response};
+use sluice_policy::{Handled, Policy, Request as _, Response};
 
 use crate::global_call::GlobalRuntime;
 use crate::host::{LogLevel, SharedData, log};
