@@ -202,8 +202,8 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                     .iter()
                     .zip(&verdict.outcomes)
                     .zip(evaluation.rule_indices())
-                    .filter(|((check, outcome), &index)| {
-                        let warn_at = policy.rules().get(index).and_then(|rule| rule.warn_at());
+                    .filter(|((check, outcome), index)| {
+                        let warn_at = policy.rules().get(**index).and_then(|rule| rule.warn_at());
                         sluice_policy::warning::reason(check, outcome, warn_at).is_some()
                     })
                     .count();

@@ -59,7 +59,10 @@ pub async fn forward(
         if hooks.enabled && name.starts_with(test_hooks::PREFIX) {
             continue;
         }
-        if mark.header.is_some_and(|header| name.eq_ignore_ascii_case(header)) {
+        if mark
+            .header
+            .is_some_and(|header| name.eq_ignore_ascii_case(header))
+        {
             continue;
         }
         headers.append(&name, &value)?;

@@ -85,7 +85,11 @@ async fn marked_requests_carry_the_warning_to_the_upstream_and_the_client() {
     let exceeded = "\"soft\";reason=exceeded;r=0";
     for _ in 0..2 {
         let over = ask().await;
-        assert_eq!(over.overall_code, Code::Ok as i32, "a soft rule never denies");
+        assert_eq!(
+            over.overall_code,
+            Code::Ok as i32,
+            "a soft rule never denies"
+        );
         assert_eq!(
             warning(&over),
             (vec![("ratelimit-warning", exceeded)], Some(exceeded))

@@ -54,6 +54,20 @@ pub const ONE_RULE_NO_HEADERS: &str = r#"{"response": {"headers": "none"}, "rule
   {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}}
 ]}"#;
 
+/// The one rule with `warn_at` just below its capacity: every request passes marked, so it
+/// also carries the warning header to the upstream and on the response.
+pub const ONE_RULE_MARKED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"},
+   "warn_at": {"remaining": 99999}}
+]}"#;
+
+/// The one rule in soft mode, never over its limit: what a configuration that can mark costs
+/// a request it does not mark.
+pub const ONE_RULE_SOFT_UNMARKED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"},
+   "mode": "soft"}
+]}"#;
+
 /// One rule that no benchmark request matches: the policy's work without the limiter's.
 pub const NO_RULE_APPLIES: &str = r#"{"rules": [
   {"name": "login", "match": {"paths": ["/login"]}, "key": ["client_ip"],
@@ -133,6 +147,10 @@ pub enum Subject {
     SluiceTieredByHeader,
     /// Callers: the claim key, tiers from a claim.
     SluiceTieredByClaim,
+    /// Soft limits: the one rule, every request marked (`warn_at`).
+    SluiceOneRuleMarked,
+    /// Soft limits: the one rule in soft mode, no request marked.
+    SluiceOneRuleSoftUnmarked,
 }
 
 impl Subject {
@@ -151,6 +169,13 @@ impl Subject {
 
     /// Keys and tiers by who the caller is, all sent the identity requests
     /// ([`identity_request`]), so they compare with each other (not with [`Subject::ALL`]).
+    /// Soft limits, against [`Subject::SluiceOneRule`] (the same requests): a marked request
+    /// and an unmarked one under a configuration that can mark.
+    pub const SOFT: [Subject; 2] = [
+        Subject::SluiceOneRuleMarked,
+        Subject::SluiceOneRuleSoftUnmarked,
+    ];
+
     pub const CALLERS: [Subject; 4] = [
         Subject::SluiceHeaderKey,
         Subject::SluiceClaimKey,
@@ -169,6 +194,8 @@ impl Subject {
             Subject::SluiceFiveRules => "sluice, 5 rules",
             Subject::SluiceOneRuleNoHeaders => "sluice, 1 rule, no headers",
             Subject::SluiceNoRuleApplies => "sluice, no rule applies",
+            Subject::SluiceOneRuleMarked => "sluice, 1 rule, marked",
+            Subject::SluiceOneRuleSoftUnmarked => "sluice, 1 soft rule, unmarked",
         }
     }
 
@@ -193,6 +220,8 @@ impl Subject {
             Subject::SluiceClaimKey => CLAIM_KEY,
             Subject::SluiceTieredByHeader => TIERED_BY_HEADER,
             Subject::SluiceTieredByClaim => TIERED_BY_CLAIM,
+            Subject::SluiceOneRuleMarked => ONE_RULE_MARKED,
+            Subject::SluiceOneRuleSoftUnmarked => ONE_RULE_SOFT_UNMARKED,
         }
     }
 

@@ -134,9 +134,11 @@ fn the_warning_header_has_a_default_and_can_be_renamed() {
     ]}));
     assert_eq!(default.response().warning_header(), DEFAULT_WARNING_HEADER);
     assert_eq!(DEFAULT_WARNING_HEADER, "ratelimit-warning");
-    let renamed = policy(json!({"response": {"warning_header": "X-Quota-Warning"}, "rules": [
-        {"name": "a", "key": ["client_ip"], "limit": {"requests": 3, "period": "1m"}}
-    ]}));
+    let renamed = policy(
+        json!({"response": {"warning_header": "X-Quota-Warning"}, "rules": [
+            {"name": "a", "key": ["client_ip"], "limit": {"requests": 3, "period": "1m"}}
+        ]}),
+    );
     assert_eq!(renamed.response().warning_header(), "x-quota-warning");
 }
 
@@ -148,7 +150,9 @@ fn bad_soft_limit_settings_name_the_rule_and_the_field() {
     };
     let with = |field: &str, value: Value| {
         let mut rule = base();
-        rule.as_object_mut().unwrap().insert(field.to_owned(), value);
+        rule.as_object_mut()
+            .unwrap()
+            .insert(field.to_owned(), value);
         rule
     };
     assert_eq!(
@@ -160,11 +164,9 @@ fn bad_soft_limit_settings_name_the_rule_and_the_field() {
         rule_error(with("warn_at", json!({"remaining": -1}))),
         "rule \"per-client\" (rules[0]): warn_at.remaining: expected a whole number of 0 or more (no sign, no fraction), found a number"
     );
-    assert!(
-        rule_error(with("warn_at", json!({}))).starts_with(
-            "rule \"per-client\" (rules[0]): warn_at.remaining: required, e.g. \"remaining\": 10"
-        )
-    );
+    assert!(rule_error(with("warn_at", json!({}))).starts_with(
+        "rule \"per-client\" (rules[0]): warn_at.remaining: required, e.g. \"remaining\": 10"
+    ));
     assert!(
         rule_error(with("warn_at", json!({"remaining": 1, "percent": 5})))
             .starts_with("rule \"per-client\" (rules[0]): warn_at.percent: unknown field")
@@ -189,8 +191,14 @@ fn bad_soft_limit_settings_name_the_rule_and_the_field() {
          most 1"
     );
     for (name, message) in [
-        ("ratelimit", "\"ratelimit\" is a header sluice sets for another purpose"),
-        ("Retry-After", "\"retry-after\" is a header sluice sets for another purpose"),
+        (
+            "ratelimit",
+            "\"ratelimit\" is a header sluice sets for another purpose",
+        ),
+        (
+            "Retry-After",
+            "\"retry-after\" is a header sluice sets for another purpose",
+        ),
         ("bad header", "\"bad header\" is not a valid name"),
     ] {
         let err = Policy::from_json(

@@ -27,6 +27,7 @@ mod metrics_and_logs;
 mod non_utf8_headers;
 mod reload;
 mod shared_data_errors;
+mod soft_limits;
 mod spoofing;
 mod support;
 mod vectors;
