@@ -175,6 +175,20 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
         }
     };
     log_shadow_denials(&policy, checks, &verdict, evaluation.rule_indices());
+    let decision = policy.respond(checks, &verdict);
+    if decision.warning().is_some() {
+        // Counted before the debug headers read the counters.
+        let marks = checks
+            .iter()
+            .zip(&verdict.outcomes)
+            .zip(evaluation.rule_indices())
+            .filter(|((check, outcome), index)| {
+                let warn_at = policy.rules().get(**index).and_then(|rule| rule.warn_at());
+                sluice_policy::warning::reason(check, outcome, warn_at).is_some()
+            })
+            .count();
+        stats::count(&stats::MARKED, marks as u64);
+    }
 
     let debug: Vec<(&str, String)> = if hooks.enabled {
         vec![
@@ -193,21 +207,11 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
         Vec::new()
     };
 
-    match policy.respond(checks, &verdict) {
+    match decision {
         Decision::Pass { headers, warning } => {
             let mut headers: Vec<(&str, String)> = headers;
             let mut mark = unmarked;
             if let Some(warning) = &warning {
-                let marks = checks
-                    .iter()
-                    .zip(&verdict.outcomes)
-                    .zip(evaluation.rule_indices())
-                    .filter(|((check, outcome), index)| {
-                        let warn_at = policy.rules().get(**index).and_then(|rule| rule.warn_at());
-                        sluice_policy::warning::reason(check, outcome, warn_at).is_some()
-                    })
-                    .count();
-                stats::count(&stats::MARKED, marks as u64);
                 headers.push((warning.name, warning.value.clone()));
                 mark.value = Some(&warning.value);
             }

@@ -37,6 +37,16 @@ pub fn run(data: &[u8]) {
                 for notice in handled.notices() {
                     let _ = notice.to_string();
                 }
+                // A mark goes into a header on the request and the response: one clean line.
+                if let Some(warning) = handled.response.warning() {
+                    assert!(
+                        !warning.value.is_empty()
+                            && warning.value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                        "a warning header value that is not one printable line: {:?}",
+                        warning.value
+                    );
+                    assert!(handled.marks().next().is_some(), "a warning with no mark");
+                }
             }
         }
         Err(error) => {

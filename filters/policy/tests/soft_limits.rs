@@ -30,6 +30,10 @@ fn request() -> OwnedRequest {
     }
 }
 
+/// What a request got: the warning header's value, the rules that marked it (with why),
+/// whether it passed, and its log lines.
+type Sent = (Option<String>, Vec<(usize, Reason)>, bool, Vec<String>);
+
 struct Run {
     policy: Policy,
     limiter: Limiter,
@@ -39,7 +43,7 @@ struct Run {
 impl Run {
     fn new(config: Value) -> Run {
         let policy = policy(config);
-        let mut limiter = Limiter::new(Seed { k0: 7, k1: 9 }, policy.cas_retries());
+        let limiter = Limiter::new(Seed { k0: 7, k1: 9 }, policy.cas_retries());
         let mut store = MemoryStore::new(Semantics::Envoy);
         for table in policy.table_specs() {
             limiter
@@ -53,8 +57,7 @@ impl Run {
         }
     }
 
-    /// The warning header's value, the rules that marked (with why) and whether it passed.
-    fn send(&mut self) -> (Option<String>, Vec<(usize, Reason)>, bool, Vec<String>) {
+    fn send(&mut self) -> Sent {
         let handled = self
             .policy
             .handle(&request(), T0, &mut self.limiter, &mut self.store);
