@@ -546,6 +546,9 @@ impl Policy {
     /// The response for `checks` (from [`Policy::evaluate`]) given the limiter's `verdict`
     /// on them, e.g. from [`Limiter::decide_all`] where there is no shared store.
     pub fn respond(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
+        if !self.marks {
+            return self.response.render_with(checks, verdict, None);
+        }
         if !self.warns {
             return self.response.render(checks, verdict);
         }

@@ -205,7 +205,7 @@ impl ResponseConfig {
     /// The response for a request whose `checks` got `verdict` (see the module docs), with no
     /// `warn_at` threshold on any rule (soft rules still mark).
     pub fn render(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
-        self.render_marking(checks, verdict, &|_| None)
+        self.render_with(checks, verdict, Some(&|_| None))
     }
 
     /// The response for a request whose `checks` got `verdict`; `warn_at` gives each check's
@@ -215,6 +215,17 @@ impl ResponseConfig {
         checks: &[Check<'_>],
         verdict: &Verdict,
         warn_at: &dyn Fn(&Check<'_>) -> Option<u64>,
+    ) -> Response<'_> {
+        self.render_with(checks, verdict, Some(warn_at))
+    }
+
+    /// The response; `marking` is `None` when no rule can mark (the warning is not looked
+    /// for at all), else each check's rule's `warn_at.remaining`.
+    pub(crate) fn render_with(
+        &self,
+        checks: &[Check<'_>],
+        verdict: &Verdict,
+        marking: Option<&dyn Fn(&Check<'_>) -> Option<u64>>,
     ) -> Response<'_> {
         let request_denied = !verdict.allowed;
         let advertised = || {
@@ -273,10 +284,12 @@ impl ResponseConfig {
         }
 
         if !request_denied {
-            let warning = warning::value(checks, verdict, warn_at).map(|value| Warning {
-                name: &self.warning_header,
-                value,
-            });
+            let warning = marking
+                .and_then(|warn_at| warning::value(checks, verdict, warn_at))
+                .map(|value| Warning {
+                    name: &self.warning_header,
+                    value,
+                });
             return Response::Pass { headers, warning };
         }
         let wait = verdict

@@ -368,8 +368,10 @@ impl SluiceHttp {
         for notice in handled.notices() {
             log(LogLevel::Warn, &format!("sluice: {notice}"));
         }
-        for (rule, _reason) in handled.marks() {
-            runtime.metrics.record_marked(rule);
+        if handled.response.warning().is_some() {
+            for (rule, _reason) in handled.marks() {
+                runtime.metrics.record_marked(rule);
+            }
         }
         match handled.response {
             Response::Pass { headers, warning } => {
