@@ -214,7 +214,7 @@ impl ResponseConfig {
         &self,
         checks: &[Check<'_>],
         verdict: &Verdict,
-        warn_at: &dyn Fn(&Check<'_>) -> Option<u64>,
+        warn_at: &WarnAt<'_>,
     ) -> Response<'_> {
         self.render_with(checks, verdict, Some(warn_at))
     }
@@ -225,7 +225,7 @@ impl ResponseConfig {
         &self,
         checks: &[Check<'_>],
         verdict: &Verdict,
-        marking: Option<&dyn Fn(&Check<'_>) -> Option<u64>>,
+        marking: Option<&WarnAt<'_>>,
     ) -> Response<'_> {
         let request_denied = !verdict.allowed;
         let advertised = || {
@@ -373,6 +373,9 @@ fn number(n: u64) -> String {
     let _ = write!(text, "{n}");
     text
 }
+
+/// Each check's rule's `warn_at.remaining`, if it has one.
+pub type WarnAt<'a> = dyn Fn(&Check<'_>) -> Option<u64> + 'a;
 
 /// Header names sluice sets itself, which `response.warning_header` may not take.
 const RESERVED: &[&str] = &[
