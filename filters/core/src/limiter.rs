@@ -39,6 +39,7 @@ mod refund;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use siphasher::sip::SipHasher13;
 
 pub use plan::FAILURE_RETRY_AFTER;
 
@@ -47,7 +48,7 @@ use crate::decision::Decision;
 use crate::mode::{FailureMode, Mode};
 use crate::state::State;
 use crate::store::{SetError, SlotStore, StoreError};
-use crate::table::{Bucket, RuleTable, TableNames};
+use crate::table::{Bucket, TableNames};
 use crate::time::Nanos;
 
 /// The key of the keyed hash that places keys in the table. Random per deployment, so that
@@ -153,7 +154,8 @@ pub struct Limiter {
 }
 
 /// Per-request working memory, kept between requests so the hot path does not allocate once
-/// warmed up (except for the verdict itself and sliding-log states).
+/// warmed up (except for sliding-log states; [`Limiter::check_into`] reuses the caller's
+/// verdict).
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     rules: Vec<RuleSlot>,
@@ -172,6 +174,9 @@ struct RuleSlot {
     table_of: Option<(String, Limit, u32)>,
     buckets: u32,
     key_prefix_len: usize,
+    /// The table's placement hash after the rule's part
+    /// ([`crate::table::RuleTable::place`] hashes the rest per key).
+    placement: SipHasher13,
     fingerprint: u64,
     signature: u64,
     raw: Vec<u8>,
@@ -191,6 +196,7 @@ impl Default for RuleSlot {
             table_of: None,
             buckets: 0,
             key_prefix_len: 0,
+            placement: SipHasher13::new(),
             fingerprint: 0,
             signature: 0,
             raw: Vec::new(),
@@ -214,14 +220,23 @@ impl RuleSlot {
             let table = names.table(check.rule, check.limit, check.max_keys);
             self.signature = table.signature();
             self.buckets = table.bucket_count();
+            self.placement = table.placement_prefix(seed);
             self.key.clear();
             table.write_key_prefix(&mut self.key);
             self.key_prefix_len = self.key.len();
-            self.table_of = Some((String::from(check.rule), check.limit, check.max_keys));
+            // The name's buffer is reused: a rule whose tier changes from one request to the
+            // next recomputes its table here without allocating.
+            let mut rule = match self.table_of.take() {
+                Some((mut rule, _, _)) => {
+                    rule.clear();
+                    rule
+                }
+                None => String::new(),
+            };
+            rule.push_str(check.rule);
+            self.table_of = Some((rule, check.limit, check.max_keys));
         }
-        let table =
-            RuleTable::with_signature(check.rule, check.limit, self.buckets, self.signature);
-        let placement = table.place(seed, &check.key);
+        let placement = crate::table::place_after(self.placement, self.buckets, &check.key);
         self.key.truncate(self.key_prefix_len);
         crate::table::push_decimal(&mut self.key, placement.bucket);
         self.fingerprint = placement.fingerprint;
@@ -345,6 +360,24 @@ impl Limiter {
         now: Nanos,
         store: &mut S,
     ) -> Verdict {
+        let mut verdict = Verdict {
+            allowed: true,
+            outcomes: Vec::with_capacity(checks.len()),
+        };
+        self.check_into(checks, now, store, &mut verdict);
+        verdict
+    }
+
+    /// [`Limiter::check`] into `verdict`, whose outcomes' buffer is reused (cleared first), so
+    /// a caller that keeps one verdict from request to request allocates nothing once it has
+    /// held as many outcomes as a request has checks.
+    pub fn check_into<S: SlotStore>(
+        &mut self,
+        checks: &[Check<'_>],
+        now: Nanos,
+        store: &mut S,
+        verdict: &mut Verdict,
+    ) {
         let Limiter {
             seed,
             cas_retries,
@@ -357,7 +390,7 @@ impl Limiter {
         for (check, slot) in checks.iter().zip(scratch.rules.iter_mut()) {
             slot.locate(check, seed, names);
         }
-        let mut outcomes = Vec::with_capacity(checks.len());
+        let outcomes = &mut verdict.outcomes;
         let mut retries_left = *cas_retries;
         loop {
             outcomes.clear();
@@ -368,13 +401,13 @@ impl Limiter {
                 outcomes.push(outcome);
             }
             // A denial writes nothing; otherwise commit, and after a lost race start over.
-            if plan::request_allowed(&outcomes)
+            if plan::request_allowed(outcomes)
                 && let Commit::Retry = commit(
                     checks,
                     now,
                     store,
                     scratch,
-                    &mut outcomes,
+                    outcomes,
                     &mut retries_left,
                     *cas_retries,
                 )
@@ -384,10 +417,8 @@ impl Limiter {
             for (outcome, slot) in outcomes.iter_mut().zip(scratch.rules.iter()) {
                 outcome.cas_retries = slot.conflicts;
             }
-            return Verdict {
-                allowed: plan::request_allowed(&outcomes),
-                outcomes,
-            };
+            verdict.allowed = plan::request_allowed(outcomes);
+            return;
         }
     }
 

@@ -114,3 +114,47 @@ fn cost_zero_passes_without_writing() {
     assert!(verdict.allowed);
     assert_eq!(store.calls().sets, 0);
 }
+
+/// `check_into` decides exactly as `check` (same outcomes, same writes), into one verdict
+/// kept from request to request whose outcomes' buffer is reused, not replaced.
+#[test]
+fn check_into_decides_as_check_in_a_reused_verdict() {
+    let checks = [
+        check(
+            "per-client",
+            limit(Algorithm::Gcra, 3, MINUTE, 3),
+            "203.0.113.7",
+            1,
+        ),
+        check(
+            "per-path",
+            limit(Algorithm::FixedWindow, 5, MINUTE, 5),
+            "/login",
+            1,
+        ),
+        check(
+            "daily",
+            limit(Algorithm::SlidingWindow, 4, HOUR, 4),
+            "all",
+            1,
+        ),
+    ];
+    let (mut owned_store, mut store) = (
+        MemoryStore::new(Semantics::Envoy),
+        MemoryStore::new(Semantics::Envoy),
+    );
+    let (mut owned_limiter, mut limiter) = (Limiter::new(SEED, 8), Limiter::new(SEED, 8));
+    let mut verdict = sluice_core::Verdict {
+        allowed: false,
+        outcomes: Vec::with_capacity(checks.len()),
+    };
+    let buffer = verdict.outcomes.as_ptr();
+    for i in 0..8 {
+        let now = BASE + i * SECOND;
+        let expected = owned_limiter.check(&checks, now, &mut owned_store);
+        limiter.check_into(&checks, now, &mut store, &mut verdict);
+        assert_eq!(verdict, expected, "request {i}");
+        assert_eq!(verdict.outcomes.as_ptr(), buffer, "request {i}");
+    }
+    assert!(!verdict.allowed);
+}
