@@ -66,7 +66,10 @@ fn median(values: &mut [f64]) -> f64 {
 fn main() {
     let settings = settings();
 
-    println!("filter vs pass-through, wasmtime host (1 worker, Envoy flavour), allowed requests");
+    println!(
+        "filter vs pass-through, wasmtime host (1 worker, Envoy flavour), allowed requests \
+         (and denied ones, where named)"
+    );
     println!();
     println!(
         "fuel (wasm instructions) per request, mean of {FUEL_REQUESTS} requests after {FUEL_WARMUP}:"
@@ -74,6 +77,7 @@ fn main() {
     let all_costs: Vec<_> = Subject::ALL
         .iter()
         .chain(&Subject::ATTRIBUTION)
+        .chain(&Subject::DENIED)
         .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
         .collect();
     let base_fuel = all_costs[0].1.fuel_per_request();
@@ -149,7 +153,12 @@ fn main() {
          mean of {FUEL_REQUESTS} after {FUEL_WARMUP}: the filter's (policy and core included) / \
          the SDK's context box / the host's copies of its answers"
     );
-    for subject in Subject::ALL.iter().chain(&Subject::ATTRIBUTION).skip(1) {
+    for subject in Subject::ALL
+        .iter()
+        .chain(&Subject::ATTRIBUTION)
+        .chain(&Subject::DENIED)
+        .skip(1)
+    {
         if let Some(allocations) = allocations_per_request(*subject, FUEL_WARMUP, FUEL_REQUESTS) {
             println!(
                 "  {:<27} {:>8.2} {:>8.2} {:>8.2}",

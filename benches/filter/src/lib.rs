@@ -60,6 +60,27 @@ pub const NO_RULE_APPLIES: &str = r#"{"rules": [
    "limit": {"requests": 100000, "period": "1s"}}
 ]}"#;
 
+/// The one rule at one request per client per hour: once each of the 256 clients has sent
+/// one, every request is denied.
+pub const ONE_RULE_DENIED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 1, "period": "1h"}}
+]}"#;
+
+/// The five rules, the last one at one request per hour: after the first request, every
+/// request is denied by it, with the other four read and decided (and nothing written).
+pub const FIVE_RULES_DENIED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}},
+  {"name": "per-api-key", "match": {"path_prefixes": ["/api/"]},
+   "key": [{"header": "x-api-key", "secret": true}], "when_key_missing": "skip",
+   "limit": {"requests": 1000000, "period": "1h"}, "algorithm": "fixed_window"},
+  {"name": "per-route", "match": {"methods": ["GET", "POST"]}, "key": ["method", "path"],
+   "limit": {"requests": 1000000, "period": "1m"}, "algorithm": "sliding_window"},
+  {"name": "per-host", "match": {"hosts": ["*.example.com"]}, "key": ["host"],
+   "limit": {"requests": 1000000, "period": "1s"}},
+  {"name": "global", "key": [{"const": "global"}],
+   "limit": {"requests": 1, "period": "1h"}, "algorithm": "fixed_window"}
+]}"#;
+
 /// What one host call costs in a real proxy, in microseconds of NGINX CPU time: measured in
 /// NGINX 1.27.4 with ngx_wasm_module (wasmtime) by `benches/nginx/bench.py --cost-model` (the
 /// pass-through repeating one call 20 times per request, against the plain pass-through; the
@@ -133,6 +154,10 @@ pub enum Subject {
     SluiceTieredByHeader,
     /// Callers: the claim key, tiers from a claim.
     SluiceTieredByClaim,
+    /// Denials: the one rule, every request denied once warmed up.
+    SluiceOneRuleDenied,
+    /// Denials: the five rules, every request denied by the last once warmed up.
+    SluiceFiveRulesDenied,
 }
 
 impl Subject {
@@ -148,6 +173,15 @@ impl Subject {
         Subject::SluiceNoRuleApplies,
         Subject::SluiceOneRuleNoHeaders,
     ];
+
+    /// Every request denied (after the first of each client), for what a denial costs.
+    pub const DENIED: [Subject; 2] = [Subject::SluiceOneRuleDenied, Subject::SluiceFiveRulesDenied];
+
+    /// Whether a warmed-up request to this subject is denied (every other subject's are all
+    /// allowed).
+    pub fn denies(&self) -> bool {
+        Subject::DENIED.contains(self)
+    }
 
     /// Keys and tiers by who the caller is, all sent the identity requests
     /// ([`identity_request`]), so they compare with each other (not with [`Subject::ALL`]).
@@ -169,6 +203,8 @@ impl Subject {
             Subject::SluiceFiveRules => "sluice, 5 rules",
             Subject::SluiceOneRuleNoHeaders => "sluice, 1 rule, no headers",
             Subject::SluiceNoRuleApplies => "sluice, no rule applies",
+            Subject::SluiceOneRuleDenied => "sluice, 1 rule, denied",
+            Subject::SluiceFiveRulesDenied => "sluice, 5 rules, denied",
         }
     }
 
@@ -193,6 +229,8 @@ impl Subject {
             Subject::SluiceClaimKey => CLAIM_KEY,
             Subject::SluiceTieredByHeader => TIERED_BY_HEADER,
             Subject::SluiceTieredByClaim => TIERED_BY_CLAIM,
+            Subject::SluiceOneRuleDenied => ONE_RULE_DENIED,
+            Subject::SluiceFiveRulesDenied => FIVE_RULES_DENIED,
         }
     }
 
@@ -313,6 +351,29 @@ pub fn exchange_request(proxy: &Proxy, index: u64, request: HttpRequest) -> Exch
     done
 }
 
+/// Sends `subject` its request `index` at T0 + `index` ms; when `checked`, panics unless the
+/// filter forwarded it, or for a subject that [`Subject::denies`], unless it answered 429.
+pub fn exchange_subject(proxy: &Proxy, subject: Subject, index: u64, checked: bool) -> Exchange {
+    if !subject.denies() {
+        return exchange_request(proxy, index, subject.request(index));
+    }
+    if let Some(clock) = proxy.clock().as_fake() {
+        clock.set_ns(T0_NS + index * 1_000_000);
+    }
+    let done = proxy
+        .exchange(0, subject.request(index), |_| HttpResponse::new(200))
+        .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
+    if checked {
+        assert!(
+            matches!(&done.request, RequestOutcome::LocalResponse(response) if response.status == 429),
+            "{}: request {index} is denied: {:?}",
+            subject.name(),
+            done.request
+        );
+    }
+    done
+}
+
 /// What a filter spends on average per request, over a stretch of requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Costs {
@@ -342,12 +403,12 @@ impl Costs {
 pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
     let proxy = subject.start(subject.module(true));
     for index in 0..warmup {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(&proxy, subject, index, false);
     }
     let mut fuel = 0;
     let mut host_calls = HostCalls::default();
     for index in warmup..warmup + requests {
-        let report = exchange_request(&proxy, index, subject.request(index)).report;
+        let report = exchange_subject(&proxy, subject, index, true).report;
         fuel += report.fuel_consumed.unwrap_or(0);
         if let Some(calls) = &report.host_calls {
             host_calls.merge(calls);
@@ -387,14 +448,19 @@ pub fn allocations_per_request(
         .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
     let proxy = subject.start(module);
     for index in 0..warmup {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(
+            &proxy,
+            subject,
+            index,
+            index >= warmup.min(u64::from(CLIENTS)),
+        );
     }
     let read = |name: &str| proxy.metrics().counter(name);
     let own = read("sluice_allocations")?;
     let host = read("sluice_host_copies")?;
     let context = read("sluice_context_allocations")?;
     for index in warmup..warmup + requests {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(&proxy, subject, index, true);
     }
     let per_request =
         |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1) as f64;
