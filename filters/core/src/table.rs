@@ -293,6 +293,16 @@ fn tag(signature: u64, salt: u32) -> u32 {
     hasher.finish() as u32
 }
 
+/// Whether every byte is zero. Every bucket is stored at its full size, so each read checks
+/// most of a bucket's bytes here: eight at a time.
+fn all_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let ored = words.by_ref().fold(0u64, |ored, word| {
+        ored | u64::from_le_bytes(word.try_into().unwrap_or_default())
+    });
+    ored == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
 /// Where `key` lives in a table of `buckets` buckets, from the table's
 /// [`RuleTable::placement_prefix`].
 pub(crate) fn place_after(mut hasher: SipHasher13, buckets: u32, key: &[u8]) -> Placement {
@@ -752,7 +762,7 @@ impl Bucket {
         }
         let rest = reader.remaining();
         let padding = bytes.get(bytes.len() - rest..).unwrap_or_default();
-        if padding.iter().all(|&b| b == 0) {
+        if all_zero(padding) {
             Ok(())
         } else {
             Err(BucketError::TrailingBytes(rest))
@@ -1002,6 +1012,16 @@ mod tests {
             Bucket::decode(&trailing),
             Err(BucketError::TrailingBytes(bytes.len() + 1 - content))
         );
+        // A non-zero byte anywhere in the padding, in its whole words or after them.
+        for at in content..bytes.len() {
+            let mut dirty = bytes.clone();
+            dirty[at] = 0x80;
+            assert_eq!(
+                Bucket::decode(&dirty),
+                Err(BucketError::TrailingBytes(bytes.len() - content)),
+                "non-zero padding byte at {at}"
+            );
+        }
         // Second entry given the first one's fingerprint.
         let mut duplicate = bytes.clone();
         let second = 10 + 12 + 10;
