@@ -280,7 +280,7 @@ fn push_policy_item(out: &mut String, name: &str, limit: &Limit) {
     out.push_str(name);
     out.push_str("\";q=");
     push_decimal(out, quota.limit());
-    if quota.period() % NANOS_PER_SEC == 0 {
+    if quota.period().is_multiple_of(NANOS_PER_SEC) {
         out.push_str(";w=");
         push_decimal(out, quota.period() / NANOS_PER_SEC);
     }
