@@ -3,8 +3,9 @@
 //! of its answers into guest memory (one per buffer the ABI hands over: the header map, the
 //! peer address, each rule's shared-data value), the HTTP context's box (the SDK's dispatcher
 //! takes a `Box<dyn HttpContext>` per stream), and the rest, which the filter, the policy and
-//! the core make. The rest is none, allowed or denied, with one rule or five: the header map
-//! is read in place, the policy builds each request's checks, keys, verdict and headers in
+//! the core make. The rest is none, allowed or denied, with one rule or five, keyed or tiered
+//! by headers or JWT claims: the header map is read in place, the policy builds each
+//! request's checks, keys, token payload, attribute values, verdict and headers in
 //! buffers the VM keeps (`RequestBuffers`), the `RateLimit-Policy` items are rendered at
 //! configure time, the limiter reuses its own buffers, and a denial's headers are serialised
 //! into a reused buffer.
@@ -16,20 +17,25 @@ const REQUESTS: u64 = 200;
 
 #[test]
 fn a_warmed_up_request_allocates_only_what_the_abi_and_the_sdk_require() {
-    // (subject, rules that apply)
-    for (subject, rules) in [
-        (Subject::SluiceOneRule, 1.0),
-        (Subject::SluiceFiveRules, 5.0),
-        (Subject::SluiceOneRuleDenied, 1.0),
-        (Subject::SluiceFiveRulesDenied, 5.0),
-        (Subject::SluiceOneRuleNoHeaders, 1.0),
-        (Subject::SluiceNoRuleApplies, 0.0),
+    // (subject, rules that apply, whether the peer address is read)
+    for (subject, rules, peer) in [
+        (Subject::SluiceOneRule, 1.0, true),
+        (Subject::SluiceFiveRules, 5.0, true),
+        (Subject::SluiceOneRuleDenied, 1.0, true),
+        (Subject::SluiceFiveRulesDenied, 5.0, true),
+        (Subject::SluiceOneRuleNoHeaders, 1.0, true),
+        (Subject::SluiceNoRuleApplies, 0.0, false),
+        // Keyed by a header or a JWT claim, tiered by either: the token's decoded payload and
+        // the tier's value are built in reused buffers too; no rule reads the peer address.
+        (Subject::SluiceHeaderKey, 1.0, false),
+        (Subject::SluiceClaimKey, 1.0, false),
+        (Subject::SluiceTieredByHeader, 1.0, false),
+        (Subject::SluiceTieredByClaim, 1.0, false),
     ] {
         let name = subject.name();
         let allocations = allocations_per_request(subject, WARMUP, REQUESTS)
             .unwrap_or_else(|| panic!("{name}: no allocation count"));
-        // The peer address is read only when an applying rule keys by it.
-        let peer = if rules > 0.0 { 1.0 } else { 0.0 };
+        let peer = if peer { 1.0 } else { 0.0 };
         assert_eq!(
             allocations.host_copies,
             1.0 + peer + rules,

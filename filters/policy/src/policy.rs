@@ -491,7 +491,8 @@ impl Policy {
         if self.exemptions.is_exempt(request, path) {
             return Evaluation::Exempt;
         }
-        let mut input = KeyInput::new(request, path, query, &self.client_ip, self.jwt.as_ref());
+        let mut input = KeyInput::new(request, path, query, &self.client_ip, self.jwt.as_ref())
+            .reusing(core::mem::take(&mut buffers.attributes));
         let method = request.method();
         let mut applied = buffers.applied_rules();
         for (index, rule) in self.rules.iter().enumerate() {
@@ -530,6 +531,7 @@ impl Policy {
                 applied.scopes.push(rule.scope);
             }
         }
+        buffers.attributes = input.into_buffers();
         Evaluation::Rules(applied)
     }
 
@@ -604,11 +606,12 @@ impl Policy {
     }
 }
 
-/// The buffers one request's checks, keys, verdict and response headers are built in, kept
-/// from one request to the next (one per VM or thread), so that a warmed-up request
-/// allocates nothing: lend them to [`Policy::handle_into`] (or [`Policy::evaluate_into`]),
-/// then give them back with [`RequestBuffers::reclaim`], and a passed request's headers,
-/// once added to the response, with [`RequestBuffers::reclaim_headers`].
+/// The buffers one request's checks, keys, token payload, verdict and response headers are
+/// built in, kept from one request to the next (one per VM or thread), so that a warmed-up
+/// request allocates nothing: lend them to [`Policy::handle_into`] (or
+/// [`Policy::evaluate_into`]), then give them back with [`RequestBuffers::reclaim`], and a
+/// passed request's headers, once added to the response, with
+/// [`RequestBuffers::reclaim_headers`].
 #[derive(Debug, Default)]
 pub struct RequestBuffers {
     /// Always empty: the allocation the next request's checks are built in.
@@ -617,6 +620,8 @@ pub struct RequestBuffers {
     scopes: Vec<Scope>,
     /// Spare key buffers.
     keys: Vec<Vec<u8>>,
+    /// The buffers of attribute values (tiers, conditions) and of a token's decoded payload.
+    attributes: (Vec<u8>, Vec<u8>),
     pub(crate) outcomes: Vec<RuleOutcome>,
     /// Spare header lists and header values.
     header_lists: Vec<Vec<(&'static str, String)>>,
