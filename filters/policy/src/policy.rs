@@ -673,11 +673,11 @@ impl RequestBuffers {
     /// Takes back a response's header list and values once they are sent.
     pub fn reclaim_headers(&mut self, mut headers: Vec<(&'static str, String)>) {
         for (_, value) in headers.drain(..) {
-            if value.capacity() > 0 {
+            if value.capacity() > 0 && self.values.len() < MAX_SPARE {
                 self.values.push(value);
             }
         }
-        if headers.capacity() > 0 {
+        if headers.capacity() > 0 && self.header_lists.len() < MAX_SPARE {
             self.header_lists.push(headers);
         }
     }
@@ -707,7 +707,7 @@ impl RequestBuffers {
     }
 
     fn give_back_key(&mut self, key: Vec<u8>) {
-        if key.capacity() > 0 {
+        if key.capacity() > 0 && self.keys.len() < MAX_SPARE {
             self.keys.push(key);
         }
     }
@@ -727,11 +727,17 @@ impl RequestBuffers {
 
     /// Gives back a value that was not used.
     pub(crate) fn give_back_value(&mut self, value: String) {
-        if value.capacity() > 0 {
+        if value.capacity() > 0 && self.values.len() < MAX_SPARE {
             self.values.push(value);
         }
     }
 }
+
+/// The most spare keys, header lists and header values [`RequestBuffers`] keeps: enough for
+/// the requests a VM has in flight at once, and a bound for callers that give back what other
+/// paths built (e.g. requests decided with the rate-limit service), so the spares never grow
+/// without end.
+const MAX_SPARE: usize = 256;
 
 /// Keeps whichever of two emptied buffers has the larger allocation.
 fn keep_larger<T>(kept: &mut Vec<T>, other: Vec<T>) {
@@ -747,4 +753,36 @@ fn keep_larger<T>(kept: &mut Vec<T>, other: Vec<T>) {
 #[allow(clippy::unnecessary_filter_map)]
 fn relifetime<'a, 'b>(checks: Vec<Check<'a>>) -> Vec<Check<'b>> {
     checks.into_iter().filter_map(|_| None).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_request::TestRequest;
+    use sluice_core::memory_store::{MemoryStore, Semantics};
+    use sluice_core::{Limiter, Seed};
+
+    /// Giving back what owned requests built (which took nothing from the buffers) keeps at
+    /// most `MAX_SPARE` of each spare.
+    #[test]
+    fn spares_given_back_from_elsewhere_stay_bounded() {
+        let policy = Policy::from_json(
+            br#"{"response": {"headers": "both"}, "rules": [
+                {"name": "a", "key": ["path"], "limit": {"requests": 1000, "period": "1m"}},
+                {"name": "b", "key": ["method"], "limit": {"requests": 1000, "period": "1m"}}
+            ]}"#,
+        )
+        .unwrap();
+        let mut limiter = Limiter::new(Seed { k0: 1, k1: 2 }, 8);
+        let mut store = MemoryStore::new(Semantics::Envoy);
+        let mut buffers = RequestBuffers::new();
+        for i in 0..(MAX_SPARE as u64 + 10) {
+            let request = TestRequest::get("/x");
+            let handled = policy.handle(&request, i, &mut limiter, &mut store);
+            buffers.reclaim(handled);
+        }
+        assert_eq!(buffers.keys.len(), MAX_SPARE);
+        assert_eq!(buffers.values.len(), MAX_SPARE);
+        assert_eq!(buffers.header_lists.len(), MAX_SPARE);
+    }
 }
