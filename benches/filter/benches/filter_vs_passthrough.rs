@@ -66,7 +66,10 @@ fn median(values: &mut [f64]) -> f64 {
 fn main() {
     let settings = settings();
 
-    println!("filter vs pass-through, wasmtime host (1 worker, Envoy flavour), allowed requests");
+    println!(
+        "filter vs pass-through, wasmtime host (1 worker, Envoy flavour), allowed requests \
+         (and denied ones, where named)"
+    );
     println!();
     println!(
         "fuel (wasm instructions) per request, mean of {FUEL_REQUESTS} requests after {FUEL_WARMUP}:"
@@ -75,6 +78,7 @@ fn main() {
         .iter()
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
+        .chain(&Subject::DENIED)
         .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
         .collect();
     let base_fuel = all_costs[0].1.fuel_per_request();
@@ -154,6 +158,7 @@ fn main() {
         .iter()
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
+        .chain(&Subject::DENIED)
         .skip(1)
     {
         if let Some(allocations) = allocations_per_request(*subject, FUEL_WARMUP, FUEL_REQUESTS) {

@@ -74,6 +74,27 @@ pub const NO_RULE_APPLIES: &str = r#"{"rules": [
    "limit": {"requests": 100000, "period": "1s"}}
 ]}"#;
 
+/// The one rule at one request per client per hour: once each of the 256 clients has sent
+/// one, every request is denied.
+pub const ONE_RULE_DENIED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 1, "period": "1h"}}
+]}"#;
+
+/// The five rules, the last one at one request per hour: after the first request, every
+/// request is denied by it, with the other four read and decided (and nothing written).
+pub const FIVE_RULES_DENIED: &str = r#"{"rules": [
+  {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}},
+  {"name": "per-api-key", "match": {"path_prefixes": ["/api/"]},
+   "key": [{"header": "x-api-key", "secret": true}], "when_key_missing": "skip",
+   "limit": {"requests": 1000000, "period": "1h"}, "algorithm": "fixed_window"},
+  {"name": "per-route", "match": {"methods": ["GET", "POST"]}, "key": ["method", "path"],
+   "limit": {"requests": 1000000, "period": "1m"}, "algorithm": "sliding_window"},
+  {"name": "per-host", "match": {"hosts": ["*.example.com"]}, "key": ["host"],
+   "limit": {"requests": 1000000, "period": "1s"}},
+  {"name": "global", "key": [{"const": "global"}],
+   "limit": {"requests": 1, "period": "1h"}, "algorithm": "fixed_window"}
+]}"#;
+
 /// What one host call costs in a real proxy, in microseconds of NGINX CPU time: measured in
 /// NGINX 1.27.4 with ngx_wasm_module (wasmtime) by `benches/nginx/bench.py --cost-model` (the
 /// pass-through repeating one call 20 times per request, against the plain pass-through; the
@@ -151,6 +172,10 @@ pub enum Subject {
     SluiceOneRuleMarked,
     /// Soft limits: the one rule in soft mode, no request marked.
     SluiceOneRuleSoftUnmarked,
+    /// Denials: the one rule, every request denied once warmed up.
+    SluiceOneRuleDenied,
+    /// Denials: the five rules, every request denied by the last once warmed up.
+    SluiceFiveRulesDenied,
 }
 
 impl Subject {
@@ -166,6 +191,15 @@ impl Subject {
         Subject::SluiceNoRuleApplies,
         Subject::SluiceOneRuleNoHeaders,
     ];
+
+    /// Every request denied (after the first of each client), for what a denial costs.
+    pub const DENIED: [Subject; 2] = [Subject::SluiceOneRuleDenied, Subject::SluiceFiveRulesDenied];
+
+    /// Whether a warmed-up request to this subject is denied (every other subject's are all
+    /// allowed).
+    pub fn denies(&self) -> bool {
+        Subject::DENIED.contains(self)
+    }
 
     /// Keys and tiers by who the caller is, all sent the identity requests
     /// ([`identity_request`]), so they compare with each other (not with [`Subject::ALL`]).
@@ -196,6 +230,8 @@ impl Subject {
             Subject::SluiceNoRuleApplies => "sluice, no rule applies",
             Subject::SluiceOneRuleMarked => "sluice, 1 rule, marked",
             Subject::SluiceOneRuleSoftUnmarked => "sluice, 1 soft rule, unmarked",
+            Subject::SluiceOneRuleDenied => "sluice, 1 rule, denied",
+            Subject::SluiceFiveRulesDenied => "sluice, 5 rules, denied",
         }
     }
 
@@ -222,6 +258,8 @@ impl Subject {
             Subject::SluiceTieredByClaim => TIERED_BY_CLAIM,
             Subject::SluiceOneRuleMarked => ONE_RULE_MARKED,
             Subject::SluiceOneRuleSoftUnmarked => ONE_RULE_SOFT_UNMARKED,
+            Subject::SluiceOneRuleDenied => ONE_RULE_DENIED,
+            Subject::SluiceFiveRulesDenied => FIVE_RULES_DENIED,
         }
     }
 
@@ -342,6 +380,29 @@ pub fn exchange_request(proxy: &Proxy, index: u64, request: HttpRequest) -> Exch
     done
 }
 
+/// Sends `subject` its request `index` at T0 + `index` ms; when `checked`, panics unless the
+/// filter forwarded it, or for a subject that [`Subject::denies`], unless it answered 429.
+pub fn exchange_subject(proxy: &Proxy, subject: Subject, index: u64, checked: bool) -> Exchange {
+    if !subject.denies() {
+        return exchange_request(proxy, index, subject.request(index));
+    }
+    if let Some(clock) = proxy.clock().as_fake() {
+        clock.set_ns(T0_NS + index * 1_000_000);
+    }
+    let done = proxy
+        .exchange(0, subject.request(index), |_| HttpResponse::new(200))
+        .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
+    if checked {
+        assert!(
+            matches!(&done.request, RequestOutcome::LocalResponse(response) if response.status == 429),
+            "{}: request {index} is denied: {:?}",
+            subject.name(),
+            done.request
+        );
+    }
+    done
+}
+
 /// What a filter spends on average per request, over a stretch of requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Costs {
@@ -371,12 +432,12 @@ impl Costs {
 pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
     let proxy = subject.start(subject.module(true));
     for index in 0..warmup {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(&proxy, subject, index, false);
     }
     let mut fuel = 0;
     let mut host_calls = HostCalls::default();
     for index in warmup..warmup + requests {
-        let report = exchange_request(&proxy, index, subject.request(index)).report;
+        let report = exchange_subject(&proxy, subject, index, true).report;
         fuel += report.fuel_consumed.unwrap_or(0);
         if let Some(calls) = &report.host_calls {
             host_calls.merge(calls);
@@ -416,14 +477,19 @@ pub fn allocations_per_request(
         .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
     let proxy = subject.start(module);
     for index in 0..warmup {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(
+            &proxy,
+            subject,
+            index,
+            index >= warmup.min(u64::from(CLIENTS)),
+        );
     }
     let read = |name: &str| proxy.metrics().counter(name);
     let own = read("sluice_allocations")?;
     let host = read("sluice_host_copies")?;
     let context = read("sluice_context_allocations")?;
     for index in warmup..warmup + requests {
-        exchange_request(&proxy, index, subject.request(index));
+        exchange_subject(&proxy, subject, index, true);
     }
     let per_request =
         |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1) as f64;

@@ -39,6 +39,7 @@ mod refund;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use siphasher::sip::SipHasher13;
 
 pub use plan::FAILURE_RETRY_AFTER;
 
@@ -47,7 +48,7 @@ use crate::decision::Decision;
 use crate::mode::{FailureMode, Mode};
 use crate::state::State;
 use crate::store::{SetError, SlotStore, StoreError};
-use crate::table::{Bucket, RuleTable, TableNames};
+use crate::table::{Bucket, TableNames};
 use crate::time::Nanos;
 
 /// The key of the keyed hash that places keys in the table. Random per deployment, so that
@@ -153,7 +154,8 @@ pub struct Limiter {
 }
 
 /// Per-request working memory, kept between requests so the hot path does not allocate once
-/// warmed up (except for the verdict itself and sliding-log states).
+/// warmed up (except for sliding-log states; [`Limiter::check_into`] reuses the caller's
+/// verdict).
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     rules: Vec<RuleSlot>,
@@ -166,12 +168,14 @@ struct Scratch {
 #[derive(Debug, Clone)]
 struct RuleSlot {
     key: String,
-    /// The rule, limit and table size `signature`, `buckets` and the prefix of `key` were
-    /// computed for: the same rule comes back in the same slot request after request, so
-    /// its table is worked out once, not per request.
-    table_of: Option<(String, Limit, u32)>,
-    buckets: u32,
-    key_prefix_len: usize,
+    /// The tables this slot has seen lately, each worked out once: the same rule comes back
+    /// in the same slot request after request, and a tiered rule alternates between a few
+    /// tables (one per tier), so a table is not worked out again per request.
+    tables: Vec<KnownTable>,
+    /// The entry of `tables` to replace when a new table comes and `tables` is full.
+    replace_next: usize,
+    /// The entry of `tables` whose key prefix `key` holds.
+    key_table: Option<usize>,
     fingerprint: u64,
     signature: u64,
     raw: Vec<u8>,
@@ -184,13 +188,52 @@ struct RuleSlot {
     conflicts: u32,
 }
 
+/// How many tables a [`RuleSlot`] keeps worked out (a tiered rule's tiers, its overrides).
+const KNOWN_TABLES: usize = 4;
+
+/// What the per-request path needs of a rule's table, worked out when it is first seen.
+#[derive(Debug, Clone)]
+struct KnownTable {
+    /// The rule, limit and table size it was worked out for.
+    rule: String,
+    limit: Limit,
+    max_keys: u32,
+    buckets: u32,
+    signature: u64,
+    /// The placement hash after the rule's part
+    /// ([`crate::table::RuleTable::place`] hashes the rest per key).
+    placement: SipHasher13,
+    /// The store key of its buckets up to the bucket's number.
+    key_prefix: String,
+}
+
+impl KnownTable {
+    fn is_for(&self, check: &Check<'_>) -> bool {
+        self.rule == check.rule && self.limit == check.limit && self.max_keys == check.max_keys
+    }
+
+    /// Works out `check`'s table into `self`, reusing its buffers.
+    fn work_out(&mut self, check: &Check<'_>, seed: &Seed, names: &TableNames) {
+        let table = names.table(check.rule, check.limit, check.max_keys);
+        self.rule.clear();
+        self.rule.push_str(check.rule);
+        self.limit = check.limit;
+        self.max_keys = check.max_keys;
+        self.buckets = table.bucket_count();
+        self.signature = table.signature();
+        self.placement = table.placement_prefix(seed);
+        self.key_prefix.clear();
+        table.write_key_prefix(&mut self.key_prefix);
+    }
+}
+
 impl Default for RuleSlot {
     fn default() -> RuleSlot {
         RuleSlot {
             key: String::new(),
-            table_of: None,
-            buckets: 0,
-            key_prefix_len: 0,
+            tables: Vec::new(),
+            replace_next: 0,
+            key_table: None,
             fingerprint: 0,
             signature: 0,
             raw: Vec::new(),
@@ -205,28 +248,49 @@ impl Default for RuleSlot {
 
 impl RuleSlot {
     fn locate(&mut self, check: &Check<'_>, seed: &Seed, names: &TableNames) {
-        let cached = matches!(
-            &self.table_of,
-            Some((rule, limit, max_keys))
-                if rule == check.rule && *limit == check.limit && *max_keys == check.max_keys
-        );
-        if !cached {
-            let table = names.table(check.rule, check.limit, check.max_keys);
-            self.signature = table.signature();
-            self.buckets = table.bucket_count();
-            self.key.clear();
-            table.write_key_prefix(&mut self.key);
-            self.key_prefix_len = self.key.len();
-            self.table_of = Some((String::from(check.rule), check.limit, check.max_keys));
-        }
-        let table =
-            RuleTable::with_signature(check.rule, check.limit, self.buckets, self.signature);
-        let placement = table.place(seed, &check.key);
-        self.key.truncate(self.key_prefix_len);
-        crate::table::push_decimal(&mut self.key, placement.bucket);
-        self.fingerprint = placement.fingerprint;
+        let index = match self.tables.iter().position(|t| t.is_for(check)) {
+            Some(index) => index,
+            None if self.tables.len() < KNOWN_TABLES => {
+                let mut known = KnownTable {
+                    rule: String::new(),
+                    limit: check.limit,
+                    max_keys: 0,
+                    buckets: 0,
+                    signature: 0,
+                    placement: SipHasher13::new(),
+                    key_prefix: String::new(),
+                };
+                known.work_out(check, seed, names);
+                self.tables.push(known);
+                self.tables.len() - 1
+            }
+            None => {
+                let index = self.replace_next % KNOWN_TABLES;
+                self.replace_next = (index + 1) % KNOWN_TABLES;
+                if let Some(known) = self.tables.get_mut(index) {
+                    known.work_out(check, seed, names);
+                }
+                self.key_table = None;
+                index
+            }
+        };
         self.conflicts = 0;
         self.next = None;
+        if let Some(known) = self.tables.get(index) {
+            self.signature = known.signature;
+            // `key` still starts with the prefix when the last request used the same table
+            // (an entry replaced in `tables` resets `key_table`).
+            if self.key_table == Some(index) {
+                self.key.truncate(known.key_prefix.len());
+            } else {
+                self.key.clear();
+                self.key.push_str(&known.key_prefix);
+                self.key_table = Some(index);
+            }
+            let placement = crate::table::place_after(known.placement, known.buckets, &check.key);
+            crate::table::push_decimal(&mut self.key, placement.bucket);
+            self.fingerprint = placement.fingerprint;
+        }
     }
 
     /// Reads the bucket; anything unreadable or from another configuration counts as empty.
@@ -345,6 +409,24 @@ impl Limiter {
         now: Nanos,
         store: &mut S,
     ) -> Verdict {
+        let mut verdict = Verdict {
+            allowed: true,
+            outcomes: Vec::with_capacity(checks.len()),
+        };
+        self.check_into(checks, now, store, &mut verdict);
+        verdict
+    }
+
+    /// [`Limiter::check`] into `verdict`, whose outcomes' buffer is reused (cleared first), so
+    /// a caller that keeps one verdict from request to request allocates nothing once it has
+    /// held as many outcomes as a request has checks.
+    pub fn check_into<S: SlotStore>(
+        &mut self,
+        checks: &[Check<'_>],
+        now: Nanos,
+        store: &mut S,
+        verdict: &mut Verdict,
+    ) {
         let Limiter {
             seed,
             cas_retries,
@@ -357,7 +439,7 @@ impl Limiter {
         for (check, slot) in checks.iter().zip(scratch.rules.iter_mut()) {
             slot.locate(check, seed, names);
         }
-        let mut outcomes = Vec::with_capacity(checks.len());
+        let outcomes = &mut verdict.outcomes;
         let mut retries_left = *cas_retries;
         loop {
             outcomes.clear();
@@ -368,13 +450,13 @@ impl Limiter {
                 outcomes.push(outcome);
             }
             // A denial writes nothing; otherwise commit, and after a lost race start over.
-            if plan::request_allowed(&outcomes)
+            if plan::request_allowed(outcomes)
                 && let Commit::Retry = commit(
                     checks,
                     now,
                     store,
                     scratch,
-                    &mut outcomes,
+                    outcomes,
                     &mut retries_left,
                     *cas_retries,
                 )
@@ -384,10 +466,8 @@ impl Limiter {
             for (outcome, slot) in outcomes.iter_mut().zip(scratch.rules.iter()) {
                 outcome.cas_retries = slot.conflicts;
             }
-            return Verdict {
-                allowed: plan::request_allowed(&outcomes),
-                outcomes,
-            };
+            verdict.allowed = plan::request_allowed(outcomes);
+            return;
         }
     }
 

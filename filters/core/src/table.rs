@@ -182,16 +182,16 @@ impl<'a> RuleTable<'a> {
 
     /// Where `key` lives, for the deployment's `seed`.
     pub fn place(&self, seed: &Seed, key: &[u8]) -> Placement {
+        place_after(self.placement_prefix(seed), self.buckets, key)
+    }
+
+    /// The placement hash after the rule's part, the same for every key of the table: the
+    /// limiter keeps it per rule, so a request hashes only its key.
+    pub(crate) fn placement_prefix(&self, seed: &Seed) -> SipHasher13 {
         let mut hasher = SipHasher13::new_with_keys(seed.k0, seed.k1);
         hasher.write(&(self.rule.len() as u64).to_le_bytes());
         hasher.write(self.rule.as_bytes());
-        hasher.write(key);
-        let hash = hasher.finish();
-        let bucket = ((u128::from(hash) * u128::from(self.buckets)) >> 64) as u32;
-        Placement {
-            bucket,
-            fingerprint: hash.max(1),
-        }
+        hasher
     }
 
     /// Writes the store key of `bucket` (`sluice/<namespace>/<rule>/<tag>/<bucket>`) into
@@ -218,25 +218,6 @@ impl<'a> RuleTable<'a> {
     /// The length of [`RuleTable::write_key_prefix`]'s output.
     fn key_prefix_len(&self) -> usize {
         ZONE.len() + 1 + self.namespace.len() + 1 + self.rule.len() + 1 + TAG_DIGITS + 1
-    }
-
-    /// A table whose signature is already known (computed by [`RuleTable::new`] for the same
-    /// rule, limit and size), so the per-request path does not hash the configuration again.
-    /// Only placement uses it: its key names are not derived.
-    pub(crate) fn with_signature(
-        rule: &'a str,
-        limit: Limit,
-        buckets: u32,
-        signature: u64,
-    ) -> Self {
-        RuleTable {
-            namespace: "",
-            rule,
-            limit,
-            buckets,
-            signature,
-            tag: 0,
-        }
     }
 
     /// The store key of `bucket`.
@@ -310,6 +291,28 @@ fn tag(signature: u64, salt: u32) -> u32 {
     hasher.write(&signature.to_le_bytes());
     hasher.write(&salt.to_le_bytes());
     hasher.finish() as u32
+}
+
+/// Whether every byte is zero. Every bucket is stored at its full size, so each read checks
+/// most of a bucket's bytes here: eight at a time.
+fn all_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let ored = words.by_ref().fold(0u64, |ored, word| {
+        ored | u64::from_le_bytes(word.try_into().unwrap_or_default())
+    });
+    ored == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
+/// Where `key` lives in a table of `buckets` buckets, from the table's
+/// [`RuleTable::placement_prefix`].
+pub(crate) fn place_after(mut hasher: SipHasher13, buckets: u32, key: &[u8]) -> Placement {
+    hasher.write(key);
+    let hash = hasher.finish();
+    let bucket = ((u128::from(hash) * u128::from(buckets)) >> 64) as u32;
+    Placement {
+        bucket,
+        fingerprint: hash.max(1),
+    }
 }
 
 /// Appends `n` in decimal. The bucket key is built on every request: this avoids
@@ -759,7 +762,7 @@ impl Bucket {
         }
         let rest = reader.remaining();
         let padding = bytes.get(bytes.len() - rest..).unwrap_or_default();
-        if padding.iter().all(|&b| b == 0) {
+        if all_zero(padding) {
             Ok(())
         } else {
             Err(BucketError::TrailingBytes(rest))
@@ -1009,6 +1012,16 @@ mod tests {
             Bucket::decode(&trailing),
             Err(BucketError::TrailingBytes(bytes.len() + 1 - content))
         );
+        // A non-zero byte anywhere in the padding, in its whole words or after them.
+        for at in content..bytes.len() {
+            let mut dirty = bytes.clone();
+            dirty[at] = 0x80;
+            assert_eq!(
+                Bucket::decode(&dirty),
+                Err(BucketError::TrailingBytes(bytes.len() - content)),
+                "non-zero padding byte at {at}"
+            );
+        }
         // Second entry given the first one's fingerprint.
         let mut duplicate = bytes.clone();
         let second = 10 + 12 + 10;

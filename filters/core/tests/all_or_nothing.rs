@@ -114,3 +114,88 @@ fn cost_zero_passes_without_writing() {
     assert!(verdict.allowed);
     assert_eq!(store.calls().sets, 0);
 }
+
+/// `check_into` decides exactly as `check` (same outcomes, same writes), into one verdict
+/// kept from request to request whose outcomes' buffer is reused, not replaced.
+#[test]
+fn check_into_decides_as_check_in_a_reused_verdict() {
+    let checks = [
+        check(
+            "per-client",
+            limit(Algorithm::Gcra, 3, MINUTE, 3),
+            "203.0.113.7",
+            1,
+        ),
+        check(
+            "per-path",
+            limit(Algorithm::FixedWindow, 5, MINUTE, 5),
+            "/login",
+            1,
+        ),
+        check(
+            "daily",
+            limit(Algorithm::SlidingWindow, 4, HOUR, 4),
+            "all",
+            1,
+        ),
+    ];
+    let (mut owned_store, mut store) = (
+        MemoryStore::new(Semantics::Envoy),
+        MemoryStore::new(Semantics::Envoy),
+    );
+    let (mut owned_limiter, mut limiter) = (Limiter::new(SEED, 8), Limiter::new(SEED, 8));
+    let mut verdict = sluice_core::Verdict {
+        allowed: false,
+        outcomes: Vec::with_capacity(checks.len()),
+    };
+    let buffer = verdict.outcomes.as_ptr();
+    for i in 0..8 {
+        let now = BASE + i * SECOND;
+        let expected = owned_limiter.check(&checks, now, &mut owned_store);
+        limiter.check_into(&checks, now, &mut store, &mut verdict);
+        assert_eq!(verdict, expected, "request {i}");
+        assert_eq!(verdict.outcomes.as_ptr(), buffer, "request {i}");
+    }
+    assert!(!verdict.allowed);
+}
+
+/// A check position that alternates among more tables than the limiter keeps worked out per
+/// position (a tiered rule's tiers, overrides) counts every request in its own table's
+/// bucket, as `RuleTable::place` and `bucket_key` name it.
+#[test]
+fn a_position_alternating_among_many_tables_counts_each_in_its_own() {
+    let names = ["t0", "t1", "t2", "t3", "t4", "t5"];
+    let checks: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let requests = 10 + i as u64;
+            check(
+                name,
+                limit(Algorithm::FixedWindow, requests, HOUR, requests),
+                "k",
+                1,
+            )
+        })
+        .collect();
+    let mut store = MemoryStore::new(Semantics::Envoy);
+    let mut limiter = Limiter::new(SEED, 8);
+    // Round robin over six tables, then runs of one table: every order a position meets.
+    let order = (0..18).map(|i| i % 6).chain([2, 2, 2, 5, 5, 0]);
+    let mut sent = [0u64; 6];
+    for (at, i) in order.enumerate() {
+        let check = &checks[i];
+        let verdict = limiter.check(std::slice::from_ref(check), BASE + at as u64, &mut store);
+        assert!(verdict.allowed, "request {at} to {}", check.rule);
+        sent[i] += 1;
+    }
+    for (check, sent) in checks.iter().zip(sent) {
+        let full = check.limit.quota.limit();
+        assert_eq!(
+            remaining(&store, check, BASE + 100),
+            full - sent,
+            "{}",
+            check.rule
+        );
+    }
+}

@@ -496,6 +496,10 @@ fn rule_body(
         max_keys: primary_max_keys,
         scope,
         lease,
+        policy_items: limits
+            .iter()
+            .map(|named| crate::response::policy_item(&named.name, &named.limit))
+            .collect(),
         limits,
         tiers,
         overrides,

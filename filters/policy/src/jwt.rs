@@ -92,6 +92,28 @@ impl JwtSource {
     /// The request's token payload, decoded: JSON text, or `None` if the request carries no
     /// token in the configured place or it is not base64url.
     pub fn payload(&self, request: &(impl Request + ?Sized)) -> Option<Vec<u8>> {
+        let mut payload = Vec::new();
+        self.payload_into(request, &mut payload).then_some(payload)
+    }
+
+    /// [`JwtSource::payload`] into `out` (cleared first, its allocation reused); false, with
+    /// `out` empty, where that gives `None`.
+    pub fn payload_into(&self, request: &(impl Request + ?Sized), out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let Some(segment) = self.payload_segment_of(request) else {
+            return false;
+        };
+        if segment.is_empty() || segment.len() > MAX_TOKEN_BYTES {
+            return false;
+        }
+        if BASE64URL.decode_vec(segment, out).is_err() {
+            out.clear();
+            return false;
+        }
+        true
+    }
+
+    fn payload_segment_of<'r>(&self, request: &'r (impl Request + ?Sized)) -> Option<&'r [u8]> {
         let segment = match self {
             JwtSource::PayloadHeader(name) => payload_segment(request.header(name)?.trim_ascii())?,
             JwtSource::InsecureUnverifiedBearer => {
@@ -108,10 +130,7 @@ impl JwtSource {
                 payload_segment(token)?
             }
         };
-        if segment.is_empty() || segment.len() > MAX_TOKEN_BYTES {
-            return None;
-        }
-        BASE64URL.decode(segment).ok()
+        Some(segment)
     }
 }
 

@@ -130,8 +130,10 @@ pub(crate) struct KeyInput<'r, R: Request + ?Sized> {
     pub(crate) client_ip_source: &'r ClientIpSource,
     client_ip: Option<Option<IpAddr>>,
     jwt: Option<&'r JwtSource>,
+    /// Whether the request has a token payload, known once a claim is read.
+    has_payload: Option<bool>,
     /// The token payload, decoded the first time a claim is read.
-    payload: Option<Option<Vec<u8>>>,
+    payload: Vec<u8>,
     /// A buffer for attribute values (tiers, `match` conditions), reused across rules.
     pub(crate) scratch: Vec<u8>,
 }
@@ -152,9 +154,23 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
             client_ip_source,
             client_ip: None,
             jwt,
-            payload: None,
+            has_payload: None,
+            payload: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// The same input, with buffers from an earlier request for the token payload and
+    /// attribute values.
+    pub(crate) fn reusing(mut self, (scratch, payload): (Vec<u8>, Vec<u8>)) -> Self {
+        self.scratch = scratch;
+        self.payload = payload;
+        self
+    }
+
+    /// The buffers, for [`KeyInput::reusing`] by the next request.
+    pub(crate) fn into_buffers(self) -> (Vec<u8>, Vec<u8>) {
+        (self.scratch, self.payload)
     }
 
     pub(crate) fn client_ip(&mut self) -> Option<IpAddr> {
@@ -165,10 +181,17 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
 
     /// The decoded JWT payload, if the configuration names a source and the request has one.
     pub(crate) fn jwt_payload(&mut self) -> Option<&[u8]> {
-        let (jwt, request) = (self.jwt, self.request);
-        self.payload
-            .get_or_insert_with(|| jwt.and_then(|source| source.payload(request)))
-            .as_deref()
+        let has_payload = match self.has_payload {
+            Some(known) => known,
+            None => {
+                let (jwt, request) = (self.jwt, self.request);
+                let found =
+                    jwt.is_some_and(|source| source.payload_into(request, &mut self.payload));
+                self.has_payload = Some(found);
+                found
+            }
+        };
+        has_payload.then_some(self.payload.as_slice())
     }
 }
 

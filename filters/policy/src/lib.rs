@@ -52,7 +52,7 @@ pub use key::{KeyDisplay, KeyPart, KeySpec, WhenKeyMissing};
 pub use matching::{Condition, HostPattern, Match};
 pub use notice::Notice;
 pub use overrides::Overrides;
-pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
+pub use policy::{AppliedRules, Evaluation, Handled, Policy, RequestBuffers, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
 pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};

@@ -19,7 +19,7 @@ use crate::matching::Match;
 use crate::notice::Notice;
 use crate::overrides::Overrides;
 use crate::request::Request;
-use crate::response::{Response, ResponseConfig};
+use crate::response::{Response, ResponseConfig, WarnAt};
 use crate::tier::{LimitKind, NamedLimit, Selected, Tiers};
 use crate::uri;
 use crate::warning::{self, Reason};
@@ -80,6 +80,8 @@ pub struct Rule {
     /// Every limit the rule can apply, each with its check name: the rule's own `limit`, or
     /// its tiers (and the denial of unknown tiers); then its overrides.
     pub(crate) limits: Vec<NamedLimit>,
+    /// `limits[i]`'s `RateLimit-Policy` item, rendered at configure time (it never changes).
+    pub(crate) policy_items: Vec<String>,
     pub(crate) tiers: Option<Tiers>,
     pub(crate) overrides: Option<Overrides>,
     /// `warn_at.remaining`: a passing request leaving at most this many units is marked.
@@ -199,6 +201,16 @@ impl Rule {
             mode: self.mode,
             failure_mode: self.failure_mode,
         }
+    }
+
+    /// The `RateLimit-Policy` item rendered at configure time for `check`, if it is a check
+    /// of one of the rule's limits.
+    pub(crate) fn policy_item(&self, check: &Check<'_>) -> Option<&str> {
+        let position = self
+            .limits
+            .iter()
+            .position(|l| l.name == check.rule && l.limit == check.limit)?;
+        self.policy_items.get(position).map(String::as_str)
     }
 
     /// Where the rule first reads a JWT claim, if it does (such rules need the `jwt`
@@ -501,23 +513,34 @@ impl Policy {
     /// cost for each. Reads only the request (no counter); the client address is worked out
     /// only if an applying rule's key needs it.
     pub fn evaluate<R: Request + ?Sized>(&self, request: &R) -> Evaluation<'_> {
+        self.evaluate_into(request, &mut RequestBuffers::default())
+    }
+
+    /// [`Policy::evaluate`] with the checks, their rule indices and keys built in `buffers`
+    /// (lent to the evaluation; give them back with [`RequestBuffers::reclaim`]).
+    pub fn evaluate_into<'p, R: Request + ?Sized>(
+        &'p self,
+        request: &R,
+        buffers: &mut RequestBuffers,
+    ) -> Evaluation<'p> {
         let (path, query) = uri::split_target(request.path());
         if self.exemptions.is_exempt(request, path) {
             return Evaluation::Exempt;
         }
-        let mut input = KeyInput::new(request, path, query, &self.client_ip, self.jwt.as_ref());
+        let mut input = KeyInput::new(request, path, query, &self.client_ip, self.jwt.as_ref())
+            .reusing(core::mem::take(&mut buffers.attributes));
         let method = request.method();
-        let mut applied = AppliedRules::default();
+        let mut applied = buffers.applied_rules();
         for (index, rule) in self.rules.iter().enumerate() {
             if !rule.matcher.matches(method, path, input.host)
                 || !rule.matcher.conditions_hold(&mut input)
             {
                 continue;
             }
-            // Room for a typical key (an address and a short header) without regrowing.
-            let mut key = Vec::with_capacity(32);
+            let mut key = buffers.key();
             let complete = rule.key.build(&mut input, &mut key);
             if !complete && rule.when_key_missing == WhenKeyMissing::Skip {
+                buffers.give_back_key(key);
                 continue;
             }
             // An override of the key wins; then the request's tier; else the rule's limit.
@@ -525,11 +548,15 @@ impl Policy {
                 (Some(overrides), _) if complete && let Some(i) = overrides.find(&key) => i,
                 (_, Some(tiers)) => match tiers.select(&mut input) {
                     Selected::Limit(i) => i,
-                    Selected::Exempt => continue,
+                    Selected::Exempt => {
+                        buffers.give_back_key(key);
+                        continue;
+                    }
                 },
                 _ => 0,
             };
             let Some(named) = rule.limits.get(chosen) else {
+                buffers.give_back_key(key);
                 continue;
             };
             applied
@@ -540,6 +567,7 @@ impl Policy {
                 applied.scopes.push(rule.scope);
             }
         }
+        buffers.attributes = input.into_buffers();
         Evaluation::Rules(applied)
     }
 
@@ -547,7 +575,13 @@ impl Policy {
     /// on them, e.g. from [`Limiter::decide_all`] where there is no shared store.
     pub fn respond(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
         if !self.marks {
-            return self.response.render_with(checks, verdict, None);
+            return self.response.render_with(
+                checks,
+                verdict,
+                None,
+                |_, _| None,
+                &mut RequestBuffers::default(),
+            );
         }
         if !self.warns {
             return self.response.render(checks, verdict);
@@ -568,5 +602,246 @@ impl Policy {
         store: &mut S,
     ) -> Handled<'_> {
         self.decide_locally(self.evaluate(request), now, limiter, store)
+    }
+
+    /// [`Policy::handle`] with everything per request (checks, keys, verdict, response
+    /// headers) built in `buffers`, and the `RateLimit-Policy` items rendered at configure
+    /// time: once the buffers are given back ([`RequestBuffers::reclaim`]) and have held a
+    /// request of as many rules, the next one allocates nothing.
+    pub fn handle_into<R: Request + ?Sized, S: SlotStore>(
+        &self,
+        request: &R,
+        now: Nanos,
+        limiter: &mut Limiter,
+        store: &mut S,
+        buffers: &mut RequestBuffers,
+    ) -> Handled<'_> {
+        let evaluation = self.evaluate_into(request, buffers);
+        self.decide_into(evaluation, now, limiter, store, buffers)
+    }
+
+    /// Decides an evaluation's checks locally (every rule in `store`) and renders the
+    /// response, in `buffers`.
+    pub(crate) fn decide_into<'p, S: SlotStore>(
+        &'p self,
+        evaluation: Evaluation<'p>,
+        now: Nanos,
+        limiter: &mut Limiter,
+        store: &mut S,
+        buffers: &mut RequestBuffers,
+    ) -> Handled<'p> {
+        let checks = evaluation.checks();
+        let (verdict, response) = if checks.is_empty() {
+            (None, Response::pass())
+        } else {
+            let mut verdict = Verdict {
+                allowed: true,
+                outcomes: core::mem::take(&mut buffers.outcomes),
+            };
+            limiter.check_into(checks, now, store, &mut verdict);
+            let indices = evaluation.rule_indices();
+            let item =
+                |i: usize, check: &Check<'_>| self.rules.get(*indices.get(i)?)?.policy_item(check);
+            let warn_at =
+                |check: &Check<'_>| self.rule_of_check(check.rule).and_then(Rule::warn_at);
+            let marking: Option<&WarnAt<'_>> = match (self.marks, self.warns) {
+                (false, _) => None,
+                (true, false) => Some(&|_| None),
+                (true, true) => Some(&warn_at),
+            };
+            let response = self
+                .response
+                .render_with(checks, &verdict, marking, item, buffers);
+            (Some(verdict), response)
+        };
+        Handled {
+            evaluation,
+            verdict,
+            response,
+            policy: self,
+            unasked: Vec::new(),
+            global_failure: false,
+        }
+    }
+}
+
+/// The buffers one request's checks, keys, token payload, verdict and response headers are
+/// built in, kept from one request to the next (one per VM or thread), so that a warmed-up
+/// request allocates nothing: lend them to [`Policy::handle_into`] (or
+/// [`Policy::evaluate_into`]), then give them back with [`RequestBuffers::reclaim`], and a
+/// passed request's headers, once added to the response, with
+/// [`RequestBuffers::reclaim_headers`].
+#[derive(Debug, Default)]
+pub struct RequestBuffers {
+    /// Always empty: the allocation the next request's checks are built in.
+    checks: Vec<Check<'static>>,
+    rule_indices: Vec<usize>,
+    scopes: Vec<Scope>,
+    /// Spare key buffers.
+    keys: Vec<Vec<u8>>,
+    /// The buffers of attribute values (tiers, conditions) and of a token's decoded payload.
+    attributes: (Vec<u8>, Vec<u8>),
+    pub(crate) outcomes: Vec<RuleOutcome>,
+    /// Spare header lists and header values.
+    header_lists: Vec<Vec<(&'static str, String)>>,
+    values: Vec<String>,
+}
+
+impl RequestBuffers {
+    /// Empty buffers; they grow to what requests need and stay that size.
+    pub fn new() -> RequestBuffers {
+        RequestBuffers::default()
+    }
+
+    /// Takes back what a request was built in: its checks and keys, its verdict's outcomes
+    /// and its response's headers (take out the headers first to keep them longer, and give
+    /// them back later with [`RequestBuffers::reclaim_headers`]).
+    pub fn reclaim(&mut self, handled: Handled<'_>) {
+        let Handled {
+            evaluation,
+            verdict,
+            response,
+            ..
+        } = handled;
+        if let Evaluation::Rules(applied) = evaluation {
+            let AppliedRules {
+                mut checks,
+                mut rule_indices,
+                mut scopes,
+            } = applied;
+            for check in checks.drain(..) {
+                self.give_back_key(check.key);
+            }
+            keep_larger(&mut self.checks, relifetime(checks));
+            rule_indices.clear();
+            keep_larger(&mut self.rule_indices, rule_indices);
+            scopes.clear();
+            keep_larger(&mut self.scopes, scopes);
+        }
+        if let Some(mut verdict) = verdict {
+            verdict.outcomes.clear();
+            keep_larger(&mut self.outcomes, verdict.outcomes);
+        }
+        match response {
+            Response::Pass { headers, .. } | Response::Deny { headers, .. } => {
+                self.reclaim_headers(headers);
+            }
+        }
+    }
+
+    /// Takes back a response's header list and values once they are sent.
+    pub fn reclaim_headers(&mut self, mut headers: Vec<(&'static str, String)>) {
+        for (_, value) in headers.drain(..) {
+            if value.capacity() > 0 && self.values.len() < MAX_SPARE {
+                self.values.push(value);
+            }
+        }
+        if headers.capacity() > 0 && self.header_lists.len() < MAX_SPARE {
+            self.header_lists.push(headers);
+        }
+    }
+
+    /// The checks' buffers, emptied.
+    fn applied_rules<'p>(&mut self) -> AppliedRules<'p> {
+        let mut rule_indices = core::mem::take(&mut self.rule_indices);
+        rule_indices.clear();
+        let mut scopes = core::mem::take(&mut self.scopes);
+        scopes.clear();
+        AppliedRules {
+            checks: relifetime(core::mem::take(&mut self.checks)),
+            rule_indices,
+            scopes,
+        }
+    }
+
+    /// An empty key buffer, with room for a typical key (an address and a short header).
+    fn key(&mut self) -> Vec<u8> {
+        match self.keys.pop() {
+            Some(mut key) => {
+                key.clear();
+                key
+            }
+            None => Vec::with_capacity(32),
+        }
+    }
+
+    fn give_back_key(&mut self, key: Vec<u8>) {
+        if key.capacity() > 0 && self.keys.len() < MAX_SPARE {
+            self.keys.push(key);
+        }
+    }
+
+    /// An empty header list.
+    pub(crate) fn header_list(&mut self) -> Vec<(&'static str, String)> {
+        self.header_lists.pop().unwrap_or_default()
+    }
+
+    /// An empty header value with room for `bytes`.
+    pub(crate) fn value(&mut self, bytes: usize) -> String {
+        let mut value = self.values.pop().unwrap_or_default();
+        value.clear();
+        value.reserve(bytes);
+        value
+    }
+
+    /// Gives back a value that was not used.
+    pub(crate) fn give_back_value(&mut self, value: String) {
+        if value.capacity() > 0 && self.values.len() < MAX_SPARE {
+            self.values.push(value);
+        }
+    }
+}
+
+/// The most spare keys, header lists and header values [`RequestBuffers`] keeps: enough for
+/// the requests a VM has in flight at once, and a bound for callers that give back what other
+/// paths built (e.g. requests decided with the rate-limit service), so the spares never grow
+/// without end.
+const MAX_SPARE: usize = 256;
+
+/// Keeps whichever of two emptied buffers has the larger allocation.
+fn keep_larger<T>(kept: &mut Vec<T>, other: Vec<T>) {
+    if other.capacity() > kept.capacity() {
+        *kept = other;
+    }
+}
+
+/// An emptied vector of checks under another borrow of the policy, in the same allocation:
+/// std collects a vector's iterator into a vector of a same-sized element in place, so the
+/// buffer outlives the request whose checks borrowed the policy without `unsafe`.
+// Not `filter`: the element type changes (its lifetime), which is the point.
+#[allow(clippy::unnecessary_filter_map)]
+fn relifetime<'a, 'b>(checks: Vec<Check<'a>>) -> Vec<Check<'b>> {
+    checks.into_iter().filter_map(|_| None).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_request::TestRequest;
+    use sluice_core::memory_store::{MemoryStore, Semantics};
+    use sluice_core::{Limiter, Seed};
+
+    /// Giving back what owned requests built (which took nothing from the buffers) keeps at
+    /// most `MAX_SPARE` of each spare.
+    #[test]
+    fn spares_given_back_from_elsewhere_stay_bounded() {
+        let policy = Policy::from_json(
+            br#"{"response": {"headers": "both"}, "rules": [
+                {"name": "a", "key": ["path"], "limit": {"requests": 1000, "period": "1m"}},
+                {"name": "b", "key": ["method"], "limit": {"requests": 1000, "period": "1m"}}
+            ]}"#,
+        )
+        .unwrap();
+        let mut limiter = Limiter::new(Seed { k0: 1, k1: 2 }, 8);
+        let mut store = MemoryStore::new(Semantics::Envoy);
+        let mut buffers = RequestBuffers::new();
+        for i in 0..(MAX_SPARE as u64 + 10) {
+            let request = TestRequest::get("/x");
+            let handled = policy.handle(&request, i, &mut limiter, &mut store);
+            buffers.reclaim(handled);
+        }
+        assert_eq!(buffers.keys.len(), MAX_SPARE);
+        assert_eq!(buffers.values.len(), MAX_SPARE);
+        assert_eq!(buffers.header_lists.len(), MAX_SPARE);
     }
 }

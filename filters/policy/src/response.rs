@@ -33,16 +33,15 @@
 //! request spent nothing from the others (all or nothing), and what the limiter worked out for
 //! them describes a spend that did not happen. Their state shows on the next passed request.
 
-use core::fmt::Write as _;
-
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde_json::Value;
 use sluice_core::time::{NANOS_PER_SEC, ceil_secs};
-use sluice_core::{Check, Mode, RuleOutcome, Status, Verdict};
+use sluice_core::{Check, Limit, Mode, RuleOutcome, Status, Verdict};
 
 use crate::error::{ConfigError, Problem};
 use crate::json::{self, Fields};
+use crate::policy::RequestBuffers;
 use crate::warning::{self, DEFAULT_WARNING_HEADER, Warning};
 
 /// `RateLimit-Policy`.
@@ -205,7 +204,13 @@ impl ResponseConfig {
     /// The response for a request whose `checks` got `verdict` (see the module docs), with no
     /// `warn_at` threshold on any rule (soft rules still mark).
     pub fn render(&self, checks: &[Check<'_>], verdict: &Verdict) -> Response<'_> {
-        self.render_with(checks, verdict, Some(&|_| None))
+        self.render_with(
+            checks,
+            verdict,
+            Some(&|_| None),
+            |_, _| None,
+            &mut RequestBuffers::default(),
+        )
     }
 
     /// The response for a request whose `checks` got `verdict`; `warn_at` gives each check's
@@ -216,54 +221,69 @@ impl ResponseConfig {
         verdict: &Verdict,
         warn_at: &WarnAt<'_>,
     ) -> Response<'_> {
-        self.render_with(checks, verdict, Some(warn_at))
+        self.render_with(
+            checks,
+            verdict,
+            Some(warn_at),
+            |_, _| None,
+            &mut RequestBuffers::default(),
+        )
     }
 
-    /// The response; `marking` is `None` when no rule can mark (the warning is not looked
-    /// for at all), else each check's rule's `warn_at.remaining`.
-    pub(crate) fn render_with(
+    /// The response, into header lists and values from `buffers`. `marking` is `None` when
+    /// no rule can mark (the warning is not looked for at all), else each check's rule's
+    /// `warn_at.remaining`; `policy_item(i, check)` is the `RateLimit-Policy` item of
+    /// `checks[i]` if it was rendered ahead ([`policy_item`] otherwise). Numbers are written
+    /// without `core::fmt`, which costs several times the digits.
+    pub(crate) fn render_with<'c>(
         &self,
-        checks: &[Check<'_>],
+        checks: &[Check<'c>],
         verdict: &Verdict,
         marking: Option<&WarnAt<'_>>,
+        policy_item: impl Fn(usize, &Check<'c>) -> Option<&'c str>,
+        buffers: &mut RequestBuffers,
     ) -> Response<'_> {
         let request_denied = !verdict.allowed;
         let advertised = || {
             checks
                 .iter()
                 .zip(verdict.outcomes.iter())
-                .filter(|(check, _)| check.mode != Mode::Shadow)
+                .enumerate()
+                .filter(|(_, (check, _))| check.mode != Mode::Shadow)
         };
         let reports = || {
-            advertised().filter_map(move |(check, outcome)| report(check, outcome, request_denied))
+            advertised()
+                .filter_map(move |(_, (check, outcome))| report(check, outcome, request_denied))
         };
+        let mut headers = buffers.header_list();
         // Sized for the usual one or two headers of a few rules, so rendering does not regrow.
-        let mut headers = Vec::with_capacity(4);
+        headers.reserve(4);
 
         if self.headers.ietf() {
-            let mut policy = String::with_capacity(64 * checks.len());
-            for (check, _) in advertised() {
+            let mut policy = buffers.value(64 * checks.len());
+            for (i, (check, _)) in advertised() {
                 list_separator(&mut policy);
-                let quota = check.limit.quota;
-                let _ = write!(policy, "\"{}\";q={}", check.rule, quota.limit());
-                if quota.period() % NANOS_PER_SEC == 0 {
-                    let _ = write!(policy, ";w={}", quota.period() / NANOS_PER_SEC);
+                match policy_item(i, check) {
+                    Some(item) => policy.push_str(item),
+                    None => push_policy_item(&mut policy, check.rule, &check.limit),
                 }
             }
-            let mut state = String::with_capacity(64 * checks.len());
+            let mut state = buffers.value(64 * checks.len());
             for report in reports() {
                 list_separator(&mut state);
-                let _ = write!(
-                    state,
-                    "\"{}\";r={};t={}",
-                    report.rule, report.remaining, report.t
-                );
+                state.push('"');
+                state.push_str(report.rule);
+                state.push_str("\";r=");
+                push_decimal(&mut state, report.remaining);
+                state.push_str(";t=");
+                push_decimal(&mut state, report.t);
             }
-            if !policy.is_empty() {
-                headers.push((RATELIMIT_POLICY, policy));
-            }
-            if !state.is_empty() {
-                headers.push((RATELIMIT, state));
+            for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+                if value.is_empty() {
+                    buffers.give_back_value(value);
+                } else {
+                    headers.push((name, value));
+                }
             }
         }
 
@@ -278,9 +298,13 @@ impl ResponseConfig {
                 if tighter { next } else { best }
             })
         {
-            headers.push((X_RATELIMIT_LIMIT, number(tightest.limit)));
-            headers.push((X_RATELIMIT_REMAINING, number(tightest.remaining)));
-            headers.push((X_RATELIMIT_RESET, number(tightest.reset)));
+            for (name, n) in [
+                (X_RATELIMIT_LIMIT, tightest.limit),
+                (X_RATELIMIT_REMAINING, tightest.remaining),
+                (X_RATELIMIT_RESET, tightest.reset),
+            ] {
+                headers.push((name, number(n, buffers)));
+            }
         }
 
         if !request_denied {
@@ -299,13 +323,52 @@ impl ResponseConfig {
             .map(|o| o.decision.retry_after)
             .max()
             .unwrap_or(0);
-        headers.push((RETRY_AFTER, number(ceil_secs(wait).max(1))));
+        headers.push((RETRY_AFTER, number(ceil_secs(wait).max(1), buffers)));
         Response::Deny {
             status: self.status,
             body: &self.body,
             content_type: &self.content_type,
             headers,
         }
+    }
+}
+
+/// The `RateLimit-Policy` item of the limit named `name`: `"<name>";q=<requests>`, and
+/// `;w=<period seconds>` when the period is whole seconds.
+pub(crate) fn policy_item(name: &str, limit: &Limit) -> String {
+    let mut item = String::new();
+    push_policy_item(&mut item, name, limit);
+    item
+}
+
+fn push_policy_item(out: &mut String, name: &str, limit: &Limit) {
+    let quota = limit.quota;
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\";q=");
+    push_decimal(out, quota.limit());
+    if quota.period().is_multiple_of(NANOS_PER_SEC) {
+        out.push_str(";w=");
+        push_decimal(out, quota.period() / NANOS_PER_SEC);
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(d));
     }
 }
 
@@ -368,9 +431,9 @@ fn list_separator(list: &mut String) {
     }
 }
 
-fn number(n: u64) -> String {
-    let mut text = String::new();
-    let _ = write!(text, "{n}");
+fn number(n: u64, buffers: &mut RequestBuffers) -> String {
+    let mut text = buffers.value(20);
+    push_decimal(&mut text, n);
     text
 }
 

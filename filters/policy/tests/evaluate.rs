@@ -247,3 +247,70 @@ fn rules_expose_their_memory_ceiling() {
         "a full sliding log of 1000 entries per key: {log}"
     );
 }
+
+/// `handle_into` over buffers given back after each request decides and answers exactly as
+/// `handle` (and as `respond`, which renders the `RateLimit-Policy` items afresh), and builds
+/// the next request's headers in the values the previous one gave back.
+#[test]
+fn handle_into_answers_as_handle_does_and_reuses_what_it_is_given_back() {
+    use sluice_policy::RequestBuffers;
+
+    let p = policy(json!({"response": {"headers": "both"}, "rules": [
+        {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 3, "period": "1m"}},
+        {"name": "per-user", "key": [{"header": "x-user"}], "when_key_missing": "skip",
+         "limit": {"requests": 2, "period": "1500ms"}, "algorithm": "sliding_window"},
+        {"name": "watch", "key": [{"const": "all"}], "mode": "shadow",
+         "limit": {"requests": 4, "period": "1h"}, "algorithm": "fixed_window"},
+        {"name": "plans", "key": [{"header": "x-user"}],
+         "tier": {"from": {"header": "x-plan"},
+                  "limits": {"free": {"requests": 2, "period": "1m"},
+                             "pro": {"requests": 5, "period": "1m"}},
+                  "default": "free"}}
+    ]}));
+    let (mut owned_limiter, mut owned_store) = limiter(&p);
+    let (mut limiter, mut store) = limiter(&p);
+    let mut buffers = RequestBuffers::new();
+    let requests = [
+        Req::get("/a"),
+        Req::get("/a").header("x-user", "u1"),
+        Req::get("/b")
+            .header("x-user", "u1")
+            .header("x-plan", "pro"),
+        Req::get("/a")
+            .header("x-user", "u2")
+            .header("x-plan", "free"),
+        Req::get("/c"),
+        Req::get("/a").header("x-user", "u1"),
+        Req::get("/a")
+            .header("x-user", "u2")
+            .header("x-plan", "pro"),
+    ];
+    let mut given_back: Vec<*const u8> = Vec::new();
+    for (i, request) in requests.iter().cycle().take(3 * requests.len()).enumerate() {
+        let now = NOW + i as u64 * 100_000_000;
+        let expected = p.handle(request, now, &mut owned_limiter, &mut owned_store);
+        let handled = p.handle_into(request, now, &mut limiter, &mut store, &mut buffers);
+        assert_eq!(handled.response, expected.response, "request {i}");
+        assert_eq!(handled.verdict, expected.verdict, "request {i}");
+        assert_eq!(handled.evaluation, expected.evaluation, "request {i}");
+        if let Some(verdict) = &handled.verdict {
+            assert_eq!(
+                p.respond(handled.evaluation.checks(), verdict),
+                handled.response,
+                "request {i}"
+            );
+        }
+        // Once the first rounds have given back as many values as a request needs, every
+        // value is one given back before.
+        for (name, value) in handled.response.headers() {
+            if i >= 2 * requests.len() {
+                assert!(
+                    given_back.contains(&value.as_ptr()),
+                    "request {i}: {name} in a new buffer"
+                );
+            }
+            given_back.push(value.as_ptr());
+        }
+        buffers.reclaim(handled);
+    }
+}

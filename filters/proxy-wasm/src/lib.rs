@@ -33,7 +33,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
 use sluice_core::Limiter;
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
-use sluice_policy::{Handled, Policy, Request as _, Response};
+use sluice_policy::{Handled, Policy, Request as _, RequestBuffers, Response};
 
 use crate::global_call::GlobalRuntime;
 use crate::host::{LogLevel, SharedData, log};
@@ -61,9 +61,19 @@ struct Runtime {
     leases: Option<Leases>,
     /// A denial's headers serialised for the host, reused from one denial to the next.
     local_response: RefCell<Vec<u8>>,
+    /// What the policy builds a request's checks, verdict and headers in, reused from one
+    /// request to the next (a passed request's headers come back once added).
+    buffers: RefCell<RequestBuffers>,
 }
 
 impl Runtime {
+    /// Gives a request's header list and values back for the next request.
+    fn reclaim_headers(&self, headers: Vec<(&'static str, String)>) {
+        if let Ok(mut buffers) = self.buffers.try_borrow_mut() {
+            buffers.reclaim_headers(headers);
+        }
+    }
+
     /// Hands what the VM counted to the proxy's counters.
     fn flush_metrics(&self) {
         self.metrics.flush();
@@ -251,6 +261,7 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         global,
         leases,
         local_response: RefCell::new(Vec::new()),
+        buffers: RefCell::new(RequestBuffers::new()),
     })
 }
 
@@ -331,34 +342,50 @@ impl HttpContext for SluiceHttp {
             return self.start_global(&runtime, &request, now);
         }
         let handled = {
-            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+            let (Ok(mut limiter), Ok(mut buffers)) = (
+                runtime.limiter.try_borrow_mut(),
+                runtime.buffers.try_borrow_mut(),
+            ) else {
                 return Action::Continue;
             };
             runtime
                 .policy
-                .handle(&request, now, &mut limiter, &mut SharedData)
+                .handle_into(&request, now, &mut limiter, &mut SharedData, &mut buffers)
         };
         self.apply(&runtime, handled)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in self.response_headers.drain(..) {
+        let headers = std::mem::take(&mut self.response_headers);
+        for (name, value) in &headers {
             host::add_response_header(name, value.as_bytes());
         }
         if let Some(value) = self.warning.take() {
             let name = self.runtime.policy.response().warning_header();
             host::add_response_header(name, value.as_bytes());
         }
+        self.runtime.reclaim_headers(headers);
         #[cfg(feature = "count-allocations")]
         allocations::flush();
         Action::Continue
     }
 }
 
+impl Drop for SluiceHttp {
+    /// A stream that ends before its response (a reset, a local reply upstream) still gives
+    /// its headers' buffers back.
+    fn drop(&mut self) {
+        if self.response_headers.capacity() > 0 {
+            self.runtime
+                .reclaim_headers(std::mem::take(&mut self.response_headers));
+        }
+    }
+}
+
 impl SluiceHttp {
     /// Counts, logs and applies a decided request: `Continue` with the rate-limit headers
     /// kept for the response, or the local denial sent (`Pause`).
-    fn apply(&mut self, runtime: &Runtime, handled: Handled<'_>) -> Action {
+    fn apply(&mut self, runtime: &Runtime, mut handled: Handled<'_>) -> Action {
         if handled.evaluation.is_exempt() {
             runtime.metrics.record_exempt();
         }
@@ -373,7 +400,11 @@ impl SluiceHttp {
                 runtime.metrics.record_marked(rule);
             }
         }
-        match handled.response {
+        let response = std::mem::replace(&mut handled.response, Response::pass());
+        if let Ok(mut buffers) = runtime.buffers.try_borrow_mut() {
+            buffers.reclaim(handled);
+        }
+        match response {
             Response::Pass { headers, warning } => {
                 self.response_headers = headers;
                 // One host call, and only for a marked request (or one carrying a forged
@@ -405,6 +436,7 @@ impl SluiceHttp {
                     }
                     Err(_) => false,
                 };
+                runtime.reclaim_headers(headers);
                 if sent {
                     return Action::Pause;
                 }

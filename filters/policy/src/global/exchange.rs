@@ -17,7 +17,7 @@ use sluice_core::{
 
 use super::config::Scope;
 use super::wire::{DecideReply, DecideRequest, ReplyError};
-use crate::policy::{AppliedRules, Evaluation, Handled, Policy};
+use crate::policy::{AppliedRules, Evaluation, Handled, Policy, RequestBuffers};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -292,22 +292,13 @@ impl Policy {
         limiter: &mut Limiter,
         store: &mut S,
     ) -> Handled<'p> {
-        let checks = evaluation.checks();
-        let (verdict, response) = if checks.is_empty() {
-            (None, Response::pass())
-        } else {
-            let verdict = limiter.check(checks, now, store);
-            let response = self.respond(checks, &verdict);
-            (Some(verdict), response)
-        };
-        Handled {
+        self.decide_into(
             evaluation,
-            verdict,
-            response,
-            policy: self,
-            unasked: Vec::new(),
-            global_failure: false,
-        }
+            now,
+            limiter,
+            store,
+            &mut RequestBuffers::default(),
+        )
     }
 }
 
