@@ -321,6 +321,7 @@ pub(crate) fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
             remaining: 0,
             reset_after: 0,
             retry_after: 0,
+            delay: 0,
         },
         cas_retries: 0,
         store_error: None,
@@ -341,6 +342,7 @@ pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
                 remaining: 0,
                 reset_after: 0,
                 retry_after: 0,
+                delay: 0,
             },
         ),
         FailureMode::Closed => (
@@ -354,6 +356,7 @@ pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
                 remaining: 0,
                 reset_after: FAILURE_RETRY_AFTER,
                 retry_after: FAILURE_RETRY_AFTER,
+                delay: 0,
             },
         ),
     };
