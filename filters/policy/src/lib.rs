@@ -32,6 +32,7 @@ pub mod overrides;
 mod policy;
 pub mod request;
 pub mod response;
+pub mod shaping;
 #[cfg(test)]
 mod test_request;
 pub mod tier;
@@ -54,4 +55,5 @@ pub use overrides::Overrides;
 pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
+pub use shaping::Shaping;
 pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};
