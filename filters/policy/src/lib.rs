@@ -55,5 +55,5 @@ pub use overrides::Overrides;
 pub use policy::{AppliedRules, Evaluation, Handled, Policy, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
-pub use shaping::Shaping;
+pub use shaping::{HeldRequest, Shaping};
 pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};

@@ -205,3 +205,68 @@ fn a_held_request_passes_with_its_hold_in_the_verdict() {
         ]
     );
 }
+
+fn request() -> OwnedRequest {
+    OwnedRequest {
+        method: b"GET".to_vec(),
+        path: b"/".to_vec(),
+        authority: b"api.example.com".to_vec(),
+        peer: Some("203.0.113.7:4000".into()),
+        ..OwnedRequest::default()
+    }
+}
+
+#[test]
+fn a_held_request_given_back_frees_its_slot() {
+    let policy = compile(json!({"rules": [rule(json!({}))]})).unwrap();
+    let mut limiter = Limiter::new(Seed { k0: 1, k1: 2 }, 4);
+    let mut store = MemoryStore::new(Semantics::Strict);
+    for _ in 0..2 {
+        policy.handle(&request(), NOW, &mut limiter, &mut store);
+    }
+    let mut handled = policy.handle(&request(), NOW, &mut limiter, &mut store);
+    let held = sluice_policy::HeldRequest::of(&mut handled, NOW).expect("held");
+    assert_eq!(
+        (held.delay(), held.release_at()),
+        (100 * MS, NOW + 100 * MS)
+    );
+    drop(handled);
+    // Its client leaves: the next request is held 100 ms, not 200 ms.
+    policy.give_back(&held, &mut limiter, &mut store);
+    let next = policy.handle(&request(), NOW, &mut limiter, &mut store);
+    assert_eq!(next.verdict.unwrap().delay(), 100 * MS);
+}
+
+#[test]
+fn a_request_that_cannot_be_held_is_denied_as_the_rule_denies_and_spends_nothing() {
+    let policy = compile(json!({"rules": [rule(json!({}))]})).unwrap();
+    let mut limiter = Limiter::new(Seed { k0: 1, k1: 2 }, 4);
+    let mut store = MemoryStore::new(Semantics::Envoy);
+    for _ in 0..2 {
+        policy.handle(&request(), NOW, &mut limiter, &mut store);
+    }
+    // Held 100 ms, but there is no room: denied with Retry-After for its slot (100 ms, so 1 s)
+    // and the reset time without its unit (debt 200 ms: t=1).
+    let handled = policy.handle(&request(), NOW, &mut limiter, &mut store);
+    let refused = policy.refuse_hold(handled, NOW, &mut limiter, &mut store);
+    let verdict = refused.verdict.as_ref().unwrap();
+    assert!(!verdict.allowed);
+    assert_eq!(verdict.delay(), 0);
+    assert_eq!(verdict.outcomes[0].decision.retry_after, 100 * MS);
+    assert_eq!(verdict.outcomes[0].decision.reset_after, 200 * MS);
+    match &refused.response {
+        Response::Deny {
+            status, headers, ..
+        } => {
+            assert_eq!(*status, 429);
+            assert!(
+                headers.contains(&("retry-after", "1".to_owned())),
+                "{headers:?}"
+            );
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    // Nothing stays counted: the next request is held 100 ms again.
+    let next = policy.handle(&request(), NOW, &mut limiter, &mut store);
+    assert_eq!(next.verdict.unwrap().delay(), 100 * MS);
+}
