@@ -15,6 +15,7 @@ mod allocations;
 mod footprint;
 mod global_call;
 mod header_map;
+mod holding;
 mod host;
 mod lease;
 mod lease_store;
@@ -31,11 +32,12 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
-use sluice_core::Limiter;
+use sluice_core::{Limiter, Verdict};
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
-use sluice_policy::{Handled, Policy, Response};
+use sluice_policy::{Handled, HeldRequest, Policy, Response};
 
 use crate::global_call::GlobalRuntime;
+use crate::holding::Holding;
 use crate::host::{LogLevel, SharedData, log};
 use crate::lease::{Leases, Stage, Step, Waiting};
 use crate::metrics::Metrics;
@@ -61,6 +63,10 @@ struct Runtime {
     leases: Option<Leases>,
     /// A denial's headers serialised for the host, reused from one denial to the next.
     local_response: RefCell<Vec<u8>>,
+    /// The timer's period when no request is held.
+    tick_period: std::time::Duration,
+    /// Set when a rule has a `delay`: the requests this VM holds.
+    holding: Option<Holding>,
 }
 
 impl Runtime {
@@ -72,6 +78,9 @@ impl Runtime {
         }
         if let Some(leases) = &self.leases {
             leases.flush_metrics();
+        }
+        if let Some(holding) = &self.holding {
+            holding.counters.flush();
         }
     }
 }
@@ -117,15 +126,7 @@ impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
-                // One timer for both: the metrics' flush period, or the leases' shorter one
-                // when a rule has a lease (the metrics are then flushed that often).
-                let period = runtime
-                    .leases
-                    .as_ref()
-                    .and_then(Leases::tick_period_ms)
-                    .map_or(metrics::FLUSH_PERIOD, |ms| {
-                        std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
-                    });
+                let period = runtime.tick_period;
                 if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
                     previous.flush_metrics();
                 }
@@ -153,16 +154,21 @@ impl RootContext for SluiceRoot {
         // period too costs at most a few calls per tick.
         runtime.flush_metrics();
         lease_tick(self, &runtime);
+        if let (Some(holding), Some(now)) = (&runtime.holding, host::now_nanos()) {
+            holding.release_due(now);
+        }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let runtime = Rc::clone(self.runtime.as_ref()?);
         let make = || -> Box<dyn HttpContext> {
             Box::new(SluiceHttp {
                 runtime,
+                context_id,
                 response_headers: Vec::new(),
                 pending: None,
                 leased: None,
+                held: None,
             })
         };
         #[cfg(feature = "count-allocations")]
@@ -224,6 +230,31 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
     };
     #[cfg(feature = "count-allocations")]
     allocations::define();
+    // One timer for all: the metrics' flush period, or the leases' shorter one when a rule
+    // has a lease (the metrics are then flushed that often); shorter still while requests
+    // are held (see `holding`).
+    let tick_period = leases
+        .as_ref()
+        .and_then(Leases::tick_period_ms)
+        .map_or(metrics::FLUSH_PERIOD, |ms| {
+            std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
+        });
+    let holding = policy.holds_requests().then(|| {
+        let holding = Holding::new(
+            policy.shaping().max_held(),
+            tick_period,
+            host::now_nanos().unwrap_or_default(),
+        );
+        if !holding.can_resume() {
+            log(
+                LogLevel::Warn,
+                "sluice: this proxy cannot resume a request from a timer \
+                 (proxy_set_effective_context has no effect), so delay rules deny instead of \
+                 holding",
+            );
+        }
+        holding
+    });
     log(
         LogLevel::Info,
         &format!(
@@ -244,20 +275,31 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         global,
         leases,
         local_response: RefCell::new(Vec::new()),
+        tick_period,
+        holding,
     })
 }
 
 struct SluiceHttp {
     runtime: Rc<Runtime>,
+    context_id: u32,
     /// Rate-limit headers for an allowed request, added to the upstream's response.
     response_headers: Vec<(&'static str, String)>,
     /// The request waiting for the rate-limit service.
     pending: Option<GlobalCall>,
     /// The request waiting for the rate-limit service on the lease path.
     leased: Option<Waiting>,
+    /// Set while (and after) the request is held by a delay rule: what to give back if its
+    /// stream ends before it is released.
+    held: Option<HeldRequest>,
 }
 
 impl Context for SluiceHttp {
+    fn on_done(&mut self) -> bool {
+        self.end_stream();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         _token_id: u32,
@@ -293,6 +335,13 @@ impl Context for SluiceHttp {
     }
 }
 
+impl Drop for SluiceHttp {
+    /// A context deleted without `on_done` or `on_log` still gives back a held request.
+    fn drop(&mut self) {
+        self.end_stream();
+    }
+}
+
 impl HttpContext for SluiceHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "count-allocations")]
@@ -320,7 +369,7 @@ impl HttpContext for SluiceHttp {
                 .policy
                 .handle(&request, now, &mut limiter, &mut SharedData)
         };
-        self.apply(&runtime, handled)
+        self.apply(&runtime, handled, now)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -331,12 +380,52 @@ impl HttpContext for SluiceHttp {
         allocations::flush();
         Action::Continue
     }
+
+    /// The stream has ended (Envoy calls `on_done` then `on_log`; ngx_wasm_module `on_log`
+    /// then `on_done`): a request still held never went upstream.
+    fn on_log(&mut self) {
+        self.end_stream();
+    }
 }
 
 impl SluiceHttp {
+    /// A held request's stream ended: if it was still held (not yet released), it never
+    /// went upstream, so its units are given back. Runs once per held request.
+    fn end_stream(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let runtime = Rc::clone(&self.runtime);
+        let Some(holding) = &runtime.holding else {
+            return;
+        };
+        if !holding.abandon(self.context_id) {
+            return;
+        }
+        if let Ok(mut limiter) = runtime.limiter.try_borrow_mut() {
+            runtime
+                .policy
+                .give_back(&held, &mut limiter, &mut SharedData);
+        }
+    }
+
     /// Counts, logs and applies a decided request: `Continue` with the rate-limit headers
-    /// kept for the response, or the local denial sent (`Pause`).
-    fn apply(&mut self, runtime: &Runtime, handled: Handled<'_>) -> Action {
+    /// kept for the response, `Pause` while it is held by a delay rule (released from the
+    /// root context's tick), or the local denial sent (`Pause`). `now` is when it was
+    /// decided.
+    fn apply<'r>(&mut self, runtime: &'r Runtime, mut handled: Handled<'r>, now: u64) -> Action {
+        let delay = handled.verdict.as_ref().map_or(0, Verdict::delay);
+        let hold = delay > 0 && runtime.holding.as_ref().is_some_and(Holding::has_room);
+        if delay > 0 && !hold {
+            if let Some(holding) = &runtime.holding {
+                holding.counters.refused();
+            }
+            if let Ok(mut limiter) = runtime.limiter.try_borrow_mut() {
+                handled = runtime
+                    .policy
+                    .refuse_hold(handled, now, &mut limiter, &mut SharedData);
+            }
+        }
         if handled.evaluation.is_exempt() {
             runtime.metrics.record_exempt();
         }
@@ -345,6 +434,19 @@ impl SluiceHttp {
         }
         for notice in handled.notices() {
             log(LogLevel::Warn, &format!("sluice: {notice}"));
+        }
+        if hold && let Some(held) = HeldRequest::of(&mut handled, now) {
+            let queued = runtime
+                .holding
+                .as_ref()
+                .is_some_and(|holding| holding.hold(self.context_id, held.release_at(), now));
+            if queued {
+                self.held = Some(held);
+                if let Response::Pass { headers } = handled.response {
+                    self.response_headers = headers;
+                }
+                return Action::Pause;
+            }
         }
         match handled.response {
             Response::Pass { headers } => {
@@ -392,7 +494,7 @@ impl SluiceHttp {
                 .start(request, now, &mut limiter, &mut SharedData)
         };
         let call = match started {
-            Started::Done(handled) => return self.apply(runtime, handled),
+            Started::Done(handled) => return self.apply(runtime, handled, now),
             Started::Call(call) => call,
         };
         let Some(global) = runtime.global.as_ref() else {
@@ -429,12 +531,12 @@ impl SluiceHttp {
             };
             leases.start(&runtime.policy, request, now, &mut limiter, &mut SharedData)
         };
-        self.step_leased(runtime, step)
+        self.step_leased(runtime, step, now)
     }
 
-    fn step_leased(&mut self, runtime: &Runtime, step: Step<'_>) -> Action {
+    fn step_leased(&mut self, runtime: &Runtime, step: Step<'_>, now: u64) -> Action {
         let waiting = match step {
-            Step::Done(handled) => return self.apply(runtime, handled),
+            Step::Done(handled) => return self.apply(runtime, handled, now),
             Step::Call(waiting) => waiting,
         };
         let Some(global) = runtime.global.as_ref() else {
@@ -490,7 +592,7 @@ impl SluiceHttp {
         if let (Some(failure), Some(global)) = (&failure, runtime.global.as_ref()) {
             global.record_failure(failure, now, global_rules);
         }
-        self.step_leased(runtime, step)
+        self.step_leased(runtime, step, now)
     }
 
     /// Decides a request from the service's answer (or its failure) and applies it.
@@ -516,7 +618,7 @@ impl SluiceHttp {
         if let (Some(failure), Some(global)) = (&finished.failure, runtime.global.as_ref()) {
             global.record_failure(failure, now, global_rules);
         }
-        self.apply(runtime, finished.handled)
+        self.apply(runtime, finished.handled, now)
     }
 }
 
