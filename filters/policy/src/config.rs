@@ -488,6 +488,7 @@ fn rule_body(
                 mode,
                 scope,
                 leased: lease.is_some(),
+                at_the_edge: deployment == Deployment::Edge,
             };
             let max_delay = shaping::parse_delay(v, "delay", &context)?;
             for named in &mut limits {

@@ -192,6 +192,8 @@ pub enum Problem {
     DelayWithGlobalScope,
     /// `delay` on a rule with a `lease`.
     DelayWithLease,
+    /// `delay` in the edge worker's configuration.
+    DelayAtTheEdge,
     /// `delay.max` outside 1ms to 60s.
     DelayOutOfRange {
         /// The text found.
@@ -478,6 +480,10 @@ impl fmt::Display for Problem {
             Problem::DelayWithLease => f.write_str(
                 "a leased rule spends from a slice taken in advance, so there is no slot to wait \
                  for; remove delay or lease",
+            ),
+            Problem::DelayAtTheEdge => f.write_str(
+                "the edge worker does not hold requests: it would pass them at once, beyond the \
+                 rule's burst; remove delay from the worker's configuration (proxies hold)",
             ),
             Problem::DelayOutOfRange { text } => write!(
                 f,

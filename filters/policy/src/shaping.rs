@@ -77,6 +77,8 @@ pub(crate) struct DelayContext {
     pub(crate) mode: Mode,
     pub(crate) scope: Scope,
     pub(crate) leased: bool,
+    /// Compiled for the edge worker, which does not hold requests.
+    pub(crate) at_the_edge: bool,
 }
 
 /// A rule's `delay` section: its `max`, checked against the rest of the rule.
@@ -101,6 +103,9 @@ pub(crate) fn parse_delay(
     }
     if rule.leased {
         return Err(ConfigError::new(path, Problem::DelayWithLease));
+    }
+    if rule.at_the_edge {
+        return Err(ConfigError::new(path, Problem::DelayAtTheEdge));
     }
     let fields = Fields::open(value, path, DELAY_FIELDS)?;
     let max_path = fields.path("max");

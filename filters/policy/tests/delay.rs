@@ -110,6 +110,20 @@ fn delay_is_refused_with_global_scope() {
 }
 
 #[test]
+fn the_edge_worker_refuses_delay_rules() {
+    let config = json!({"rules": [rule(json!({}))]});
+    let error = Policy::from_json_edge(config.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "rule \"spaced\" (rules[0]): delay: the edge worker does not hold requests: it would \
+         pass them at once, beyond the rule's burst; remove delay from the worker's \
+         configuration (proxies hold)"
+    );
+}
+
+#[test]
 fn delay_is_refused_with_a_lease_at_the_edge() {
     let config = json!({"rules": [rule(json!({"lease": {"size": 2}}))]});
     let error = Policy::from_json_edge(config.to_string().as_bytes())
