@@ -1,7 +1,13 @@
 //! Context lifecycle: `proxy_set_effective_context` and `proxy_done`.
+//!
+//! Envoy switches the effective context to any context that exists and
+//! refuses an unknown id (`BadArgument`); ngx_wasm_module answers OK to any id
+//! and switches nothing (`ngx_proxy_wasm_hfuncs_set_effective_context` is a
+//! no-op), so a root context cannot act on a stream there.
 
 use wasmtime::{Caller, Linker};
 
+use crate::options::HostFlavor;
 use crate::state::HostState;
 use crate::types::Status;
 
@@ -11,6 +17,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "proxy_set_effective_context",
         |mut caller: Caller<'_, HostState>, context_id: u32| -> wasmtime::Result<u32> {
             let state = caller.data_mut();
+            if state.env.flavor == HostFlavor::NgxWasmModule {
+                return Ok(Status::Ok.code());
+            }
             let known =
                 context_id == state.root_context_id || state.streams.contains_key(&context_id);
             if !known {
