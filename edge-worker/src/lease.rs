@@ -492,6 +492,7 @@ impl Leases {
                     remaining: 0,
                     reset_after: 0,
                     retry_after: 0,
+                    delay: 0,
                 },
                 decided_at: now,
                 renewing: false,
@@ -579,6 +580,7 @@ fn local_decision(slice: &Slice, now: Nanos) -> Decision {
             .reset_after
             .saturating_sub(now.saturating_sub(slice.decided_at)),
         retry_after: 0,
+        delay: 0,
     }
 }
 

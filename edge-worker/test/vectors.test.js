@@ -6,12 +6,20 @@
 // Then again through the leased path: every rule whose algorithm supports leases gets
 // `lease: {size: 1}` (a lease of 1 holds nothing between requests, so it is exact), and every
 // request is decided through lease calls, grants and returns instead of decides and refunds.
+// Vectors that hold requests (delay rules) are left out: the worker does not hold requests.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { startWorker } from "./support/runtime.js";
 import { startOrigin } from "./support/origin.js";
-import { compare, compareUpstream, loadVector, stepRequest, vectorFiles } from "./support/vectors.js";
+import {
+  compare,
+  compareUpstream,
+  holdsRequests,
+  loadVector,
+  stepRequest,
+  vectorFiles,
+} from "./support/vectors.js";
 
 /** The vector's configuration with a lease of 1 on every rule that can have one. */
 function withLeases(config) {
@@ -34,6 +42,7 @@ for (const [label, leased] of [
     const origin = await startOrigin();
     const failures = [];
     let leasesTaken = 0;
+    let held = 0;
     try {
       for (const file of files) {
         const name = path.basename(file);
@@ -42,6 +51,10 @@ for (const [label, leased] of [
           vector = loadVector(file);
         } catch (error) {
           failures.push(`${name}: ${error.message}`);
+          continue;
+        }
+        if (holdsRequests(vector)) {
+          held += 1;
           continue;
         }
         const config = leased ? withLeases(vector.config) : vector.config;
@@ -60,7 +73,9 @@ for (const [label, leased] of [
     assert.deepEqual(failures, [], `${failures.length} of ${files.length} vectors failed:\n${failures.join("\n")}`);
     if (leased) assert.ok(leasesTaken > 100, `only ${leasesTaken} slices were granted: the leased path was not taken`);
     else assert.equal(leasesTaken, 0);
-    console.log(`vectors: ${files.length} files agree in workerd${label}${leased ? ` (${leasesTaken} slices granted)` : ""}`);
+    console.log(
+      `vectors: ${files.length - held} files agree in workerd${label}${leased ? ` (${leasesTaken} slices granted)` : ""}; ${held} that hold requests left out`,
+    );
   });
 }
 

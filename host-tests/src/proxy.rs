@@ -275,6 +275,23 @@ impl Proxy {
             .map_err(|_| HostError::WorkerStopped { worker })
     }
 
+    /// Waits until every worker has handled what it was sent before (a move
+    /// of the fake clock included) and fired the ticks that made due, and
+    /// has driven the streams those ticks resumed. Unlike [`Proxy::tick`], it
+    /// calls no tick that is not due.
+    pub fn settle(&self) -> Result<(), HostError> {
+        for worker in 0..self.workers.len() {
+            let (done, receiver) = mpsc::channel();
+            self.commands(worker)?
+                .send(Command::Settle { done })
+                .map_err(|_| HostError::WorkerStopped { worker })?;
+            receiver
+                .recv()
+                .map_err(|_| HostError::WorkerStopped { worker })?;
+        }
+        Ok(())
+    }
+
     /// Ticks every worker; answers how many ticked.
     pub fn tick_all(&self) -> Result<usize, HostError> {
         let mut ticked = 0;

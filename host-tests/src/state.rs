@@ -208,6 +208,10 @@ pub(crate) struct HostState {
     pub last_metric_id: u32,
     pub tick_period: Option<Duration>,
     pub tick_period_changed: bool,
+    /// ngx_wasm_module flavour: the root context has set its tick period.
+    pub tick_period_set_once: bool,
+    /// When the filter last set the period (the timer is armed from then).
+    pub tick_period_set_at_ns: u64,
     pub deferred: Vec<DeferredAction>,
     /// With host-call counting, the counts of the call in progress.
     pub host_calls: Option<Counter>,
@@ -233,6 +237,8 @@ impl HostState {
             last_metric_id: 0,
             tick_period: None,
             tick_period_changed: false,
+            tick_period_set_once: false,
+            tick_period_set_at_ns: 0,
             deferred: Vec::new(),
             host_calls: None,
             calls: VmCalls::default(),

@@ -87,6 +87,8 @@ pub struct Expect {
     pub upstream_headers: Vec<(String, String)>,
     /// Header names the request to the upstream must not carry (only on passed steps).
     pub upstream_absent: Vec<String>,
+    /// How long the request was held before it went upstream, in milliseconds (0: at once).
+    pub held_ms: u64,
 }
 
 impl Expect {
@@ -152,6 +154,31 @@ pub fn compare_upstream(headers: &[(String, String)], expect: &Expect) -> Vec<St
         ));
     }
     differences
+}
+
+/// Whether a vector needs requests to be held (a rule with a `delay`, or a step expecting
+/// `held_ms`): such rules are local only, so the global path and lease runner leave these
+/// vectors out.
+pub fn holds_requests(vector: &Vector) -> bool {
+    vector.steps.iter().any(|step| step.expect.held_ms > 0)
+        || sluice_policy::Policy::from_json(&vector.config).is_ok_and(|p| p.holds_requests())
+}
+
+/// How a measured hold differs from `expect.held_ms`, if it does: `held_ns` must be at least
+/// the expected hold and at most `tolerance_ns` longer (0 for runners that compute the hold
+/// rather than wait it out).
+pub fn held_difference(held_ns: u64, expect: &Expect, tolerance_ns: u64) -> Option<String> {
+    let expected = expect.held_ms.saturating_mul(1_000_000);
+    if held_ns >= expected && held_ns - expected <= tolerance_ns {
+        return None;
+    }
+    Some(format!(
+        "held: expected {} ms (tolerance +{} ms), got {}.{:06} ms",
+        expect.held_ms,
+        tolerance_ns as f64 / 1e6,
+        held_ns / 1_000_000,
+        held_ns % 1_000_000
+    ))
 }
 
 /// Every way `response` differs from `expect`; empty if it matches.
@@ -380,6 +407,7 @@ fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
             "body",
             "upstream_headers",
             "upstream_absent",
+            "held_ms",
         ],
     )?;
     let status = map
@@ -409,6 +437,17 @@ fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
                 .to_owned(),
         ),
     };
+    let held_ms = match map.get("held_ms") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| format!("{at}.held_ms: expected a whole number of milliseconds"))?,
+    };
+    if held_ms > 0 && status != 200 {
+        return Err(format!(
+            "{at}.held_ms: only a request passed upstream (status 200) is held"
+        ));
+    }
     Ok(Expect {
         status,
         headers,
@@ -416,6 +455,7 @@ fn parse_expect(value: &Value, at: &str) -> Result<Expect, String> {
         body,
         upstream_headers,
         upstream_absent,
+        held_ms,
     })
 }
 

@@ -210,6 +210,7 @@ impl WireOutcome {
             remaining: self.remaining,
             reset_after: self.reset_after,
             retry_after: self.retry_after,
+            delay: 0,
         }
     }
 }

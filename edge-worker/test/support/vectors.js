@@ -96,7 +96,12 @@ function parseStep(value, at) {
     "body",
     "upstream_headers",
     "upstream_absent",
+    "held_ms",
   ]);
+  const heldMs = e.held_ms === undefined ? 0 : wholeNumber(e.held_ms, `${at}.expect.held_ms`);
+  if (heldMs > 0 && e.status !== 200) {
+    throw new Error(`${at}.expect.held_ms: only a request passed upstream (status 200) is held`);
+  }
   if (!Number.isInteger(e.status) || e.status < 100 || e.status > 65535) {
     throw new Error(`${at}.expect.status: expected a status code`);
   }
@@ -117,7 +122,15 @@ function parseStep(value, at) {
     repeat,
     storeFails: map.store_fails ?? false,
     request,
-    expect: { status: e.status, headers, absent, body: e.body, upstreamHeaders, upstreamAbsent },
+    expect: {
+      status: e.status,
+      headers,
+      absent,
+      body: e.body,
+      upstreamHeaders,
+      upstreamAbsent,
+      heldMs,
+    },
   };
 }
 
@@ -175,6 +188,18 @@ export function compareUpstream(received, expect) {
     differences.push(`(all upstream request headers: ${all})`);
   }
   return differences;
+}
+
+/**
+ * Whether a vector holds requests (a rule with a `delay`, or a step expecting `held_ms`), as
+ * `sluice_vectors::holds_requests` decides: the edge worker does not hold requests (its
+ * configuration refuses `delay`), so these vectors are left out of its runs.
+ */
+export function holdsRequests(vector) {
+  return (
+    (vector.config.rules ?? []).some((rule) => rule.delay !== undefined) ||
+    vector.steps.some((step) => step.expect.heldMs > 0)
+  );
 }
 
 /**

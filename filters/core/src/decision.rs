@@ -16,4 +16,8 @@ pub struct Decision {
     pub reset_after: Nanos,
     /// When denied: time until a request of the same cost would be allowed. 0 when allowed.
     pub retry_after: Nanos,
+    /// When allowed: how long the request must be held before it goes on (a GCRA rule with a
+    /// delay allowance, see [`crate::Limit::with_max_delay`]). 0 when it goes on at once and
+    /// when denied.
+    pub delay: Nanos,
 }

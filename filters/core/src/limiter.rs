@@ -122,6 +122,26 @@ pub struct Verdict {
     pub outcomes: Vec<RuleOutcome>,
 }
 
+impl Verdict {
+    /// How long the request must be held before it goes on: the longest
+    /// [`Decision::delay`] of its allowing rules (all of them are committed now, so it may
+    /// go when the last one's slot comes). 0 when denied or when no rule holds it.
+    ///
+    /// A held request that is given up before it goes on (its client left, or there is no
+    /// room to hold it) is undone with [`Limiter::refund`] like any other commit.
+    pub fn delay(&self) -> Nanos {
+        if !self.allowed {
+            return 0;
+        }
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == Status::Allowed)
+            .map(|o| o.decision.delay)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// Checks requests against their rules over a [`SlotStore`]. Holds buffers reused from one
 /// request to the next, so checking takes `&mut self`; one limiter per VM (or thread).
 ///

@@ -23,6 +23,7 @@ use crate::matching::Match;
 use crate::overrides::{OVERRIDE_FIELDS, Overrides};
 use crate::policy::{Policy, Rule};
 use crate::response::ResponseConfig;
+use crate::shaping::{self, DelayContext, Shaping};
 use crate::tier::{LimitKind, NamedLimit, TIER_LIMIT_FIELDS, TierContext, Tiers};
 
 /// `store.max_keys` (and a rule's `max_keys`) when not given.
@@ -51,6 +52,7 @@ const TOP_FIELDS: &[&str] = &[
     "store",
     "global",
     "jwt",
+    "shaping",
     "rules",
 ];
 const STORE_FIELDS: &[&str] = &["max_keys", "cas_retries"];
@@ -70,6 +72,7 @@ const RULE_FIELDS: &[&str] = &[
     "tier",
     "overrides",
     "warn_at",
+    "delay",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -134,6 +137,10 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         .get("jwt")
         .map(|v| JwtSource::parse(v, "jwt"))
         .transpose()?;
+    let shaping = match top.get("shaping") {
+        Some(v) => Shaping::parse(v, "shaping")?,
+        None => Shaping::default(),
+    };
 
     let rule_values = match top.get("rules") {
         Some(v) => json::list(v, "rules")?,
@@ -182,6 +189,7 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         jwt,
         warns,
         marks,
+        shaping,
     })
 }
 
@@ -483,6 +491,24 @@ fn rule_body(
         }
         Some(v) => Some(global::parse_lease(v, &limit)?),
         None => None,
+    };
+    // Every limit the rule can apply holds rather than denies; `Rule::limit` is the primary's.
+    let limit = match fields.get("delay") {
+        Some(v) => {
+            let context = DelayContext {
+                algorithm,
+                mode,
+                scope,
+                leased: lease.is_some(),
+                at_the_edge: deployment == Deployment::Edge,
+            };
+            let max_delay = shaping::parse_delay(v, "delay", &context)?;
+            for named in &mut limits {
+                named.limit = named.limit.with_max_delay(max_delay);
+            }
+            limit.with_max_delay(max_delay)
+        }
+        None => limit,
     };
     Ok(Rule {
         name: String::from(name),

@@ -181,6 +181,24 @@ pub enum Problem {
         /// The rule's algorithm.
         algorithm: &'static str,
     },
+    /// `delay` on a rule whose algorithm is not GCRA.
+    DelayNeedsGcra {
+        /// The rule's algorithm.
+        algorithm: &'static str,
+    },
+    /// `delay` on a rule that does not enforce (`shadow` or `soft`).
+    DelayNeedsEnforce,
+    /// `delay` on a rule with `"scope": "global"`.
+    DelayWithGlobalScope,
+    /// `delay` on a rule with a `lease`.
+    DelayWithLease,
+    /// `delay` in the edge worker's configuration.
+    DelayAtTheEdge,
+    /// `delay.max` outside 1ms to 60s.
+    DelayOutOfRange {
+        /// The text found.
+        text: String,
+    },
     /// A sliding log above its size limit.
     SlidingLogTooLarge {
         /// Requests per period found.
@@ -461,6 +479,34 @@ impl fmt::Display for Problem {
                 f,
                 "only the gcra algorithm has a burst ({algorithm} always allows up to \
                  limit.requests at once); remove burst or set \"algorithm\": \"gcra\""
+            ),
+            Problem::DelayNeedsGcra { algorithm } => write!(
+                f,
+                "only gcra can hold a request until its slot comes back: {algorithm} cannot tell \
+                 when a unit is free again without over-admitting; set \"algorithm\": \"gcra\" \
+                 or remove delay"
+            ),
+            Problem::DelayNeedsEnforce => f.write_str(
+                "a shadow or soft rule never denies, so it has nothing to hold instead; remove \
+                 delay or use \"mode\": \"enforce\"",
+            ),
+            Problem::DelayWithGlobalScope => f.write_str(
+                "a global rule is decided by the rate-limit service, which cannot hold a \
+                 request; remove delay or drop \"scope\": \"global\" (a local rule can hold)",
+            ),
+            Problem::DelayWithLease => f.write_str(
+                "a leased rule spends from a slice taken in advance, so there is no slot to wait \
+                 for; remove delay or lease",
+            ),
+            Problem::DelayAtTheEdge => f.write_str(
+                "the edge worker does not hold requests: it would pass them at once, beyond the \
+                 rule's burst; remove delay from the worker's configuration (proxies hold)",
+            ),
+            Problem::DelayOutOfRange { text } => write!(
+                f,
+                "{text} is out of range; use 1ms up to 60s (a request held longer is better told \
+                 to come back)",
+                text = Quoted(text)
             ),
             Problem::SlidingLogTooLarge { requests, max } => write!(
                 f,

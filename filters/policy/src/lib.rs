@@ -32,6 +32,7 @@ pub mod overrides;
 mod policy;
 pub mod request;
 pub mod response;
+pub mod shaping;
 #[cfg(test)]
 mod test_request;
 pub mod tier;
@@ -55,5 +56,6 @@ pub use overrides::Overrides;
 pub use policy::{AppliedRules, Evaluation, Handled, Policy, RequestBuffers, Rule};
 pub use request::{OwnedRequest, Request};
 pub use response::{HeaderStyle, Response, ResponseConfig};
+pub use shaping::{HeldRequest, Shaping};
 pub use tier::{LimitKind, NamedLimit, TierSource, Tiers};
 pub use warning::Warning;

@@ -20,6 +20,7 @@ use crate::notice::Notice;
 use crate::overrides::Overrides;
 use crate::request::Request;
 use crate::response::{Response, ResponseConfig, WarnAt};
+use crate::shaping::Shaping;
 use crate::tier::{LimitKind, NamedLimit, Selected, Tiers};
 use crate::uri;
 use crate::warning::{self, Reason};
@@ -61,6 +62,7 @@ pub struct Policy {
     pub(crate) warns: bool,
     /// Whether any rule can mark a request.
     pub(crate) marks: bool,
+    pub(crate) shaping: Shaping,
 }
 
 /// One compiled rule.
@@ -172,6 +174,11 @@ impl Rule {
     /// Its per-key overrides.
     pub fn overrides(&self) -> Option<&Overrides> {
         self.overrides.as_ref()
+    }
+
+    /// Its `delay.max`: the longest it holds a request rather than deny it (0: never).
+    pub fn max_delay(&self) -> Nanos {
+        self.limit.max_delay
     }
 
     /// The check of the rule's limit named `name` (one of [`Rule::limits`], as a check of
@@ -569,6 +576,17 @@ impl Policy {
         }
         buffers.attributes = input.into_buffers();
         Evaluation::Rules(applied)
+    }
+
+    /// The `shaping` section: how many requests a VM may hold for delay rules.
+    pub fn shaping(&self) -> Shaping {
+        self.shaping
+    }
+
+    /// Whether any rule holds requests (has a `delay`), so a proxy needs a timer to release
+    /// them.
+    pub fn holds_requests(&self) -> bool {
+        self.rules.iter().any(|rule| rule.max_delay() > 0)
     }
 
     /// The response for `checks` (from [`Policy::evaluate`]) given the limiter's `verdict`

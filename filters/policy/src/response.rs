@@ -558,6 +558,7 @@ mod tests {
                 remaining,
                 reset_after: reset,
                 retry_after: retry,
+                delay: 0,
             },
             cas_retries: 0,
             store_error: None,

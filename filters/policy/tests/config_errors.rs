@@ -99,7 +99,7 @@ fn a_configuration_must_be_an_object() {
 fn unknown_top_level_fields_are_rejected() {
     assert_eq!(
         error(json!({"rules": [rule()], "rule": []})).to_string(),
-        "rule: unknown field \"rule\"; the fields here are namespace, client_ip, exempt, response, store, global, jwt or rules"
+        "rule: unknown field \"rule\"; the fields here are namespace, client_ip, exempt, response, store, global, jwt, shaping or rules"
     );
 }
 
@@ -201,7 +201,7 @@ fn unknown_rule_fields_are_rejected_with_the_rule_named() {
     assert_eq!(
         rule_error(rule_with("algoritm", json!("gcra"))),
         "rule \"per-client\" (rules[0]): algoritm: unknown field \"algoritm\"; the fields here are \
-         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier, overrides or warn_at"
+         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier, overrides, warn_at or delay"
     );
 }
 

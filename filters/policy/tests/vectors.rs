@@ -93,11 +93,12 @@ fn run(
             if step.store_fails {
                 store.set_outage(Some(StoreError::Unavailable));
             }
+            let mut held = 0;
             let response = match service.as_mut() {
                 None => {
-                    policy
-                        .handle(&step.request, now, &mut limiter, &mut store)
-                        .response
+                    let handled = policy.handle(&step.request, now, &mut limiter, &mut store);
+                    held = handled.verdict.as_ref().map_or(0, |v| v.delay());
+                    handled.response
                 }
                 Some(service) => match policy.start(&step.request, now, &mut limiter, &mut store) {
                     Started::Done(handled) => handled.response,
@@ -122,6 +123,8 @@ fn run(
                 let upstream = upstream_headers(&policy, &step.request, &response);
                 differences.extend(compare_upstream(&upstream, &step.expect));
             }
+            // Computed, not waited out: exact.
+            differences.extend(sluice_vectors::held_difference(held, &step.expect, 0));
             if !differences.is_empty() {
                 let mut message = format!("steps[{index}] (at_ms {}", step.at_ms);
                 if step.repeat > 1 {

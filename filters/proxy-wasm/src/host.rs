@@ -65,6 +65,7 @@ unsafe extern "C" {
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -276,6 +277,22 @@ pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
 pub fn continue_request() -> bool {
     // SAFETY: a plain value.
     unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) == OK }
+}
+
+/// Makes `context_id` the context the next stream calls act on (until the current callback
+/// returns); false if the host refused (e.g. a stream that no longer exists).
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: a plain value.
+    unsafe { proxy_set_effective_context(context_id) == OK }
+}
+
+/// Whether the host checks the context id given to `proxy_set_effective_context` (Envoy
+/// refuses an unknown one): a host that answers OK to an id no context has ignores the call,
+/// so it cannot resume a stream from the root context.
+pub fn effective_context_is_checked() -> bool {
+    // No context ever has this id.
+    // SAFETY: a plain value.
+    unsafe { proxy_set_effective_context(u32::MAX) != OK }
 }
 
 /// Writes one log line; a host that refuses it is ignored (there is nowhere else to report).

@@ -1047,6 +1047,7 @@ fn outcome_placeholder() -> RuleOutcome {
             remaining: 0,
             reset_after: 0,
             retry_after: 0,
+            delay: 0,
         },
     )
 }

@@ -110,6 +110,7 @@ pub fn slice_decision(entry: &LeaseEntry, limit: u64, now: Nanos) -> Decision {
             .min(limit),
         reset_after: entry.reset_until.saturating_sub(now),
         retry_after: 0,
+        delay: 0,
     }
 }
 
@@ -122,6 +123,7 @@ pub fn cached_denial(entry: &LeaseEntry, limit: u64, now: Nanos) -> Decision {
         remaining: entry.denied_remaining,
         reset_after: entry.denied_reset_until.saturating_sub(now),
         retry_after: entry.retry_until.saturating_sub(now),
+        delay: 0,
     }
 }
 

@@ -15,6 +15,7 @@ mod allocations;
 mod footprint;
 mod global_call;
 mod header_map;
+mod holding;
 mod host;
 mod lease;
 mod lease_store;
@@ -31,11 +32,12 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
-use sluice_core::Limiter;
+use sluice_core::{Limiter, Verdict};
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
-use sluice_policy::{Handled, Policy, Request as _, RequestBuffers, Response};
+use sluice_policy::{Handled, HeldRequest, Policy, Request as _, RequestBuffers, Response};
 
 use crate::global_call::GlobalRuntime;
+use crate::holding::Holding;
 use crate::host::{LogLevel, SharedData, log};
 use crate::lease::{Leases, Stage, Step, Waiting};
 use crate::metrics::Metrics;
@@ -64,6 +66,10 @@ struct Runtime {
     /// What the policy builds a request's checks, verdict and headers in, reused from one
     /// request to the next (a passed request's headers come back once added).
     buffers: RefCell<RequestBuffers>,
+    /// The timer's period when no request is held.
+    tick_period: std::time::Duration,
+    /// Set when a rule has a `delay`: the requests this VM holds.
+    holding: Option<Holding>,
 }
 
 impl Runtime {
@@ -82,6 +88,9 @@ impl Runtime {
         }
         if let Some(leases) = &self.leases {
             leases.flush_metrics();
+        }
+        if let Some(holding) = &self.holding {
+            holding.counters.flush();
         }
     }
 }
@@ -127,15 +136,7 @@ impl RootContext for SluiceRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match configure(self.get_plugin_configuration().unwrap_or_default()) {
             Ok(runtime) => {
-                // One timer for both: the metrics' flush period, or the leases' shorter one
-                // when a rule has a lease (the metrics are then flushed that often).
-                let period = runtime
-                    .leases
-                    .as_ref()
-                    .and_then(Leases::tick_period_ms)
-                    .map_or(metrics::FLUSH_PERIOD, |ms| {
-                        std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
-                    });
+                let period = runtime.tick_period;
                 if let Some(previous) = self.runtime.replace(Rc::new(runtime)) {
                     previous.flush_metrics();
                 }
@@ -163,18 +164,23 @@ impl RootContext for SluiceRoot {
         // period too costs at most a few calls per tick.
         runtime.flush_metrics();
         lease_tick(self, &runtime);
+        if let (Some(holding), Some(now)) = (&runtime.holding, host::now_nanos()) {
+            holding.release_due(now);
+        }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let runtime = Rc::clone(self.runtime.as_ref()?);
         let make = || -> Box<dyn HttpContext> {
             Box::new(SluiceHttp {
                 runtime,
+                context_id,
                 response_headers: Vec::new(),
                 warning: None,
                 forged_warning: false,
                 pending: None,
                 leased: None,
+                held: None,
             })
         };
         #[cfg(feature = "count-allocations")]
@@ -241,6 +247,31 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
     };
     #[cfg(feature = "count-allocations")]
     allocations::define();
+    // One timer for all: the metrics' flush period, or the leases' shorter one when a rule
+    // has a lease (the metrics are then flushed that often); shorter still while requests
+    // are held (see `holding`).
+    let tick_period = leases
+        .as_ref()
+        .and_then(Leases::tick_period_ms)
+        .map_or(metrics::FLUSH_PERIOD, |ms| {
+            std::time::Duration::from_millis(u64::from(ms)).min(metrics::FLUSH_PERIOD)
+        });
+    let holding = policy.holds_requests().then(|| {
+        let holding = Holding::new(
+            policy.shaping().max_held(),
+            tick_period,
+            host::now_nanos().unwrap_or_default(),
+        );
+        if !holding.can_resume() {
+            log(
+                LogLevel::Warn,
+                "sluice: this proxy cannot resume a request from a timer \
+                 (proxy_set_effective_context has no effect), so delay rules deny instead of \
+                 holding",
+            );
+        }
+        holding
+    });
     log(
         LogLevel::Info,
         &format!(
@@ -262,11 +293,14 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         leases,
         local_response: RefCell::new(Vec::new()),
         buffers: RefCell::new(RequestBuffers::new()),
+        tick_period,
+        holding,
     })
 }
 
 struct SluiceHttp {
     runtime: Rc<Runtime>,
+    context_id: u32,
     /// Rate-limit headers for an allowed request, added to the upstream's response.
     response_headers: Vec<(&'static str, String)>,
     /// The warning header's value for a request a soft limit marked, added to the
@@ -279,9 +313,17 @@ struct SluiceHttp {
     pending: Option<GlobalCall>,
     /// The request waiting for the rate-limit service on the lease path.
     leased: Option<Waiting>,
+    /// Set while (and after) the request is held by a delay rule: what to give back if its
+    /// stream ends before it is released.
+    held: Option<HeldRequest>,
 }
 
 impl Context for SluiceHttp {
+    fn on_done(&mut self) -> bool {
+        self.end_stream();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         _token_id: u32,
@@ -313,6 +355,19 @@ impl Context for SluiceHttp {
                 LogLevel::Error,
                 "sluice: the proxy refused to resume the request after the rate-limit service answered",
             );
+        }
+    }
+}
+
+impl Drop for SluiceHttp {
+    /// A context deleted without `on_done` or `on_log` still gives back a held request, and
+    /// a stream that ends before its response (a reset, a local reply upstream) still gives
+    /// its headers' buffers back.
+    fn drop(&mut self) {
+        self.end_stream();
+        if self.response_headers.capacity() > 0 {
+            self.runtime
+                .reclaim_headers(std::mem::take(&mut self.response_headers));
         }
     }
 }
@@ -352,7 +407,7 @@ impl HttpContext for SluiceHttp {
                 .policy
                 .handle_into(&request, now, &mut limiter, &mut SharedData, &mut buffers)
         };
-        self.apply(&runtime, handled)
+        self.apply(&runtime, handled, now)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -369,23 +424,52 @@ impl HttpContext for SluiceHttp {
         allocations::flush();
         Action::Continue
     }
-}
 
-impl Drop for SluiceHttp {
-    /// A stream that ends before its response (a reset, a local reply upstream) still gives
-    /// its headers' buffers back.
-    fn drop(&mut self) {
-        if self.response_headers.capacity() > 0 {
-            self.runtime
-                .reclaim_headers(std::mem::take(&mut self.response_headers));
-        }
+    /// The stream has ended (Envoy calls `on_done` then `on_log`; ngx_wasm_module `on_log`
+    /// then `on_done`): a request still held never went upstream.
+    fn on_log(&mut self) {
+        self.end_stream();
     }
 }
 
 impl SluiceHttp {
+    /// A held request's stream ended: if it was still held (not yet released), it never
+    /// went upstream, so its units are given back. Runs once per held request.
+    fn end_stream(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let runtime = Rc::clone(&self.runtime);
+        let Some(holding) = &runtime.holding else {
+            return;
+        };
+        if !holding.abandon(self.context_id) {
+            return;
+        }
+        if let Ok(mut limiter) = runtime.limiter.try_borrow_mut() {
+            runtime
+                .policy
+                .give_back(&held, &mut limiter, &mut SharedData);
+        }
+    }
+
     /// Counts, logs and applies a decided request: `Continue` with the rate-limit headers
-    /// kept for the response, or the local denial sent (`Pause`).
-    fn apply(&mut self, runtime: &Runtime, mut handled: Handled<'_>) -> Action {
+    /// kept for the response, `Pause` while it is held by a delay rule (released from the
+    /// root context's tick), or the local denial sent (`Pause`). `now` is when it was
+    /// decided.
+    fn apply<'r>(&mut self, runtime: &'r Runtime, mut handled: Handled<'r>, now: u64) -> Action {
+        let delay = handled.verdict.as_ref().map_or(0, Verdict::delay);
+        let hold = delay > 0 && runtime.holding.as_ref().is_some_and(Holding::has_room);
+        if delay > 0 && !hold {
+            if let Some(holding) = &runtime.holding {
+                holding.counters.refused();
+            }
+            if let Ok(mut limiter) = runtime.limiter.try_borrow_mut() {
+                handled = runtime
+                    .policy
+                    .refuse_hold(handled, now, &mut limiter, &mut SharedData);
+            }
+        }
         if handled.evaluation.is_exempt() {
             runtime.metrics.record_exempt();
         }
@@ -400,6 +484,20 @@ impl SluiceHttp {
                 runtime.metrics.record_marked(rule);
             }
         }
+        // A held request keeps its commits' keys (to give them back if it never goes
+        // upstream); the rest of the request's buffers come back now either way.
+        let held = if hold {
+            HeldRequest::of(&mut handled, now).filter(|held| {
+                runtime
+                    .holding
+                    .as_ref()
+                    .is_some_and(|holding| holding.hold(self.context_id, held.release_at(), now))
+            })
+        } else {
+            None
+        };
+        let queued = held.is_some();
+        self.held = held;
         let response = std::mem::replace(&mut handled.response, Response::pass());
         if let Ok(mut buffers) = runtime.buffers.try_borrow_mut() {
             buffers.reclaim(handled);
@@ -418,6 +516,9 @@ impl SluiceHttp {
                         host::remove_request_header(runtime.policy.response().warning_header());
                     }
                     None => {}
+                }
+                if queued {
+                    return Action::Pause;
                 }
                 Action::Continue
             }
@@ -463,7 +564,7 @@ impl SluiceHttp {
                 .start(request, now, &mut limiter, &mut SharedData)
         };
         let call = match started {
-            Started::Done(handled) => return self.apply(runtime, handled),
+            Started::Done(handled) => return self.apply(runtime, handled, now),
             Started::Call(call) => call,
         };
         let Some(global) = runtime.global.as_ref() else {
@@ -500,12 +601,12 @@ impl SluiceHttp {
             };
             leases.start(&runtime.policy, request, now, &mut limiter, &mut SharedData)
         };
-        self.step_leased(runtime, step)
+        self.step_leased(runtime, step, now)
     }
 
-    fn step_leased(&mut self, runtime: &Runtime, step: Step<'_>) -> Action {
+    fn step_leased(&mut self, runtime: &Runtime, step: Step<'_>, now: u64) -> Action {
         let waiting = match step {
-            Step::Done(handled) => return self.apply(runtime, handled),
+            Step::Done(handled) => return self.apply(runtime, handled, now),
             Step::Call(waiting) => waiting,
         };
         let Some(global) = runtime.global.as_ref() else {
@@ -561,7 +662,7 @@ impl SluiceHttp {
         if let (Some(failure), Some(global)) = (&failure, runtime.global.as_ref()) {
             global.record_failure(failure, now, global_rules);
         }
-        self.step_leased(runtime, step)
+        self.step_leased(runtime, step, now)
     }
 
     /// Decides a request from the service's answer (or its failure) and applies it.
@@ -587,7 +688,7 @@ impl SluiceHttp {
         if let (Some(failure), Some(global)) = (&finished.failure, runtime.global.as_ref()) {
             global.record_failure(failure, now, global_rules);
         }
-        self.apply(runtime, finished.handled)
+        self.apply(runtime, finished.handled, now)
     }
 }
 

@@ -258,3 +258,45 @@ impl LeaseCounters {
         }
     }
 }
+
+/// The counters of requests held by delay rules (defined only when a rule has a `delay`),
+/// counted and flushed like [`Metrics`].
+#[derive(Debug, Default)]
+pub struct HoldCounters {
+    held: Counter,
+    refused: Counter,
+    abandoned: Counter,
+}
+
+impl HoldCounters {
+    /// Defines `sluice.held`, `sluice.held_refused` and `sluice.held_abandoned`.
+    pub fn define() -> HoldCounters {
+        HoldCounters {
+            held: Counter::define("sluice.held"),
+            refused: Counter::define("sluice.held_refused"),
+            abandoned: Counter::define("sluice.held_abandoned"),
+        }
+    }
+
+    /// A request held until its slot.
+    pub fn held(&self) {
+        self.held.add(1);
+    }
+
+    /// A request denied because the VM held `shaping.max_held` requests already.
+    pub fn refused(&self) {
+        self.refused.add(1);
+    }
+
+    /// A held request whose stream ended before it was released (its units given back).
+    pub fn abandoned(&self) {
+        self.abandoned.add(1);
+    }
+
+    /// Adds what this VM counted since the last flush to the proxy's counters.
+    pub fn flush(&self) {
+        self.held.flush();
+        self.refused.flush();
+        self.abandoned.flush();
+    }
+}

@@ -49,6 +49,11 @@ pub(crate) enum Command {
     },
     /// The fake clock moved: fire the ticks that are due.
     ClockMoved,
+    /// Answers once every command sent before it has been handled (and the
+    /// ticks they made due have fired).
+    Settle {
+        done: Sender<()>,
+    },
     /// Something happened on a call of this worker's VM.
     CallDone(CallEvent),
     Shutdown,
@@ -242,6 +247,13 @@ impl Worker {
             }
             Command::CallDone(CallEvent::Http(completion)) => self.call_done(completion),
             Command::CallDone(CallEvent::Grpc(delivery)) => self.grpc_event(delivery),
+            Command::Settle { done } => {
+                // The ticks the commands before made due fire first.
+                self.refresh_ticks();
+                self.fire_due_tick();
+                self.process_woken();
+                let _ = done.send(());
+            }
             Command::ClockMoved | Command::Shutdown => {}
         }
         self.process_woken();
@@ -277,9 +289,11 @@ impl Worker {
         }
         state.tick_period_changed = false;
         let period = state.tick_period;
+        // Armed when the filter set it (a fake clock may have moved since).
+        let armed_at = state.tick_period_set_at_ns.min(now);
         self.ticks = TickTimer {
             period,
-            due_ns: period.map(|period| now.saturating_add(duration_ns(period))),
+            due_ns: period.map(|period| armed_at.saturating_add(duration_ns(period))),
         };
     }
 

@@ -11,6 +11,7 @@ mod contention_exhaustion;
 mod contention_hot_key;
 mod crc32_names;
 mod damaged_shared_data;
+mod delay;
 mod deployable_configs;
 mod failure_modes;
 mod flood_limits;

@@ -16,7 +16,7 @@ use sluice_host::{FilterModule, FuelMetering, Proxy, ProxyOptions, RequestOutcom
 use crate::support::{Host, get, options, seed_key, send, status};
 
 /// The filter compiled with fuel metering, once.
-fn metered() -> FilterModule {
+pub(crate) fn metered() -> FilterModule {
     static MODULE: OnceLock<FilterModule> = OnceLock::new();
     MODULE
         .get_or_init(|| {
@@ -52,7 +52,7 @@ fn heavy(bytes: usize) -> sluice_host::HttpRequest {
 
 /// A budget between what a plain request needs and what the heavy one needs, measured on an
 /// unlimited proxy (fuel is deterministic).
-fn budget() -> (u64, usize) {
+pub(crate) fn budget() -> (u64, usize) {
     let proxy = start_metered(Host::Envoy, None);
     let fuel = |request| {
         send(&proxy, 0, request)

@@ -59,12 +59,44 @@ pub struct Limit {
     pub algorithm: Algorithm,
     /// How many units per period, and how many at once.
     pub quota: Quota,
+    /// The longest a request that does not fit may be held instead of denied (GCRA only; 0:
+    /// never held). See [`Limit::with_max_delay`].
+    pub max_delay: Nanos,
 }
 
 impl Limit {
-    /// A limit from its parts.
+    /// A limit from its parts, which never holds a request.
     pub fn new(algorithm: Algorithm, quota: Quota) -> Limit {
-        Limit { algorithm, quota }
+        Limit {
+            algorithm,
+            quota,
+            max_delay: 0,
+        }
+    }
+
+    /// The same limit holding, rather than denying, a request that can be admitted within
+    /// `max_delay`: its [`Decision::delay`] says for how long. Only GCRA knows when a unit
+    /// comes back, so the window algorithms ignore it (the configuration refuses the
+    /// combination). The table signature does not include it: changing a rule's delay keeps
+    /// its counts.
+    ///
+    /// ```
+    /// use sluice_core::{Algorithm, Limit, Quota, time::NANOS_PER_SEC};
+    ///
+    /// // 2 per second, burst 1, held up to a second.
+    /// let limit = Limit::new(Algorithm::Gcra, Quota::new(2, NANOS_PER_SEC, 1).unwrap())
+    ///     .with_max_delay(NANOS_PER_SEC);
+    /// let (first, state) = limit.decide(None, 0, 1);
+    /// assert_eq!(first.delay, 0);
+    /// let (second, state) = limit.decide(Some(&state), 0, 1);
+    /// assert!(second.allowed);
+    /// assert_eq!(second.delay, NANOS_PER_SEC / 2);
+    /// let (third, _) = limit.decide(Some(&state), 0, 1);
+    /// assert_eq!(third.delay, NANOS_PER_SEC);
+    /// ```
+    pub fn with_max_delay(mut self, max_delay: Nanos) -> Limit {
+        self.max_delay = max_delay;
+        self
     }
 
     /// The largest cost a single request can ever have admitted: `burst` for GCRA, `limit`
@@ -105,7 +137,7 @@ impl Limit {
                     Some(State::Gcra { tat }) => Some(*tat),
                     _ => None,
                 };
-                let (decision, tat) = gcra::decide(q, tat, now, cost);
+                let (decision, tat) = gcra::decide(q, tat, now, cost, self.max_delay);
                 (decision, State::Gcra { tat })
             }
             Algorithm::FixedWindow => {
@@ -290,6 +322,7 @@ fn denied(quota: &Quota, reset_after: Nanos, retry_after: Nanos) -> Decision {
         remaining: 0,
         reset_after,
         retry_after: retry_after.max(1),
+        delay: 0,
     }
 }
 
@@ -300,6 +333,7 @@ fn allowed(quota: &Quota, remaining: u64, reset_after: Nanos) -> Decision {
         remaining,
         reset_after,
         retry_after: 0,
+        delay: 0,
     }
 }
 

@@ -59,6 +59,7 @@ pub(super) fn failed(
                 remaining: 0,
                 reset_after: 0,
                 retry_after: 0,
+                delay: 0,
             }),
         ),
         FailureMode::Closed => {
@@ -73,6 +74,7 @@ pub(super) fn failed(
                 remaining: 0,
                 reset_after,
                 retry_after: FAILURE_RETRY_AFTER,
+                delay: 0,
             };
             (status, decision)
         }

@@ -312,6 +312,7 @@ pub(crate) fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
             remaining: 0,
             reset_after: 0,
             retry_after: 0,
+            delay: 0,
         },
         cas_retries: 0,
         store_error: None,
@@ -332,6 +333,7 @@ pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
                 remaining: 0,
                 reset_after: 0,
                 retry_after: 0,
+                delay: 0,
             },
         ),
         FailureMode::Closed => (
@@ -345,6 +347,7 @@ pub(crate) fn failed(check: &Check<'_>) -> RuleOutcome {
                 remaining: 0,
                 reset_after: FAILURE_RETRY_AFTER,
                 retry_after: FAILURE_RETRY_AFTER,
+                delay: 0,
             },
         ),
     };

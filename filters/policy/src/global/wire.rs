@@ -227,6 +227,7 @@ impl DecideOutcome {
                 remaining: self.remaining,
                 reset_after: self.reset_after_ns,
                 retry_after: self.retry_after_ns,
+                delay: 0,
             },
             cas_retries: 0,
             store_error: None,
