@@ -308,7 +308,7 @@ impl RuleSlot {
                 self.key_table = Some(index);
             }
             let placement = crate::table::place_after(known.placement, known.buckets, &check.key);
-            crate::table::push_decimal(&mut self.key, placement.bucket);
+            crate::table::push_decimal(&mut self.key, u64::from(placement.bucket));
             self.fingerprint = placement.fingerprint;
         }
     }

@@ -199,7 +199,7 @@ impl<'a> RuleTable<'a> {
     pub fn write_bucket_key(&self, bucket: u32, out: &mut String) {
         out.clear();
         self.write_key_prefix(out);
-        push_decimal(out, bucket);
+        push_decimal(out, u64::from(bucket));
     }
 
     /// Appends `sluice/<namespace>/<rule>/<tag>/`, the part of the store key shared by every
@@ -315,10 +315,10 @@ pub(crate) fn place_after(mut hasher: SipHasher13, buckets: u32, key: &[u8]) -> 
     }
 }
 
-/// Appends `n` in decimal. The bucket key is built on every request: this avoids
-/// `core::fmt`, which costs several times more than the digits.
-pub(crate) fn push_decimal(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
+/// Appends `n` in decimal. Bucket keys and rate-limit headers are built on every request:
+/// this avoids `core::fmt`, which costs several times more than the digits.
+pub fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
         start -= 1;

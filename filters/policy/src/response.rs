@@ -36,6 +36,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde_json::Value;
+use sluice_core::table::push_decimal;
 use sluice_core::time::{NANOS_PER_SEC, ceil_secs};
 use sluice_core::{Check, Limit, Mode, RuleOutcome, Status, Verdict};
 
@@ -350,25 +351,6 @@ fn push_policy_item(out: &mut String, name: &str, limit: &Limit) {
     if quota.period().is_multiple_of(NANOS_PER_SEC) {
         out.push_str(";w=");
         push_decimal(out, quota.period() / NANOS_PER_SEC);
-    }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(d) = digits.get_mut(start) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || start == 0 {
-            break;
-        }
-    }
-    for &d in digits.get(start..).unwrap_or_default() {
-        out.push(char::from(d));
     }
 }
 
