@@ -9,13 +9,12 @@
 use alloc::vec::Vec;
 use serde_json::Value;
 use sluice_core::time::{NANOS_PER_MILLI, NANOS_PER_SEC};
-use sluice_core::{
-    Algorithm, Check, Decision, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Status,
-};
+use sluice_core::{Algorithm, Check, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Status};
 
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
 use crate::global::Scope;
+use crate::global::exchange::unasked_outcome;
 use crate::json::{self, Fields};
 use crate::policy::{Evaluation, Handled, Policy};
 
@@ -229,22 +228,8 @@ impl Policy {
                 failure_mode: rule.failure_mode,
             });
         }
-        let outcomes: Vec<RuleOutcome> = checks
-            .iter()
-            .map(|check| RuleOutcome {
-                status: Status::Allowed,
-                decision: Decision {
-                    allowed: true,
-                    limit: check.limit.quota.limit(),
-                    remaining: 0,
-                    reset_after: 0,
-                    retry_after: 0,
-                    delay: 0,
-                },
-                cas_retries: 0,
-                store_error: None,
-            })
-            .collect();
+        // Each refunded check as allowed and committed: what `refund` takes back.
+        let outcomes: Vec<RuleOutcome> = checks.iter().map(unasked_outcome).collect();
         limiter.refund(&checks, &outcomes, held.committed_at, store);
     }
 

@@ -302,7 +302,8 @@ impl Policy {
     }
 }
 
-/// The place-holder outcome of a global rule that was not asked.
+/// The place-holder outcome of a global rule that was not asked (allowed, nothing known of
+/// its state); also what a held request's refund is given for each of its commits.
 pub(crate) fn unasked_outcome(check: &Check<'_>) -> RuleOutcome {
     RuleOutcome {
         status: Status::Allowed,

@@ -18,7 +18,7 @@
 
 mod assemble;
 mod config;
-mod exchange;
+pub(crate) mod exchange;
 pub mod hex;
 mod lease;
 mod lease_wire;
