@@ -264,27 +264,22 @@ impl RlsAnswer {
                     ..Default::default()
                 })
                 .collect(),
-            response_headers_to_add: self
-                .headers
-                .into_iter()
-                .map(|(key, value)| HeaderValue {
-                    key,
-                    value,
-                    ..Default::default()
-                })
-                .collect(),
-            request_headers_to_add: self
-                .request_headers
-                .into_iter()
-                .map(|(key, value)| HeaderValue {
-                    key,
-                    value,
-                    ..Default::default()
-                })
-                .collect(),
+            response_headers_to_add: header_values(self.headers),
+            request_headers_to_add: header_values(self.request_headers),
             ..Default::default()
         }
     }
+}
+
+fn header_values(headers: Vec<(String, String)>) -> Vec<HeaderValue> {
+    headers
+        .into_iter()
+        .map(|(key, value)| HeaderValue {
+            key,
+            value,
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn proto_duration(d: Duration) -> envoy_types::pb::google::protobuf::Duration {
