@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use prometheus_client::metrics::gauge::Gauge;
-use sluice_core::{Check, Limit, Limiter, Nanos, RuleOutcome, Status};
+use sluice_core::{Check, Limit, Limiter, Nanos, RuleOutcome, Status, Verdict};
 use sluice_policy::global::LeaseItems;
+use sluice_policy::warning;
 use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
@@ -340,6 +341,23 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
         self.metrics.request(api, label, started.elapsed());
     }
 
+    /// Counts the rules that marked a passed request (the response carries a warning).
+    fn count_marks(&self, domain: &Domain, checks: &[Check<'_>], verdict: &Verdict) {
+        let counters = self.counters.get(domain.name());
+        for (check, outcome) in checks.iter().zip(&verdict.outcomes) {
+            let Some((index, rule)) = domain.rule(check.rule) else {
+                continue;
+            };
+            let Some(reason) = warning::reason(check, outcome, rule.warn_at()) else {
+                continue;
+            };
+            match counters.and_then(|rules| rules.get(index)) {
+                Some(registered) => self.metrics.count_mark(registered, reason),
+                None => self.metrics.mark(domain.name(), check.rule, reason),
+            }
+        }
+    }
+
     fn checks_of<'d>(
         &'d self,
         domain_name: &str,
@@ -416,6 +434,9 @@ impl<S: DecisionStore, C: Clock> Decider<S, C> {
             }
         }
         let response = domain.policy().respond(checks, &verdict);
+        if response.warning().is_some() {
+            self.count_marks(domain, checks, &verdict);
+        }
         let headers = response.headers().to_vec();
         let warning = response
             .warning()

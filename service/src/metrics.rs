@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_core::Status;
+use sluice_policy::warning::Reason;
 
 /// Which protocol a request came in by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +43,13 @@ struct DecisionLabels {
     domain: String,
     rule: String,
     status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MarkLabels {
+    domain: String,
+    rule: String,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -136,6 +144,18 @@ fn status_label(status: Status) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct RuleCounters {
     by_status: [Counter; 5],
+    /// Requests the rule marked (a soft limit), by reason in the order of [`REASONS`].
+    marked: [Counter; 2],
+}
+
+/// Why a rule marks a request, in the order of [`RuleCounters`]'s marks.
+const REASONS: [Reason; 2] = [Reason::Exceeded, Reason::Low];
+
+fn reason_index(reason: Reason) -> usize {
+    match reason {
+        Reason::Exceeded => 0,
+        Reason::Low => 1,
+    }
 }
 
 /// Every metric the service keeps.
@@ -143,6 +163,7 @@ pub struct RuleCounters {
 pub struct Metrics {
     registry: Arc<Registry>,
     decisions: Family<DecisionLabels, Counter>,
+    marked: Family<MarkLabels, Counter>,
     leases: Family<LeaseLabels, Counter>,
     lease_units: Family<UnitLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
@@ -167,6 +188,12 @@ impl Metrics {
             "decisions",
             "Rule decisions, by domain, rule and outcome",
             decisions.clone(),
+        );
+        let marked = Family::<MarkLabels, Counter>::default();
+        registry.register(
+            "marked",
+            "Passed requests a soft limit marked with the warning header, by domain, rule and reason (exceeded: over a soft rule's limit; low: at or under warn_at.remaining)",
+            marked.clone(),
         );
         let leases = Family::<LeaseLabels, Counter>::default();
         registry.register(
@@ -212,6 +239,7 @@ impl Metrics {
         Metrics {
             registry: Arc::new(registry),
             decisions,
+            marked,
             leases,
             lease_units,
             requests,
@@ -235,7 +263,34 @@ impl Metrics {
                     })
                     .clone()
             }),
+            marked: REASONS.map(|reason| {
+                self.marked
+                    .get_or_create(&MarkLabels {
+                        domain: domain.to_owned(),
+                        rule: rule.to_owned(),
+                        reason: reason.name(),
+                    })
+                    .clone()
+            }),
         }
+    }
+
+    /// Counts a request `counters`' rule marked, for `reason`.
+    pub fn count_mark(&self, counters: &RuleCounters, reason: Reason) {
+        if let Some(counter) = counters.marked.get(reason_index(reason)) {
+            counter.inc();
+        }
+    }
+
+    /// Counts a mark, looking its counter up by name (allocates the labels).
+    pub fn mark(&self, domain: &str, rule: &str, reason: Reason) {
+        self.marked
+            .get_or_create(&MarkLabels {
+                domain: domain.to_owned(),
+                rule: rule.to_owned(),
+                reason: reason.name(),
+            })
+            .inc();
     }
 
     /// Counts one rule's outcome on its pre-registered counters.
