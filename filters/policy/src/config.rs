@@ -167,6 +167,9 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         }
         rules.push(rule);
     }
+    if deployment == Deployment::Edge {
+        delay_beside_leases(&rules)?;
+    }
     let has_global_rules = rules.iter().any(|rule| rule.scope == Scope::Global);
     let warns = rules.iter().any(|rule| rule.warn_at.is_some());
     let marks = rules.iter().any(Rule::marks_requests);
@@ -191,6 +194,25 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         marks,
         shaping,
     })
+}
+
+/// At the edge, a held request that is refused or whose client leaves gives back what its
+/// rules counted in their objects; units taken from leased slices are not given back that
+/// way, so a configuration does not mix delay rules with leased ones there.
+fn delay_beside_leases(rules: &[Rule]) -> Result<(), ConfigError> {
+    let Some(leased) = rules.iter().find(|rule| rule.lease.is_some()) else {
+        return Ok(());
+    };
+    match rules.iter().position(|rule| rule.max_delay() > 0) {
+        Some(index) => Err(ConfigError::new(
+            "delay",
+            Problem::DelayBesideLeasesAtTheEdge {
+                leased: leased.name.clone(),
+            },
+        )
+        .in_rule(index, rules.get(index).map(|rule| rule.name.as_str()))),
+        None => Ok(()),
+    }
 }
 
 /// The explicit `namespace`, validated like a rule name.
@@ -500,7 +522,6 @@ fn rule_body(
                 mode,
                 scope,
                 leased: lease.is_some(),
-                at_the_edge: deployment == Deployment::Edge,
             };
             let max_delay = shaping::parse_delay(v, "delay", &context)?;
             for named in &mut limits {

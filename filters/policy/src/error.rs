@@ -192,8 +192,11 @@ pub enum Problem {
     DelayWithGlobalScope,
     /// `delay` on a rule with a `lease`.
     DelayWithLease,
-    /// `delay` in the edge worker's configuration.
-    DelayAtTheEdge,
+    /// `delay` in an edge worker configuration that also has rules with a `lease`.
+    DelayBesideLeasesAtTheEdge {
+        /// A rule with a `lease`.
+        leased: String,
+    },
     /// `delay.max` outside 1ms to 60s.
     DelayOutOfRange {
         /// The text found.
@@ -498,9 +501,12 @@ impl fmt::Display for Problem {
                 "a leased rule spends from a slice taken in advance, so there is no slot to wait \
                  for; remove delay or lease",
             ),
-            Problem::DelayAtTheEdge => f.write_str(
-                "the edge worker does not hold requests: it would pass them at once, beyond the \
-                 rule's burst; remove delay from the worker's configuration (proxies hold)",
+            Problem::DelayBesideLeasesAtTheEdge { leased } => write!(
+                f,
+                "the edge worker cannot give back what a held request took from the slices of \
+                 leased rules (rule {leased} has a lease) if it is refused or its client leaves; \
+                 remove delay, or the lease of every rule",
+                leased = Quoted(leased)
             ),
             Problem::DelayOutOfRange { text } => write!(
                 f,
