@@ -19,31 +19,12 @@
 use sluice_core::{Check, FailureMode, Limit, Mode, Nanos, RuleOutcome, Status, Verdict};
 use std::time::Duration;
 
-use worker::{Context, Date, Delay};
+use worker::{Context, Delay};
 
 use crate::gateway::{self, ObjectError, Objects, Plan};
+use crate::isolate_clock::IsolateClock;
 use crate::lease::{self, LeaseTerms, Returning, SliceKey, Taken};
 use crate::{negative_cache, stats};
-
-/// Where the isolate's time comes from for work done after the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IsolateClock {
-    /// The runtime's clock.
-    Runtime,
-    /// A test clock standing at the request's test time.
-    Test(Nanos),
-}
-
-impl IsolateClock {
-    fn now(self) -> Nanos {
-        match self {
-            IsolateClock::Runtime => Date::now()
-                .as_millis()
-                .saturating_mul(sluice_core::time::NANOS_PER_MILLI),
-            IsolateClock::Test(now) => now,
-        }
-    }
-}
 
 /// What deciding the request took.
 #[derive(Debug)]

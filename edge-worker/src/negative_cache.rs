@@ -181,6 +181,25 @@ impl NegativeCache {
         self.learn(&key, limit, seen, false, now);
     }
 
+    /// After a refund of a held request's commit: the key's state as the object reported it
+    /// (`None`: the refund's effect is unknown, so the key is forgotten).
+    pub fn refunded(
+        &mut self,
+        rule: &str,
+        key: &[u8],
+        limit: Limit,
+        seen: Option<&Seen>,
+        now: Nanos,
+    ) {
+        match seen {
+            Some(seen) => self.update(rule, key, limit, seen, now),
+            None => self.forget(&EntryKey {
+                rule: rule.to_owned(),
+                key: key.to_vec(),
+            }),
+        }
+    }
+
     fn land(&mut self, key: &EntryKey) {
         if let Some(count) = self.in_flight.get_mut(key) {
             *count = count.saturating_sub(1);

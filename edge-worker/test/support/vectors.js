@@ -192,8 +192,8 @@ export function compareUpstream(received, expect) {
 
 /**
  * Whether a vector holds requests (a rule with a `delay`, or a step expecting `held_ms`), as
- * `sluice_vectors::holds_requests` decides: the edge worker does not hold requests (its
- * configuration refuses `delay`), so these vectors are left out of its runs.
+ * `sluice_vectors::holds_requests` decides: the runner drives the isolate's test clock through
+ * their holds, and leaves them out of the leased pass (a delay rule cannot have a lease).
  */
 export function holdsRequests(vector) {
   return (
