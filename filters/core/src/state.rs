@@ -11,7 +11,7 @@
 //! sliding_window(algorithm 3) body = window_start:u64 | previous:u64 | current:u64
 //! sliding_log   (algorithm 4) body = entries:varint | entry*
 //!                             entry = gap:varint | units:varint
-//! concurrency   (algorithm 5) body = epoch:u64 | taken:varint × 9
+//! concurrency   (algorithm 5) body = epoch:u64 | taken:varint × 9 (each below 2³²)
 //! ```
 //!
 //! `u64` values are 8 bytes little-endian; times are absolute nanoseconds since the Unix epoch.
@@ -78,7 +78,7 @@ pub enum State {
         /// The number of the newest bucket (`⌊time / bucket width⌋`).
         epoch: u64,
         /// Slots taken in bucket `epoch − i` and not given back, for each `i`.
-        taken: [u64; SLOT_BUCKETS],
+        taken: [u32; SLOT_BUCKETS],
     },
 }
 
@@ -217,7 +217,7 @@ impl State {
                 out.push(TAG_CONCURRENCY);
                 encoding::put_u64_le(out, *epoch);
                 for count in taken {
-                    encoding::put_varint(out, *count);
+                    encoding::put_varint(out, u64::from(*count));
                 }
             }
         }
@@ -242,7 +242,7 @@ impl State {
             State::Concurrency { taken, .. } => {
                 8 + taken
                     .iter()
-                    .map(|count| encoding::varint_len(*count))
+                    .map(|count| encoding::varint_len(u64::from(*count)))
                     .sum::<usize>()
             }
         }
@@ -278,7 +278,8 @@ impl State {
                 let epoch = reader.u64_le()?;
                 let mut taken = [0; SLOT_BUCKETS];
                 for count in &mut taken {
-                    *count = reader.varint()?;
+                    *count =
+                        u32::try_from(reader.varint()?).map_err(|_| StateError::MalformedVarint)?;
                 }
                 State::Concurrency { epoch, taken }
             }
@@ -442,6 +443,10 @@ mod tests {
             ]
         );
         assert_eq!(State::decode(&bytes[..19]), Err(StateError::Truncated));
+        // A count of 2^32 does not fit.
+        let mut too_many = bytes[..18].to_vec();
+        encoding::put_varint(&mut too_many, 1 << 32);
+        assert_eq!(State::decode(&too_many), Err(StateError::MalformedVarint));
     }
 
     #[test]

@@ -275,9 +275,9 @@ fn spent(state: &State) -> u64 {
             previous, current, ..
         } => previous.saturating_add(*current),
         State::SlidingLog { log } => log.units(),
-        State::Concurrency { taken, .. } => {
-            taken.iter().fold(0u64, |sum, n| sum.saturating_add(*n))
-        }
+        State::Concurrency { taken, .. } => taken
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(u64::from(*n))),
     }
 }
 

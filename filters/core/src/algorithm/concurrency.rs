@@ -10,7 +10,8 @@
 //! `epoch − i`). A bucket is live while the current bucket is at most 8 after it, so a slot
 //! expires between `8w` and `9w` after it was taken: after `slot_ttl` (never earlier) and at
 //! most about `slot_ttl × 9/8`. No per-slot timestamp is stored, so the state has one fixed
-//! shape whatever `max` is.
+//! shape whatever `max` is. Counts are 32-bit (a policy allows at most a million slots); a
+//! `max` above `u32::MAX` counts as `u32::MAX`.
 //!
 //! - A request of `n` slots (a policy always asks for one) is admitted iff
 //!   `live + n ≤ max`, `live` being the sum of the live buckets.
@@ -41,7 +42,7 @@ const MAX_RETRY_AFTER: Nanos = NANOS_PER_SEC;
 pub(super) struct Slots {
     /// The bucket number (`⌊t / w⌋`) of `taken[0]`.
     pub(super) epoch: u64,
-    pub(super) taken: [u64; SLOT_BUCKETS],
+    pub(super) taken: [u32; SLOT_BUCKETS],
 }
 
 /// The bucket width for a `slot_ttl` (at least one nanosecond).
@@ -76,6 +77,7 @@ impl Slots {
                 }
             }
         };
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
         for count in &mut slots.taken {
             *count = (*count).min(max);
         }
@@ -86,7 +88,7 @@ impl Slots {
     pub(super) fn live(&self) -> u64 {
         self.taken
             .iter()
-            .fold(0u64, |sum, n| sum.saturating_add(*n))
+            .fold(0u64, |sum, n| sum.saturating_add(u64::from(*n)))
     }
 
     /// When the bucket `age` buckets before `epoch` expires.
@@ -126,7 +128,7 @@ impl Slots {
             .and_then(|age| self.taken.get_mut(age));
         match count {
             Some(count) if *count > 0 && units > 0 => {
-                *count = count.saturating_sub(units);
+                *count = count.saturating_sub(u32::try_from(units).unwrap_or(u32::MAX));
                 true
             }
             _ => false,
@@ -155,7 +157,7 @@ pub(super) fn decide(
     match live.checked_add(cost) {
         Some(held) if held <= max => {
             if let Some(newest) = slots.taken.first_mut() {
-                *newest = newest.saturating_add(cost);
+                *newest = newest.saturating_add(u32::try_from(cost).unwrap_or(u32::MAX));
             }
             (
                 allowed(quota, max - held, until(slots.idle_at(width))),

@@ -369,7 +369,8 @@ impl Limit {
                     .saturating_add(others)
             }
             Algorithm::Concurrency => {
-                let count = varint_len(self.quota.limit()) as u64;
+                let most = self.quota.limit().min(u64::from(u32::MAX));
+                let count = varint_len(most) as u64;
                 header + 8 + concurrency::SLOT_BUCKETS as u64 * count
             }
         }
