@@ -12,7 +12,9 @@
 use alloc::vec::Vec;
 use serde_json::Value;
 use sluice_core::time::{NANOS_PER_SEC, Nanos};
-use sluice_core::{Algorithm, Check, Limit, Limiter, Quota, Released, SlotStore, Status};
+use sluice_core::{
+    Algorithm, Check, Limit, Limiter, Quota, Released, RuleOutcome, SlotStore, Status,
+};
 
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
@@ -121,6 +123,37 @@ impl TakenSlots {
     /// The index in [`Policy::rules`] of each slot's rule.
     pub fn rules(&self) -> impl Iterator<Item = usize> + '_ {
         self.slots.iter().map(|slot| slot.rule)
+    }
+}
+
+impl TakenSlots {
+    /// The concurrency slots among a request's committed local checks, for a request whose
+    /// stream ends while it waits for the rate-limit service (no `Handled` yet): each
+    /// `(rule index, key, outcome)` of a local check, in the order decided at `taken_at`.
+    /// `None` when no concurrency rule took a slot. Copies the keys: only for that rare end.
+    pub fn committed<'k>(
+        policy: &Policy,
+        taken_at: Nanos,
+        checks: impl IntoIterator<Item = (usize, &'k [u8], &'k RuleOutcome)>,
+    ) -> Option<TakenSlots> {
+        if !policy.has_concurrency {
+            return None;
+        }
+        let slots: Vec<TakenSlot> = checks
+            .into_iter()
+            .filter(|(rule, _, outcome)| {
+                outcome.status == Status::Allowed
+                    && policy
+                        .rules
+                        .get(*rule)
+                        .is_some_and(|r| r.limit.algorithm == Algorithm::Concurrency)
+            })
+            .map(|(rule, key, _)| TakenSlot {
+                rule,
+                key: key.to_vec(),
+            })
+            .collect();
+        (!slots.is_empty()).then_some(TakenSlots { taken_at, slots })
     }
 }
 

@@ -448,12 +448,22 @@ impl SluiceHttp {
         self.give_back_held();
     }
 
-    /// Gives back the request's concurrency slots, once.
+    /// Gives back the request's concurrency slots, once: those it holds, or those its local
+    /// rules took before it waited for the rate-limit service (the answer will not come).
     fn release_slots(&mut self) {
-        let Some(slots) = self.slots.take() else {
+        let runtime = Rc::clone(&self.runtime);
+        let waiting = match (self.pending.take(), self.leased.take()) {
+            (Some(call), _) => {
+                TakenSlots::committed(&runtime.policy, call.now(), call.local_checks())
+            }
+            (None, Some(waiting)) => {
+                TakenSlots::committed(&runtime.policy, waiting.now(), waiting.local_checks())
+            }
+            (None, None) => None,
+        };
+        let Some(slots) = self.slots.take().or(waiting) else {
             return;
         };
-        let runtime = Rc::clone(&self.runtime);
         // Without a clock reading, at the time they were taken: still live then.
         let now = host::now_nanos().unwrap_or(slots.taken_at());
         let (Ok(mut limiter), Ok(mut buffers)) = (

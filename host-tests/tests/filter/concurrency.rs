@@ -210,3 +210,32 @@ fn a_vm_trap_loses_the_release_and_the_slot_comes_back_after_its_ttl() {
         assert_eq!(status(&send(&proxy, 1, get("/", CLIENT))), 200, "{host:?}");
     }
 }
+
+#[test]
+fn a_stream_that_ends_while_waiting_for_the_service_gives_its_slot_back() {
+    // A service that takes the connection and never answers: the request stays paused.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = silent.local_addr().expect("its address");
+    for lease in [None, Some(json!({"size": 10}))] {
+        let mut global = json!({"name": "fleet", "scope": "global", "key": ["client_ip"],
+                                "limit": {"requests": 100, "period": "1m"}});
+        if let Some(lease) = &lease {
+            global["lease"] = lease.clone();
+        }
+        let config = json!({
+            "global": {"cluster": "limits", "timeout": "5s"},
+            "store": {"max_keys": 64},
+            "rules": [{"name": "in-flight", "key": ["client_ip"],
+                       "concurrency": {"max": 1, "slot_ttl": "8s"}}, global]
+        });
+        for host in HOSTS {
+            let proxy =
+                Proxy::start(options(host, &config, 1).cluster("limits", addr)).expect("starts");
+            let (stream, outcome) = proxy.begin(0, get("/", CLIENT)).expect("begins");
+            assert_eq!(outcome, RequestOutcome::Paused, "{host:?}, lease {lease:?}");
+            // The client goes away before the service answers: the local slot comes back.
+            stream.finish().expect("the stream ends");
+            assert_eq!(released(&proxy), 1, "{host:?}, lease {lease:?}");
+        }
+    }
+}
