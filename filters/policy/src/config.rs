@@ -11,6 +11,7 @@ use sluice_core::table::RuleTable;
 use sluice_core::{Algorithm, FailureMode, Limit, Mode, Quota, QuotaError};
 
 use crate::client_ip::ClientIpSource;
+use crate::concurrency::{self, NOT_WITH_CONCURRENCY};
 use crate::cost::CostSpec;
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
@@ -73,6 +74,7 @@ const RULE_FIELDS: &[&str] = &[
     "overrides",
     "warn_at",
     "delay",
+    "concurrency",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -172,6 +174,9 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
     }
     let has_global_rules = rules.iter().any(|rule| rule.scope == Scope::Global);
     let warns = rules.iter().any(|rule| rule.warn_at.is_some());
+    let has_concurrency = rules
+        .iter()
+        .any(|rule| rule.limit.algorithm == Algorithm::Concurrency);
     let marks = rules.iter().any(Rule::marks_requests);
 
     let table_namespace = match &namespace {
@@ -193,6 +198,7 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         warns,
         marks,
         shaping,
+        has_concurrency,
     })
 }
 
@@ -343,6 +349,23 @@ fn rule_body(
     deployment: Deployment,
 ) -> Result<Rule, ConfigError> {
     let fields = Fields::open(value, "", RULE_FIELDS)?;
+    // A concurrency rule's one limit is its `concurrency` section; what only makes sense
+    // for units per period is refused, naming the field.
+    let concurrency = match fields.get("concurrency") {
+        Some(v) => {
+            if let Some(field) = NOT_WITH_CONCURRENCY
+                .iter()
+                .find(|field| fields.get(field).is_some())
+            {
+                return Err(ConfigError::new(
+                    *field,
+                    Problem::NotWithConcurrency { field },
+                ));
+            }
+            Some(concurrency::parse(v, "concurrency")?)
+        }
+        None => None,
+    };
     let algorithm = match fields.get("algorithm") {
         Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
         None => Algorithm::Gcra,
@@ -367,6 +390,16 @@ fn rule_body(
     let mut limits: Vec<NamedLimit> = Vec::new();
     let mut base_capacity_field = "limit.requests";
     let tiers = match (fields.get("tier"), fields.get("limit")) {
+        _ if let Some(slots) = concurrency => {
+            limits.push(NamedLimit {
+                name: String::from(name),
+                limit: slots,
+                max_keys,
+                kind: LimitKind::Base,
+            });
+            base_capacity_field = "concurrency.max";
+            None
+        }
         (Some(_), Some(_)) => return Err(ConfigError::new("limit", Problem::LimitWithTier)),
         (Some(v), None) => {
             let context = TierContext {
@@ -472,6 +505,12 @@ fn rule_body(
         Some(v) => global::parse_scope(v)?,
         None => Scope::default(),
     };
+    if concurrency.is_some() && scope == Scope::Global {
+        return Err(ConfigError::new(
+            "scope",
+            Problem::ConcurrencyWithGlobalScope,
+        ));
+    }
     // Each table (the rule's, every tier's, every override's) is bounded on its own.
     for named in limits.iter().filter(|l| l.has_table()) {
         let bytes = RuleTable::new(&named.name, named.limit, named.max_keys).max_store_bytes();

@@ -161,7 +161,12 @@ impl HeldRequest {
             .zip(&applied.rule_indices)
             .zip(&verdict.outcomes)
         {
-            if outcome.status != Status::Allowed || check.cost == 0 {
+            // A concurrency slot is given back when the stream ends, held or not
+            // (`Handled::take_slots`).
+            if outcome.status != Status::Allowed
+                || check.cost == 0
+                || check.limit.algorithm == Algorithm::Concurrency
+            {
                 continue;
             }
             let Some(rule) = policy.rules.get(rule_index) else {
