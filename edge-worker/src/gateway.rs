@@ -21,16 +21,18 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use sluice_core::{Check, Decision, Limit, Limiter, Nanos, RuleOutcome, State, Status, Verdict};
+use sluice_core::{
+    Algorithm, Check, Decision, Limit, Limiter, Nanos, RuleOutcome, State, Status, Verdict,
+};
 use worker::wasm_bindgen::JsValue;
 use worker::{Delay, Method, ObjectNamespace, Request, RequestInit, Response};
 
 use crate::lease::Returning;
 use crate::protocol::{
     DECIDE_PATH, DecideRequest, DecideResponse, LEASE_PATH, LeaseRequest, LeaseResponse,
-    MAX_LEASE_ITEMS, ObjectVersion, REFUND_PATH, ROWS_PATH, RefundRequest, RefundResponse,
-    RowsRequest, RowsResponse, WireAcquire, WireCheck, WireFault, WireOutcome, WireReturn,
-    state_from_wire,
+    MAX_LEASE_ITEMS, ObjectVersion, REFUND_PATH, RELEASE_PATH, ROWS_PATH, RefundRequest,
+    RefundResponse, ReleaseRequest, ReleaseResponse, RowsRequest, RowsResponse, WireAcquire,
+    WireCheck, WireFault, WireOutcome, WireReturn, state_from_wire,
 };
 use crate::{placement, stats};
 
@@ -609,9 +611,27 @@ pub struct CommittedCheck {
 impl Commits {
     /// The commits of `checks`, by [`Decided::committed_at`].
     pub fn of(checks: &[Check<'_>], committed_at: &[Option<Nanos>]) -> Commits {
+        Commits::matching(checks, committed_at, |_| true)
+    }
+
+    /// The concurrency slots `checks` took, by [`Decided::committed_at`].
+    pub fn slots(checks: &[Check<'_>], committed_at: &[Option<Nanos>]) -> Commits {
+        Commits::matching(checks, committed_at, |check| {
+            check.limit.algorithm == Algorithm::Concurrency
+        })
+    }
+
+    fn matching(
+        checks: &[Check<'_>],
+        committed_at: &[Option<Nanos>],
+        wanted: impl Fn(&Check<'_>) -> bool,
+    ) -> Commits {
         let mut shares: Vec<CommittedShare> = Vec::new();
         for (check, at) in checks.iter().zip(committed_at) {
             let Some(at) = *at else { continue };
+            if !wanted(check) {
+                continue;
+            }
             let object = placement::object_name(check);
             let committed = CommittedCheck {
                 wire: WireCheck::from_check(check),
@@ -638,6 +658,60 @@ impl Commits {
     pub fn is_empty(&self) -> bool {
         self.shares.is_empty()
     }
+}
+
+/// Gives back the concurrency slots in `slots` (see [`Commits::slots`]) of a request that has
+/// ended, at `now` (a test clock; `None`: each object's own): one release call per object, in
+/// parallel, best effort (a failed call is logged; its slots come back when they expire).
+/// Returns each released check with its key's state after (`None`: unknown).
+pub async fn release_slots(
+    objects: &Objects,
+    slots: Commits,
+    now: Option<Nanos>,
+) -> Vec<(CommittedCheck, Option<Seen>)> {
+    let answers = join_all(slots.shares.iter().map(|share| async move {
+        let body = to_json(&ReleaseRequest {
+            checks: share
+                .checks
+                .iter()
+                .map(|check| check.wire.clone())
+                .collect(),
+            taken_at: share.committed_at,
+            now,
+        })?;
+        let answer: ReleaseResponse = call(
+            &objects.namespace,
+            &share.object,
+            RELEASE_PATH,
+            body,
+            objects.timeout,
+        )
+        .await?;
+        if answer.states.len() == share.checks.len() {
+            Ok(seen_states(&answer.states, answer.version))
+        } else {
+            Err(ObjectError::BadAnswer(format!(
+                "{} states for {} released checks",
+                answer.states.len(),
+                share.checks.len()
+            )))
+        }
+    }))
+    .await;
+    let mut released = Vec::new();
+    for (share, result) in slots.shares.into_iter().zip(answers) {
+        let states = result.unwrap_or_else(|error: ObjectError| {
+            stats::object_failed();
+            worker::console_error!(
+                "sluice: release to limiter object {} failed, its slots come back when they \
+                 expire (concurrency.slot_ttl): {error}",
+                share.object
+            );
+            vec![None; share.checks.len()]
+        });
+        released.extend(share.checks.into_iter().zip(states));
+    }
+    released
 }
 
 /// Gives `commits` back: one refund call per object, in parallel, best effort (a failed call

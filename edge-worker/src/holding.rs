@@ -43,6 +43,7 @@ use worker::web_sys::AbortSignal;
 
 use crate::gateway::{self, Commits, Objects};
 use crate::isolate_clock::IsolateClock;
+use crate::keep_alive;
 use crate::{negative_cache, stats};
 
 /// How often a request held on a test clock looks whether the clock has reached its release.
@@ -167,11 +168,7 @@ impl Hold {
         clock: IsolateClock,
         client: Option<&AbortSignal>,
     ) -> HoldEnd {
-        let ended = Ended::default();
-        if client.is_some() {
-            ctx.wait_until(ended.clone());
-        }
-        let _ends = EndOnDrop(ended);
+        let _alive = client.is_some().then(|| keep_alive::start(ctx));
         let slot = &self.slot;
         let gone = || client.is_some_and(AbortSignal::aborted);
         match clock {
@@ -252,45 +249,6 @@ pub fn pending_on_test_clock() -> Vec<Nanos> {
 pub fn client_signal(request: &worker::Request) -> Option<AbortSignal> {
     let value = worker::js_sys::Reflect::get(request.inner(), &"signal".into()).ok()?;
     value.dyn_into::<AbortSignal>().ok()
-}
-
-/// Resolves once the hold it belongs to has ended, however it ended.
-#[derive(Debug, Clone, Default)]
-struct Ended {
-    done: Rc<Cell<bool>>,
-    waker: Rc<RefCell<Option<Waker>>>,
-}
-
-impl Future for Ended {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done.get() {
-            return Poll::Ready(());
-        }
-        if let Ok(mut waker) = self.waker.try_borrow_mut() {
-            *waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-/// Ends its hold when dropped: when the wait returns, or when it is cancelled.
-struct EndOnDrop(Ended);
-
-impl Drop for EndOnDrop {
-    fn drop(&mut self) {
-        self.0.done.set(true);
-        if let Some(waker) = self
-            .0
-            .waker
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut w| w.take())
-        {
-            waker.wake();
-        }
-    }
 }
 
 /// Resolves when `signal` aborts.

@@ -37,6 +37,9 @@ pub struct LeasedDecision {
     pub cache_hit: bool,
     /// Failed object calls: the indices of their checks (in the request) and the error.
     pub failures: Vec<(Vec<usize>, ObjectError)>,
+    /// Per check: when its object committed it directly, as [`gateway::Decided::committed_at`]
+    /// (`None` for rules decided from slices).
+    pub committed_at: Vec<Option<Nanos>>,
 }
 
 fn allowed_outcome(decision: sluice_core::Decision) -> RuleOutcome {
@@ -117,6 +120,7 @@ pub async fn decide(
             object_calls: 0,
             cache_hit: false,
             failures: Vec::new(),
+            committed_at: vec![None; checks.len()],
         };
     }
 
@@ -146,6 +150,7 @@ pub async fn decide(
             object_calls: 0,
             cache_hit: true,
             failures: Vec::new(),
+            committed_at: vec![None; checks.len()],
         };
     }
 
@@ -254,6 +259,12 @@ pub async fn decide(
         clock,
         decided.returns_left,
     );
+    let mut committed_at = vec![None; checks.len()];
+    for (&index, at) in pending.iter().zip(&decided.committed_at) {
+        if let Some(slot) = committed_at.get_mut(index) {
+            *slot = *at;
+        }
+    }
     LeasedDecision {
         verdict: Verdict {
             allowed,
@@ -262,6 +273,7 @@ pub async fn decide(
         object_calls: decided.object_calls,
         cache_hit: false,
         failures,
+        committed_at,
     }
 }
 

@@ -19,7 +19,9 @@
 pub mod config;
 pub mod gateway;
 pub mod holding;
+pub mod in_flight;
 pub mod isolate_clock;
+pub mod keep_alive;
 pub mod lease;
 pub mod leased;
 pub mod limiter_object;
@@ -42,7 +44,7 @@ use sluice_core::{Check, FailureMode, Mode, Status, Verdict};
 use sluice_policy::{Policy, Response as Decision};
 use worker::{Context, Env, Headers, Request, Response, Result, console_error, console_log, event};
 
-use crate::gateway::{ObjectError, Objects};
+use crate::gateway::{Commits, ObjectError, Objects};
 use crate::holding::HoldEnd;
 use crate::isolate_clock::IsolateClock;
 use crate::lease::LeaseTerms;
@@ -147,11 +149,10 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
         .map(|&index| policy.rules().get(index).and_then(LeaseTerms::of))
         .collect();
     stats::count(&stats::REQUESTS, 1);
-    let unknown_commits = || vec![None; checks.len()];
     let (mut verdict, mut object_calls, cache_hit, committed_at) =
         if terms.iter().any(Option::is_some) {
             // No delay rule beside leased rules at the edge (the configuration refuses it), so
-            // nothing decided here is held.
+            // nothing decided here is held; its concurrency slots are released as any.
             let decided =
                 leased::decide(&objects, ctx, checks, &terms, now, clock, !objects_fail).await;
             log_failures(&policy, checks, &decided.failures);
@@ -159,7 +160,7 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                 decided.verdict,
                 decided.object_calls,
                 decided.cache_hit,
-                unknown_commits(),
+                decided.committed_at,
             )
         } else {
             let cached = if objects_fail {
@@ -170,7 +171,7 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
             match cached {
                 Some(verdict) => {
                     stats::count(&stats::NEGATIVE_CACHE, 1);
-                    (verdict, 0, true, unknown_commits())
+                    (verdict, 0, true, vec![None; checks.len()])
                 }
                 None => {
                     let in_flight = negative_cache::with(|cache| cache.begin(checks));
@@ -249,7 +250,16 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                     );
                 }
             }
-            pass(&env, request, &hooks, &headers, mark).await
+            // The slots the request took go back once its forward has ended, whatever the
+            // origin did and even if the client left meanwhile.
+            let forwarding = in_flight::forwarding(Commits::slots(checks, &committed_at));
+            let alive = forwarding.is_some().then(|| keep_alive::start(ctx));
+            let response = pass(&env, request, &hooks, &headers, mark).await;
+            if let Some(forwarded) = forwarding {
+                in_flight::release(ctx, &objects, forwarded, clock);
+            }
+            drop(alive);
+            response
         }
         Decision::Deny {
             status,

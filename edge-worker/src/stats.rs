@@ -33,6 +33,8 @@ thread_local! {
     pub static HELD_REFUSED: Cell<u64> = const { Cell::new(0) };
     /// Held requests whose client left before their release (their units given back).
     pub static HELD_ABANDONED: Cell<u64> = const { Cell::new(0) };
+    /// Concurrency slots given back to their objects (release calls sent, answered or not).
+    pub static RELEASED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Adds `n` to `counter`.
@@ -52,7 +54,7 @@ pub fn object_failures() -> u64 {
 
 /// Every counter, as `name=value` pairs separated by `,` (a debug header).
 pub fn summary() -> String {
-    let counters: [(&str, &'static Counter); 13] = [
+    let counters: [(&str, &'static Counter); 14] = [
         ("requests", &REQUESTS),
         ("object_calls", &OBJECT_CALLS),
         ("object_failures", &OBJECT_FAILURES),
@@ -66,6 +68,7 @@ pub fn summary() -> String {
         ("held", &HELD),
         ("held_refused", &HELD_REFUSED),
         ("held_abandoned", &HELD_ABANDONED),
+        ("released", &RELEASED),
     ];
     counters
         .iter()

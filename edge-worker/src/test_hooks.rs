@@ -51,15 +51,21 @@ pub fn vector_ms(nanos: u64) -> u64 {
     nanos.saturating_sub(VECTOR_EPOCH_NS) / 1_000_000
 }
 
-/// The answer to `x-sluice-test-inspect: held`: the isolate's test clock and the release
-/// times of the requests it holds whose time has not come, as vector milliseconds.
+/// The answer to `x-sluice-test-inspect: held`: the isolate's test clock, the release times
+/// of the requests it holds whose time has not come, as vector milliseconds, and how many of
+/// its requests hold concurrency slots not given back yet (forwarded, or releasing).
 pub fn held_report() -> String {
     let clock = crate::isolate_clock::latest_test_time().map(vector_ms);
     let held: Vec<u64> = crate::holding::pending_on_test_clock()
         .into_iter()
         .map(vector_ms)
         .collect();
-    serde_json::json!({"clock_ms": clock, "held": held}).to_string()
+    serde_json::json!({
+        "clock_ms": clock,
+        "held": held,
+        "holding_slots": crate::in_flight::holding_slots(),
+    })
+    .to_string()
 }
 
 /// Whether the environment enables the hooks.

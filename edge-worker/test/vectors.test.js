@@ -9,6 +9,11 @@
 // Vectors that hold requests (delay rules) run in the first pass only: a delay rule cannot
 // have a lease.
 //
+// Streams in flight (vectors/README.md, "Streams in flight"): the local origin holds the answer
+// of a `hold_upstream` step until its end step; after every request that ends, the runner waits
+// (`x-sluice-test-inspect: held`, `holding_slots`) until the worker has given its concurrency
+// slots back, so the next step sees them free, as the proxy's next request would.
+//
 // Held requests (vectors/README.md, "Held requests") run on the isolate's test clock: a held
 // step's request stays in flight while later steps run, and the runner moves the clock
 // (`x-sluice-test-inspect: held`, which also reports what the isolate holds) to one
@@ -23,18 +28,24 @@ import { startOrigin } from "./support/origin.js";
 import {
   compare,
   compareUpstream,
+  hasStreams,
   holdsRequests,
   loadVector,
   stepRequest,
   vectorFiles,
 } from "./support/vectors.js";
 
+// Streams in flight ended by the runner, over all files of a pass.
+let streamsEnded = 0;
+
 /** The vector's configuration with a lease of 1 on every rule that can have one. */
 function withLeases(config) {
   const copy = structuredClone(config);
   for (const rule of copy.rules ?? []) {
-    // A slice is of one limit: not for a sliding log, nor for a limit chosen by the caller.
-    const leasable = (rule.algorithm ?? "gcra") !== "sliding_log" && !rule.tier && !rule.overrides;
+    // A slice is of one limit: not for a sliding log, nor for a limit chosen by the caller,
+    // nor for concurrency slots (given back when a request ends, not spent).
+    const leasable =
+      (rule.algorithm ?? "gcra") !== "sliding_log" && !rule.tier && !rule.overrides && !rule.concurrency;
     if (leasable) rule.lease = { size: 1, lifetime: "10ms" };
   }
   return copy;
@@ -48,6 +59,7 @@ for (const [label, leased] of [
     const files = vectorFiles();
     assert.ok(files.length >= 15, `expected the vector set, found ${files.length} files`);
     const origin = await startOrigin();
+    streamsEnded = 0;
     const failures = [];
     let leasesTaken = 0;
     let held = 0;
@@ -83,9 +95,10 @@ for (const [label, leased] of [
     assert.deepEqual(failures, [], `${failures.length} of ${files.length} vectors failed:\n${failures.join("\n")}`);
     if (leased) assert.ok(leasesTaken > 100, `only ${leasesTaken} slices were granted: the leased path was not taken`);
     else assert.equal(leasesTaken, 0);
+    assert.ok(streamsEnded >= 7, `only ${streamsEnded} streams in flight were ended: the concurrency vectors did not run`);
     if (!leased) assert.ok(holdsMeasured >= 10, `only ${holdsMeasured} holds were measured: the delay vectors did not hold`);
     console.log(
-      `vectors: ${files.length - held} files agree in workerd${label}${leased ? ` (${leasesTaken} slices granted)` : ` (${holdsMeasured} holds measured to the millisecond)`}` +
+      `vectors: ${files.length - held} files agree in workerd${label}${leased ? ` (${leasesTaken} slices granted` : ` (${holdsMeasured} holds measured to the millisecond`}, ${streamsEnded} streams in flight ended)` +
         (leased ? `; ${held} that hold requests left out (a delay rule has no lease)` : ""),
     );
   });
@@ -100,8 +113,15 @@ async function runVector(worker, vector, origin) {
   const released = { count: 0 };
   // Requests held and not yet released: { label, release (vector ms), pending, expect }.
   const held = [];
+  // Streams in flight (`hold_upstream`) by id: { label, pending, expect, client, slots }.
+  const streams = hasStreams(vector) ? new Map() : null;
   let acquired = 0;
   for (const [index, step] of vector.steps.entries()) {
+    if (step.end !== undefined) {
+      const error = await endStream(worker, origin, streams, step, `steps[${index}] (at_ms ${step.atMs}, end ${step.end} by ${step.how})`);
+      if (error) return { error, acquired, released: released.count };
+      continue;
+    }
     for (let round = 1; round <= step.repeat; round++) {
       const repeat = step.repeat > 1 ? `, repeat ${round} of ${step.repeat}` : "";
       const label = `steps[${index}] (at_ms ${step.atMs}${repeat}, ${step.request.method} ${step.request.path})`;
@@ -111,6 +131,11 @@ async function runVector(worker, vector, origin) {
       }
       const { url, init } = stepRequest(step);
       const before = origin.received.length;
+      if (step.holdUpstream) {
+        const error = await beginStream(worker, origin, streams, step, label, url, init);
+        if (error) return { error, acquired, released: released.count };
+        continue;
+      }
       const pending = send(worker, url, init);
       if (holding) {
         const report = await heldOrAnswered(worker, pending, held.length, step.atMs);
@@ -137,10 +162,87 @@ async function runVector(worker, vector, origin) {
       if (stats) acquired = Number(stats[1]);
       const differences = [...compare(response, body, step.expect), ...compareUpstream(received, step.expect)];
       if (differences.length > 0) return { error: `${label}: ${differences.join("; ")}`, acquired, released: released.count };
+      if (streams) {
+        // The request has ended: its slots go back before the next step.
+        const error = await slotsSettle(worker, streams, step.atMs, label);
+        if (error) return { error, acquired, released: released.count };
+      }
     }
   }
   const error = await releaseUntil(worker, origin, held, Infinity, released);
   return { error, acquired, released: released.count };
+}
+
+/**
+ * Sends a step whose upstream holds its answer (`x-origin-hold`), and waits until it has
+ * reached the origin; records it in `streams` with the slots it holds.
+ */
+async function beginStream(worker, origin, streams, step, label, url, init) {
+  const before = (await tick(worker, step.atMs)).holding_slots;
+  const client = new AbortController();
+  const pending = send(worker, url, { ...init, signal: client.signal });
+  pending.promise.catch(() => {});
+  const deadline = Date.now() + 5000;
+  while (origin.holding(step.id) === 0) {
+    if (pending.settled) {
+      const { response } = await pending.promise;
+      return `${label}: expected to reach the upstream and stay in flight, but answered ${response.status}`;
+    }
+    if (Date.now() > deadline) return `${label}: did not reach the upstream within 5 s`;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  const slots = (await tick(worker, step.atMs)).holding_slots - before;
+  streams.set(step.id, { label, pending, expect: step.expect, client, slots });
+  return null;
+}
+
+/**
+ * Ends a stream in flight as the end step says: the upstream answers (`response`, the client's
+ * response then compared with the step's `expect`), drops the connection (`reset`: the worker
+ * answers 502), or the client goes away (`client_closed`; local workerd never tells the worker,
+ * whose forward ends when the upstream then answers). Then its slots must be given back.
+ */
+async function endStream(worker, origin, streams, step, label) {
+  const stream = streams.get(step.end);
+  streams.delete(step.end);
+  streamsEnded += 1;
+  await tick(worker, step.atMs);
+  if (step.how === "response") {
+    origin.finish(step.end);
+    const { response, body } = await stream.pending.promise;
+    const differences = compare(response, body, stream.expect);
+    if (differences.length > 0) return `${stream.label}, ended at at_ms ${step.atMs}: ${differences.join("; ")}`;
+  } else if (step.how === "reset") {
+    origin.reset(step.end);
+    const { response } = await stream.pending.promise;
+    if (response.status !== 502) return `${label}: expected the worker's 502, got ${response.status}`;
+  } else {
+    stream.client.abort();
+    await stream.pending.promise.then(
+      () => assert.fail("the aborted request was answered"),
+      () => {},
+    );
+    origin.finish(step.end);
+  }
+  return slotsSettle(worker, streams, step.atMs, label);
+}
+
+/**
+ * Waits until the isolate holds concurrency slots for exactly the streams still in flight:
+ * every other request's slots have been given back. The first difference, or null.
+ */
+async function slotsSettle(worker, streams, atMs, label) {
+  const expected = [...streams.values()].reduce((sum, stream) => sum + stream.slots, 0);
+  const deadline = Date.now() + 5000;
+  let report = await tick(worker, atMs);
+  while (report.holding_slots !== expected) {
+    if (Date.now() > deadline) {
+      return `${label}: ${report.holding_slots} requests still hold concurrency slots, expected ${expected}`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    report = await tick(worker, atMs);
+  }
+  return null;
 }
 
 /** Sends a request; `settled` says whether its answer has come. */

@@ -20,6 +20,9 @@ pub const DECIDE_PATH: &str = "/decide";
 /// Path of a refund call: give back what a decide committed, because another object denied
 /// the same request.
 pub const REFUND_PATH: &str = "/refund";
+/// Path of a release call: give back the concurrency slots a request took, because it has
+/// ended (its origin answered, or failed).
+pub const RELEASE_PATH: &str = "/release";
 /// Path of a test-only call answering how many keys the object stores.
 pub const ROWS_PATH: &str = "/rows";
 
@@ -98,6 +101,7 @@ impl WireCheck {
             "fixed_window" => Algorithm::FixedWindow,
             "sliding_window" => Algorithm::SlidingWindow,
             "sliding_log" => Algorithm::SlidingLog,
+            "concurrency" => Algorithm::Concurrency,
             other => return Err(WireError::Algorithm(other.to_owned())),
         };
         let quota = Quota::new(self.limit, self.period, self.burst)
@@ -282,6 +286,30 @@ pub struct RefundResponse {
     /// Keys whose spend was given back.
     pub refunded: u64,
     /// Per check: the key's state after the refund, as in [`DecideResponse::states`].
+    pub states: Vec<Option<String>>,
+    /// The version of the object's states those are.
+    pub version: ObjectVersion,
+}
+
+/// A release call: the concurrency checks of a decide that took slots, and that decide's
+/// `now`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// The concurrency checks whose slots go back.
+    pub checks: Vec<WireCheck>,
+    /// The `now` of the decide that took them (which bucket each slot is counted in).
+    pub taken_at: u64,
+    /// A test clock (nanoseconds since the epoch); the object's own clock when absent.
+    #[serde(default)]
+    pub now: Option<u64>,
+}
+
+/// The answer to a release call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// Slots given back (a slot that had expired already comes back on its own: not counted).
+    pub released: u64,
+    /// Per check: the key's state after the release, as in [`DecideResponse::states`].
     pub states: Vec<Option<String>>,
     /// The version of the object's states those are.
     pub version: ObjectVersion,

@@ -2,8 +2,9 @@
 // performance.now() milliseconds, the clock tests measure holds by).
 //
 // Tests can shape its answers with request headers (they reach it like any other header):
-// - `x-origin-hold: NAME`: the answer waits until the test calls `finish(NAME)` (a request
-//   that stays in flight as long as the test wants);
+// - `x-origin-hold: NAME`: the answer waits until the test calls `finish(NAME)` (or
+//   `reset(NAME)`, which drops it unanswered): a request that stays in flight as long as the
+//   test wants;
 // - `x-origin-status: N`: answer with status N;
 // - `x-origin-reset: 1`: drop the connection without answering (an origin failure).
 import http from "node:http";
@@ -34,7 +35,7 @@ export async function startOrigin() {
         return;
       }
       if (!held.has(name)) held.set(name, []);
-      held.get(name).push(answer);
+      held.get(name).push({ answer, socket: req.socket });
     });
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -50,7 +51,12 @@ export async function startOrigin() {
     },
     /** Answers every request held under `name` (with `status`, else as it asked). */
     finish(name, status) {
-      for (const answer of held.get(name) ?? []) answer(status);
+      for (const { answer } of held.get(name) ?? []) answer(status);
+      held.delete(name);
+    },
+    /** Drops the connection of every request held under `name` without an answer. */
+    reset(name) {
+      for (const { socket } of held.get(name) ?? []) socket.destroy();
       held.delete(name);
     },
     async close() {
