@@ -953,4 +953,28 @@ mod tests {
         let at_once = WireOutcome::new(Status::Allowed, &Decision { delay: 0, ..held }).unwrap();
         assert!(!serde_json::to_string(&at_once).unwrap().contains("delay"));
     }
+
+    #[test]
+    fn a_concurrency_check_travels_with_its_release() {
+        let mut wire = check(1);
+        wire.algorithm = "concurrency".to_owned();
+        wire.limit = 10;
+        wire.burst = 10;
+        let limit = wire.limit().unwrap();
+        assert_eq!(limit.algorithm, Algorithm::Concurrency);
+        assert!(!limit.algorithm.supports_leases());
+        let release = ReleaseRequest {
+            checks: vec![wire.clone()],
+            taken_at: 7,
+            now: Some(9),
+        };
+        let back: ReleaseRequest =
+            serde_json::from_str(&serde_json::to_string(&release).unwrap()).unwrap();
+        assert_eq!(back.checks, vec![wire]);
+        assert_eq!((back.taken_at, back.now), (7, Some(9)));
+        // Without a test clock the object uses its own.
+        let plain: ReleaseRequest =
+            serde_json::from_str(r#"{"checks": [], "taken_at": 7}"#).unwrap();
+        assert_eq!(plain.now, None);
+    }
 }
