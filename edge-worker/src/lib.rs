@@ -139,56 +139,18 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
         return Response::ok(format!("[{}]", rows.join(",")));
     }
 
-    // An injected object failure stands for a store that fails on every read, as the shared
-    // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
-    // outage leaves the cache answering: a remembered denial needs no object.)
-    let objects_fail = hooks.fault.as_ref().is_some_and(|fault| fault.fail);
     let terms: Vec<Option<LeaseTerms>> = evaluation
         .rule_indices()
         .iter()
         .map(|&index| policy.rules().get(index).and_then(LeaseTerms::of))
         .collect();
     stats::count(&stats::REQUESTS, 1);
-    let (mut verdict, mut object_calls, cache_hit, committed_at) =
-        if terms.iter().any(Option::is_some) {
-            // No delay rule beside leased rules at the edge (the configuration refuses it), so
-            // nothing decided here is held; its concurrency slots are released as any.
-            let decided =
-                leased::decide(&objects, ctx, checks, &terms, now, clock, !objects_fail).await;
-            log_failures(&policy, checks, &decided.failures);
-            (
-                decided.verdict,
-                decided.object_calls,
-                decided.cache_hit,
-                decided.committed_at,
-            )
-        } else {
-            let cached = if objects_fail {
-                None
-            } else {
-                negative_cache::with(|cache| cache.lookup(checks, now))
-            };
-            match cached {
-                Some(verdict) => {
-                    stats::count(&stats::NEGATIVE_CACHE, 1);
-                    (verdict, 0, true, vec![None; checks.len()])
-                }
-                None => {
-                    let in_flight = negative_cache::with(|cache| cache.begin(checks));
-                    let decided = gateway::decide(&objects, checks, now).await;
-                    log_failures(&policy, checks, &decided.failures);
-                    negative_cache::with(|cache| {
-                        cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
-                    });
-                    (
-                        decided.verdict,
-                        decided.object_calls,
-                        false,
-                        decided.committed_at,
-                    )
-                }
-            }
-        };
+    let RequestDecision {
+        mut verdict,
+        mut object_calls,
+        cache_hit,
+        committed_at,
+    } = decide(&objects, ctx, &policy, checks, &terms, now, clock).await;
     let hold = if verdict.delay() > 0 {
         let (hold, calls) =
             holding::hold_or_refuse(&policy, &objects, checks, &mut verdict, &committed_at, now)
@@ -276,6 +238,76 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                 .with_status(status)
                 .with_headers(out))
         }
+    }
+}
+
+/// What deciding a request's checks gave.
+struct RequestDecision {
+    verdict: Verdict,
+    /// Object calls the request waited for.
+    object_calls: u32,
+    /// Whether the negative cache answered.
+    cache_hit: bool,
+    /// Per check: when its object committed it (see `gateway::Decided::committed_at`).
+    committed_at: Vec<Option<sluice_core::Nanos>>,
+}
+
+/// Decides `checks` at `now`: through slices and objects when a rule has a lease (`terms`),
+/// else from the negative cache or the objects.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's parts, passed once"
+)]
+async fn decide(
+    objects: &Objects,
+    ctx: &Context,
+    policy: &Policy,
+    checks: &[Check<'_>],
+    terms: &[Option<LeaseTerms>],
+    now: sluice_core::Nanos,
+    clock: IsolateClock,
+) -> RequestDecision {
+    // An injected object failure stands for a store that fails on every read, as the shared
+    // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
+    // outage leaves the cache answering: a remembered denial needs no object.)
+    let objects_fail = objects.fault.as_ref().is_some_and(|fault| fault.fail);
+    if terms.iter().any(Option::is_some) {
+        // No delay rule beside leased rules at the edge (the configuration refuses it), so
+        // nothing decided here is held; its concurrency slots are released as any.
+        let decided = leased::decide(objects, ctx, checks, terms, now, clock, !objects_fail).await;
+        log_failures(policy, checks, &decided.failures);
+        return RequestDecision {
+            verdict: decided.verdict,
+            object_calls: decided.object_calls,
+            cache_hit: decided.cache_hit,
+            committed_at: decided.committed_at,
+        };
+    }
+    let cached = if objects_fail {
+        None
+    } else {
+        negative_cache::with(|cache| cache.lookup(checks, now))
+    };
+    if let Some(verdict) = cached {
+        stats::count(&stats::NEGATIVE_CACHE, 1);
+        return RequestDecision {
+            verdict,
+            object_calls: 0,
+            cache_hit: true,
+            committed_at: vec![None; checks.len()],
+        };
+    }
+    let in_flight = negative_cache::with(|cache| cache.begin(checks));
+    let decided = gateway::decide(objects, checks, now).await;
+    log_failures(policy, checks, &decided.failures);
+    negative_cache::with(|cache| {
+        cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
+    });
+    RequestDecision {
+        verdict: decided.verdict,
+        object_calls: decided.object_calls,
+        cache_hit: false,
+        committed_at: decided.committed_at,
     }
 }
 
