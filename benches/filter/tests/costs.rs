@@ -12,7 +12,7 @@ const MARKED_RATIO: f64 = 1.23;
 const UNMARKED_RATIO: f64 = 1.05;
 /// BENCHMARKS.md ("Concurrency limits"): fuel of a request under one concurrency rule (its
 /// slot taken and given back) against one rate rule's.
-const CONCURRENCY_RATIO: f64 = 1.33;
+const CONCURRENCY_RATIO: f64 = 1.35;
 
 fn per_request(costs: &Costs, function: &str) -> f64 {
     costs.calls_per_request(function)

@@ -451,19 +451,16 @@ impl SluiceHttp {
     /// Gives back the request's concurrency slots, once: those it holds, or those its local
     /// rules took before it waited for the rate-limit service (the answer will not come).
     fn release_slots(&mut self) {
+        let slots = match self.slots.take() {
+            Some(slots) => slots,
+            // The common end: nothing held, nothing waiting (checked without moving either).
+            None if self.pending.is_none() && self.leased.is_none() => return,
+            None => match self.waiting_slots() {
+                Some(slots) => slots,
+                None => return,
+            },
+        };
         let runtime = Rc::clone(&self.runtime);
-        let waiting = match (self.pending.take(), self.leased.take()) {
-            (Some(call), _) => {
-                TakenSlots::committed(&runtime.policy, call.now(), call.local_checks())
-            }
-            (None, Some(waiting)) => {
-                TakenSlots::committed(&runtime.policy, waiting.now(), waiting.local_checks())
-            }
-            (None, None) => None,
-        };
-        let Some(slots) = self.slots.take().or(waiting) else {
-            return;
-        };
         // Without a clock reading, at the time they were taken: still live then.
         let now = host::now_nanos().unwrap_or(slots.taken_at());
         let (Ok(mut limiter), Ok(mut buffers)) = (
@@ -486,6 +483,19 @@ impl SluiceHttp {
                 }
             },
         );
+    }
+
+    /// The slots the local rules of a request still waiting for the rate-limit service took.
+    #[cold]
+    fn waiting_slots(&mut self) -> Option<TakenSlots> {
+        let policy = &self.runtime.policy;
+        match (self.pending.take(), self.leased.take()) {
+            (Some(call), _) => TakenSlots::committed(policy, call.now(), call.local_checks()),
+            (None, Some(waiting)) => {
+                TakenSlots::committed(policy, waiting.now(), waiting.local_checks())
+            }
+            (None, None) => None,
+        }
     }
 
     /// A held request's stream ended: if it was still held (not yet released), it never
