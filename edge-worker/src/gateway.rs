@@ -21,16 +21,18 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use sluice_core::{Check, Decision, Limiter, Nanos, RuleOutcome, State, Status, Verdict};
+use sluice_core::{
+    Algorithm, Check, Decision, Limit, Limiter, Nanos, RuleOutcome, State, Status, Verdict,
+};
 use worker::wasm_bindgen::JsValue;
 use worker::{Delay, Method, ObjectNamespace, Request, RequestInit, Response};
 
 use crate::lease::Returning;
 use crate::protocol::{
     DECIDE_PATH, DecideRequest, DecideResponse, LEASE_PATH, LeaseRequest, LeaseResponse,
-    MAX_LEASE_ITEMS, ObjectVersion, REFUND_PATH, ROWS_PATH, RefundRequest, RefundResponse,
-    RowsRequest, RowsResponse, WireAcquire, WireCheck, WireFault, WireOutcome, WireReturn,
-    state_from_wire,
+    MAX_LEASE_ITEMS, ObjectVersion, REFUND_PATH, RELEASE_PATH, ROWS_PATH, RefundRequest,
+    RefundResponse, ReleaseRequest, ReleaseResponse, RowsRequest, RowsResponse, WireAcquire,
+    WireCheck, WireFault, WireOutcome, WireReturn, state_from_wire,
 };
 use crate::{placement, stats};
 
@@ -97,6 +99,10 @@ pub struct Decided {
     pub returned: Vec<(Returning, Seen)>,
     /// Returns for objects the request did not call (send them in the background).
     pub returns_left: Vec<Returning>,
+    /// Per check: the object's time when it committed the check's spend for this request (a
+    /// direct decision that wrote a spend and was not refunded), which giving it back later
+    /// must quote (see [`Commits`]). All `None` when the request was denied.
+    pub committed_at: Vec<Option<Nanos>>,
 }
 
 /// A key's state as its object reported it.
@@ -422,13 +428,27 @@ pub async fn decide_planned(
     let mut outcomes: Vec<Option<RuleOutcome>> = vec![None; checks.len()];
     let mut seen: Vec<Option<Seen>> = vec![None; checks.len()];
     let mut grants: Vec<Option<Granted>> = vec![None; checks.len()];
+    let mut committed_at: Vec<Option<Nanos>> = vec![None; checks.len()];
     let mut returned = Vec::new();
     let mut failures = Vec::new();
-    for ((((_, indices), share), answer), returns) in
-        groups.iter().zip(&shares).zip(&answers).zip(carried)
+    for (((((_, indices), share), plans), answer), returns) in groups
+        .iter()
+        .zip(&shares)
+        .zip(&share_plans)
+        .zip(&answers)
+        .zip(carried)
     {
         match answer {
             Ok(answer) => {
+                for ((&index, plan), committed) in indices.iter().zip(plans).zip(&answer.committed)
+                {
+                    if *plan == Plan::Direct
+                        && *committed
+                        && let Some(slot) = committed_at.get_mut(index)
+                    {
+                        *slot = Some(answer.now);
+                    }
+                }
                 let states = seen_states(&answer.states, answer.version);
                 for (&index, state) in indices.iter().zip(states) {
                     if let Some(slot) = seen.get_mut(index) {
@@ -487,6 +507,7 @@ pub async fn decide_planned(
         .any(|o| matches!(o.status, Status::Denied | Status::FailedClosed));
 
     if !allowed {
+        committed_at.fill(None);
         let refunds = groups
             .iter()
             .zip(&shares)
@@ -555,7 +576,177 @@ pub async fn decide_planned(
         grants,
         returned,
         returns_left,
+        committed_at,
     }
+}
+
+/// What an allowed request committed in its objects, owned, so it can be given back after the
+/// request's decision (a held request that cannot be held, or whose client left): per
+/// object, the object's time of the commit and the checks it committed.
+#[derive(Debug, Clone, Default)]
+pub struct Commits {
+    shares: Vec<CommittedShare>,
+}
+
+#[derive(Debug, Clone)]
+struct CommittedShare {
+    object: String,
+    committed_at: Nanos,
+    checks: Vec<CommittedCheck>,
+}
+
+/// One committed check, with what the negative cache needs to learn its state afterwards.
+#[derive(Debug, Clone)]
+pub struct CommittedCheck {
+    /// The check as the object decided it.
+    pub wire: WireCheck,
+    /// The check's rule (limit) name.
+    pub rule: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The limit it was decided with.
+    pub limit: Limit,
+}
+
+impl Commits {
+    /// The commits of `checks`, by [`Decided::committed_at`].
+    pub fn of(checks: &[Check<'_>], committed_at: &[Option<Nanos>]) -> Commits {
+        Commits::matching(checks, committed_at, |_| true)
+    }
+
+    /// The concurrency slots `checks` took, by [`Decided::committed_at`].
+    pub fn slots(checks: &[Check<'_>], committed_at: &[Option<Nanos>]) -> Commits {
+        Commits::matching(checks, committed_at, |check| {
+            check.limit.algorithm == Algorithm::Concurrency
+        })
+    }
+
+    fn matching(
+        checks: &[Check<'_>],
+        committed_at: &[Option<Nanos>],
+        wanted: impl Fn(&Check<'_>) -> bool,
+    ) -> Commits {
+        let mut shares: Vec<CommittedShare> = Vec::new();
+        for (check, at) in checks.iter().zip(committed_at) {
+            let Some(at) = *at else { continue };
+            if !wanted(check) {
+                continue;
+            }
+            let object = placement::object_name(check);
+            let committed = CommittedCheck {
+                wire: WireCheck::from_check(check),
+                rule: check.rule.to_owned(),
+                key: check.key.clone(),
+                limit: check.limit,
+            };
+            match shares
+                .iter_mut()
+                .find(|share| share.object == object && share.committed_at == at)
+            {
+                Some(share) => share.checks.push(committed),
+                None => shares.push(CommittedShare {
+                    object,
+                    committed_at: at,
+                    checks: vec![committed],
+                }),
+            }
+        }
+        Commits { shares }
+    }
+
+    /// Whether nothing was committed.
+    pub fn is_empty(&self) -> bool {
+        self.shares.is_empty()
+    }
+}
+
+/// Gives back the concurrency slots in `slots` (see [`Commits::slots`]) of a request that has
+/// ended, at `now` (a test clock; `None`: each object's own): one release call per object, in
+/// parallel, best effort (a failed call is logged; its slots come back when they expire).
+/// Returns each released check with its key's state after (`None`: unknown).
+pub async fn release_slots(
+    objects: &Objects,
+    slots: Commits,
+    now: Option<Nanos>,
+) -> Vec<(CommittedCheck, Option<Seen>)> {
+    let answers = join_all(slots.shares.iter().map(|share| async move {
+        let body = to_json(&ReleaseRequest {
+            checks: share
+                .checks
+                .iter()
+                .map(|check| check.wire.clone())
+                .collect(),
+            taken_at: share.committed_at,
+            now,
+        })?;
+        let answer: ReleaseResponse = call(
+            &objects.namespace,
+            &share.object,
+            RELEASE_PATH,
+            body,
+            objects.timeout,
+        )
+        .await?;
+        if answer.states.len() == share.checks.len() {
+            Ok(seen_states(&answer.states, answer.version))
+        } else {
+            Err(ObjectError::BadAnswer(format!(
+                "{} states for {} released checks",
+                answer.states.len(),
+                share.checks.len()
+            )))
+        }
+    }))
+    .await;
+    let mut released = Vec::new();
+    for (share, result) in slots.shares.into_iter().zip(answers) {
+        let states = result.unwrap_or_else(|error: ObjectError| {
+            stats::object_failed();
+            worker::console_error!(
+                "sluice: release to limiter object {} failed, its slots come back when they \
+                 expire (concurrency.slot_ttl): {error}",
+                share.object
+            );
+            vec![None; share.checks.len()]
+        });
+        released.extend(share.checks.into_iter().zip(states));
+    }
+    released
+}
+
+/// Gives `commits` back: one refund call per object, in parallel, best effort (a failed call
+/// is logged and its units stay spent). Returns each refunded check with its key's state after
+/// the refund (`None`: unknown, the call failed), and the calls made.
+pub async fn refund_commits(
+    objects: &Objects,
+    commits: Commits,
+) -> (Vec<(CommittedCheck, Option<Seen>)>, u32) {
+    let calls = u32::try_from(commits.shares.len()).unwrap_or(u32::MAX);
+    let answers = join_all(commits.shares.iter().map(|share| {
+        let given = share
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(index, check)| (index, check.wire.clone(), false))
+            .collect();
+        give_back(objects, &share.object, given, share.committed_at)
+    }))
+    .await;
+    let mut refunded = Vec::new();
+    for (share, (_, result)) in commits.shares.into_iter().zip(answers) {
+        let states = match result {
+            Ok(states) => states,
+            Err(error) => {
+                worker::console_error!(
+                    "sluice: refund to limiter object {} failed, its units stay spent: {error}",
+                    share.object
+                );
+                vec![None; share.checks.len()]
+            }
+        };
+        refunded.extend(share.checks.into_iter().zip(states));
+    }
+    (refunded, calls)
 }
 
 /// The refund round's call to one object: `given` (index in the request, check, whether it

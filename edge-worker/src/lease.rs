@@ -174,6 +174,7 @@ impl Returning {
             key: hex(&self.key),
             cost: self.units,
             shadow: !self.mode.enforces(),
+            max_delay: self.limit.max_delay,
         }
     }
 }

@@ -19,31 +19,12 @@
 use sluice_core::{Check, FailureMode, Limit, Mode, Nanos, RuleOutcome, Status, Verdict};
 use std::time::Duration;
 
-use worker::{Context, Date, Delay};
+use worker::{Context, Delay};
 
 use crate::gateway::{self, ObjectError, Objects, Plan};
+use crate::isolate_clock::IsolateClock;
 use crate::lease::{self, LeaseTerms, Returning, SliceKey, Taken};
 use crate::{negative_cache, stats};
-
-/// Where the isolate's time comes from for work done after the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IsolateClock {
-    /// The runtime's clock.
-    Runtime,
-    /// A test clock standing at the request's test time.
-    Test(Nanos),
-}
-
-impl IsolateClock {
-    fn now(self) -> Nanos {
-        match self {
-            IsolateClock::Runtime => Date::now()
-                .as_millis()
-                .saturating_mul(sluice_core::time::NANOS_PER_MILLI),
-            IsolateClock::Test(now) => now,
-        }
-    }
-}
 
 /// What deciding the request took.
 #[derive(Debug)]
@@ -56,6 +37,9 @@ pub struct LeasedDecision {
     pub cache_hit: bool,
     /// Failed object calls: the indices of their checks (in the request) and the error.
     pub failures: Vec<(Vec<usize>, ObjectError)>,
+    /// Per check: when its object committed it directly, as [`gateway::Decided::committed_at`]
+    /// (`None` for rules decided from slices).
+    pub committed_at: Vec<Option<Nanos>>,
 }
 
 fn allowed_outcome(decision: sluice_core::Decision) -> RuleOutcome {
@@ -136,6 +120,7 @@ pub async fn decide(
             object_calls: 0,
             cache_hit: false,
             failures: Vec::new(),
+            committed_at: vec![None; checks.len()],
         };
     }
 
@@ -165,6 +150,7 @@ pub async fn decide(
             object_calls: 0,
             cache_hit: true,
             failures: Vec::new(),
+            committed_at: vec![None; checks.len()],
         };
     }
 
@@ -273,6 +259,12 @@ pub async fn decide(
         clock,
         decided.returns_left,
     );
+    let mut committed_at = vec![None; checks.len()];
+    for (&index, at) in pending.iter().zip(&decided.committed_at) {
+        if let Some(slot) = committed_at.get_mut(index) {
+            *slot = *at;
+        }
+    }
     LeasedDecision {
         verdict: Verdict {
             allowed,
@@ -281,6 +273,7 @@ pub async fn decide(
         object_calls: decided.object_calls,
         cache_hit: false,
         failures,
+        committed_at,
     }
 }
 

@@ -7,7 +7,8 @@
 //! remembered denial ([`negative_cache`]) answers at once; otherwise the limiter objects that
 //! own the keys decide, or grant slices ([`gateway`], [`placement`], [`limiter_object`]); a
 //! denial is answered by the worker, an allowed request goes to the origin ([`origin`]) and
-//! gets the rate-limit headers on its response.
+//! gets the rate-limit headers on its response. A request a delay rule admits with a hold
+//! waits in the isolate before it goes on ([`holding`]).
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,6 +18,10 @@
 
 pub mod config;
 pub mod gateway;
+pub mod holding;
+pub mod in_flight;
+pub mod isolate_clock;
+pub mod keep_alive;
 pub mod lease;
 pub mod leased;
 pub mod limiter_object;
@@ -34,16 +39,15 @@ pub use sluice_edge_protocol as protocol;
 
 use std::time::Duration;
 
-use sluice_core::time::{NANOS_PER_MILLI, ceil_secs};
+use sluice_core::time::ceil_secs;
 use sluice_core::{Check, FailureMode, Mode, Status, Verdict};
 use sluice_policy::{Policy, Response as Decision};
-use worker::{
-    Context, Date, Env, Headers, Request, Response, Result, console_error, console_log, event,
-};
+use worker::{Context, Env, Headers, Request, Response, Result, console_error, console_log, event};
 
-use crate::gateway::{ObjectError, Objects};
+use crate::gateway::{Commits, ObjectError, Objects};
+use crate::holding::HoldEnd;
+use crate::isolate_clock::IsolateClock;
 use crate::lease::LeaseTerms;
-use crate::leased::IsolateClock;
 use crate::origin::UpstreamMark;
 use crate::test_hooks::TestHooks;
 
@@ -82,6 +86,10 @@ async fn pass(
 /// The whole per-request path (`ctx` runs the leases' background work).
 pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Response> {
     let hooks = TestHooks::read(&env, &request);
+    let clock = IsolateClock::observe(hooks.now);
+    if hooks.inspect_held {
+        return Response::ok(test_hooks::held_report());
+    }
     let policy = match config::policy(&env) {
         Ok(policy) => policy,
         Err(error) => {
@@ -101,9 +109,7 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
     if checks.is_empty() {
         return pass(&env, request, &hooks, &[], unmarked).await;
     }
-    let now = hooks
-        .now
-        .unwrap_or_else(|| Date::now().as_millis().saturating_mul(NANOS_PER_MILLI));
+    let now = clock.now();
     let namespace = match env.durable_object(LIMITER_BINDING) {
         Ok(namespace) => namespace,
         Err(error) => {
@@ -133,46 +139,26 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
         return Response::ok(format!("[{}]", rows.join(",")));
     }
 
-    // An injected object failure stands for a store that fails on every read, as the shared
-    // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
-    // outage leaves the cache answering: a remembered denial needs no object.)
-    let objects_fail = hooks.fault.as_ref().is_some_and(|fault| fault.fail);
     let terms: Vec<Option<LeaseTerms>> = evaluation
         .rule_indices()
         .iter()
         .map(|&index| policy.rules().get(index).and_then(LeaseTerms::of))
         .collect();
     stats::count(&stats::REQUESTS, 1);
-    let (verdict, object_calls, cache_hit) = if terms.iter().any(Option::is_some) {
-        let clock = match hooks.now {
-            Some(now) => IsolateClock::Test(now),
-            None => IsolateClock::Runtime,
-        };
-        let decided =
-            leased::decide(&objects, ctx, checks, &terms, now, clock, !objects_fail).await;
-        log_failures(&policy, checks, &decided.failures);
-        (decided.verdict, decided.object_calls, decided.cache_hit)
+    let RequestDecision {
+        mut verdict,
+        mut object_calls,
+        cache_hit,
+        committed_at,
+    } = decide(&objects, ctx, &policy, checks, &terms, now, clock).await;
+    let hold = if verdict.delay() > 0 {
+        let (hold, calls) =
+            holding::hold_or_refuse(&policy, &objects, checks, &mut verdict, &committed_at, now)
+                .await;
+        object_calls = object_calls.saturating_add(calls);
+        hold
     } else {
-        let cached = if objects_fail {
-            None
-        } else {
-            negative_cache::with(|cache| cache.lookup(checks, now))
-        };
-        match cached {
-            Some(verdict) => {
-                stats::count(&stats::NEGATIVE_CACHE, 1);
-                (verdict, 0, true)
-            }
-            None => {
-                let in_flight = negative_cache::with(|cache| cache.begin(checks));
-                let decided = gateway::decide(&objects, checks, now).await;
-                log_failures(&policy, checks, &decided.failures);
-                negative_cache::with(|cache| {
-                    cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
-                });
-                (decided.verdict, decided.object_calls, false)
-            }
-        }
+        None
     };
     log_shadow_denials(&policy, checks, &verdict, evaluation.rule_indices());
     let decision = policy.respond(checks, &verdict);
@@ -216,7 +202,26 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                 mark.value = Some(&warning.value);
             }
             headers.extend(debug);
-            pass(&env, request, &hooks, &headers, mark).await
+            if let Some(hold) = hold {
+                let client = holding::client_signal(&request);
+                if hold.wait(ctx, clock, client.as_ref()).await == HoldEnd::ClientGone {
+                    hold.abandon(ctx, &objects, now);
+                    return Response::error(
+                        "sluice: the client left while its request was held\n",
+                        499,
+                    );
+                }
+            }
+            // The slots the request took go back once its forward has ended, whatever the
+            // origin did and even if the client left meanwhile.
+            let forwarding = in_flight::forwarding(Commits::slots(checks, &committed_at));
+            let alive = forwarding.is_some().then(|| keep_alive::start(ctx));
+            let response = pass(&env, request, &hooks, &headers, mark).await;
+            if let Some(forwarded) = forwarding {
+                in_flight::release(ctx, &objects, forwarded, clock);
+            }
+            drop(alive);
+            response
         }
         Decision::Deny {
             status,
@@ -233,6 +238,76 @@ pub async fn handle(request: Request, env: Env, ctx: &Context) -> Result<Respons
                 .with_status(status)
                 .with_headers(out))
         }
+    }
+}
+
+/// What deciding a request's checks gave.
+struct RequestDecision {
+    verdict: Verdict,
+    /// Object calls the request waited for.
+    object_calls: u32,
+    /// Whether the negative cache answered.
+    cache_hit: bool,
+    /// Per check: when its object committed it (see `gateway::Decided::committed_at`).
+    committed_at: Vec<Option<sluice_core::Nanos>>,
+}
+
+/// Decides `checks` at `now`: through slices and objects when a rule has a lease (`terms`),
+/// else from the negative cache or the objects.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's parts, passed once"
+)]
+async fn decide(
+    objects: &Objects,
+    ctx: &Context,
+    policy: &Policy,
+    checks: &[Check<'_>],
+    terms: &[Option<LeaseTerms>],
+    now: sluice_core::Nanos,
+    clock: IsolateClock,
+) -> RequestDecision {
+    // An injected object failure stands for a store that fails on every read, as the shared
+    // vectors' `store_fails` steps mean it; the remembered denials are such reads. (A real
+    // outage leaves the cache answering: a remembered denial needs no object.)
+    let objects_fail = objects.fault.as_ref().is_some_and(|fault| fault.fail);
+    if terms.iter().any(Option::is_some) {
+        // No delay rule beside leased rules at the edge (the configuration refuses it), so
+        // nothing decided here is held; its concurrency slots are released as any.
+        let decided = leased::decide(objects, ctx, checks, terms, now, clock, !objects_fail).await;
+        log_failures(policy, checks, &decided.failures);
+        return RequestDecision {
+            verdict: decided.verdict,
+            object_calls: decided.object_calls,
+            cache_hit: decided.cache_hit,
+            committed_at: decided.committed_at,
+        };
+    }
+    let cached = if objects_fail {
+        None
+    } else {
+        negative_cache::with(|cache| cache.lookup(checks, now))
+    };
+    if let Some(verdict) = cached {
+        stats::count(&stats::NEGATIVE_CACHE, 1);
+        return RequestDecision {
+            verdict,
+            object_calls: 0,
+            cache_hit: true,
+            committed_at: vec![None; checks.len()],
+        };
+    }
+    let in_flight = negative_cache::with(|cache| cache.begin(checks));
+    let decided = gateway::decide(objects, checks, now).await;
+    log_failures(policy, checks, &decided.failures);
+    negative_cache::with(|cache| {
+        cache.finish(in_flight, checks, &decided.verdict, &decided.seen, now);
+    });
+    RequestDecision {
+        verdict: decided.verdict,
+        object_calls: decided.object_calls,
+        cache_hit: false,
+        committed_at: decided.committed_at,
     }
 }
 

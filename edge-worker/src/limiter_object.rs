@@ -56,9 +56,9 @@ use worker::{
 use crate::object_clock::ObjectClock;
 use crate::protocol::{
     DECIDE_PATH, DecideRequest, DecideResponse, LEASE_PATH, LEASE_VERSION, LeaseRequest,
-    LeaseResponse, ObjectVersion, REFUND_PATH, ROWS_PATH, RefundRequest, RefundResponse,
-    RowsRequest, RowsResponse, WireAcquire, WireCheck, WireFault, WireGrant, WireOutcome,
-    state_to_wire,
+    LeaseResponse, ObjectVersion, REFUND_PATH, RELEASE_PATH, ROWS_PATH, RefundRequest,
+    RefundResponse, ReleaseRequest, ReleaseResponse, RowsRequest, RowsResponse, WireAcquire,
+    WireCheck, WireFault, WireGrant, WireOutcome, state_to_wire,
 };
 use crate::test_hooks;
 
@@ -446,6 +446,42 @@ impl SluiceLimiter {
         })
     }
 
+    /// Gives back the concurrency slots of a request that has ended: each from the bucket it
+    /// was taken in, if that bucket is still live (`Limit::release`); an expired slot has come
+    /// back on its own, and its release changes nothing.
+    async fn release(&self, request: ReleaseRequest) -> Result<Response> {
+        let now = self.now(request.now);
+        let mut change = Change::default();
+        let mut released = 0;
+        let mut states = Vec::with_capacity(request.checks.len());
+        for wire in &request.checks {
+            let name = slot_name(wire);
+            let sig = wire.limit_signature();
+            let state = self.load(&name, &sig)?;
+            let after = match (wire.to_check(), state) {
+                (Ok(check), Some(state)) => {
+                    match check.limit.release(&state, request.taken_at, now) {
+                        Some(freed) => {
+                            let idle = self.store(&name, &sig, &check.limit, freed.clone())?;
+                            change.stored(idle);
+                            released += 1;
+                            Some(freed)
+                        }
+                        None => Some(state),
+                    }
+                }
+                (_, state) => state,
+            };
+            states.push(after.as_ref().map(state_to_wire));
+        }
+        let version = self.settle(change).await?;
+        json_response(&ReleaseResponse {
+            released,
+            states,
+            version,
+        })
+    }
+
     async fn refund(&self, request: RefundRequest) -> Result<Response> {
         let mut change = Change::default();
         let mut refunded = 0;
@@ -551,6 +587,10 @@ impl DurableObject for SluiceLimiter {
             DECIDE_PATH => match serde_json::from_str::<DecideRequest>(&text) {
                 Ok(body) => self.decide(body).await,
                 Err(error) => error_response(400, &format!("sluice: bad decide call: {error}")),
+            },
+            RELEASE_PATH => match serde_json::from_str::<ReleaseRequest>(&text) {
+                Ok(body) => self.release(body).await,
+                Err(error) => error_response(400, &format!("sluice: bad release call: {error}")),
             },
             REFUND_PATH => match serde_json::from_str::<RefundRequest>(&text) {
                 Ok(body) => self.refund(body).await,

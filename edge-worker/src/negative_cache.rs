@@ -20,6 +20,9 @@
 //! is written, as for any denial. If it allows, the objects are asked, since only they can
 //! commit. So for everything this isolate has done, a cached answer is the objects' answer.
 //!
+//! Concurrency rules are never answered here: their states also go down (slots released by
+//! requests of other isolates), so a remembered one proves nothing.
+//!
 //! # What it cannot know
 //!
 //! Commits made through other isolates since this one last heard from an object. They only
@@ -37,7 +40,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use sluice_core::{Check, Limit, Limiter, Nanos, State, Verdict};
+use sluice_core::{Algorithm, Check, Limit, Limiter, Nanos, State, Verdict};
 
 use crate::gateway::Seen;
 use crate::protocol::ObjectVersion;
@@ -121,6 +124,14 @@ impl NegativeCache {
     /// The verdict for `checks` at `now` if the remembered states decide it: a denial, as the
     /// core decides it on them. `None`: ask the objects.
     pub fn lookup(&self, checks: &[Check<'_>], now: Nanos) -> Option<Verdict> {
+        // Slots other isolates' requests release make a concurrency state less spent, which
+        // a remembered state cannot know: those rules always ask their object.
+        if checks
+            .iter()
+            .any(|check| check.limit.algorithm == Algorithm::Concurrency)
+        {
+            return None;
+        }
         if checks.is_empty() {
             return None;
         }
@@ -179,6 +190,25 @@ impl NegativeCache {
             key: key.to_vec(),
         };
         self.learn(&key, limit, seen, false, now);
+    }
+
+    /// After a refund of a held request's commit: the key's state as the object reported it
+    /// (`None`: the refund's effect is unknown, so the key is forgotten).
+    pub fn refunded(
+        &mut self,
+        rule: &str,
+        key: &[u8],
+        limit: Limit,
+        seen: Option<&Seen>,
+        now: Nanos,
+    ) {
+        match seen {
+            Some(seen) => self.update(rule, key, limit, seen, now),
+            None => self.forget(&EntryKey {
+                rule: rule.to_owned(),
+                key: key.to_vec(),
+            }),
+        }
     }
 
     fn land(&mut self, key: &EntryKey) {

@@ -27,6 +27,14 @@ thread_local! {
     pub static REQUESTS: Cell<u64> = const { Cell::new(0) };
     /// Passed requests a soft limit marked (one per marking rule).
     pub static MARKED: Cell<u64> = const { Cell::new(0) };
+    /// Requests held by a delay rule (counted when the hold starts).
+    pub static HELD: Cell<u64> = const { Cell::new(0) };
+    /// Requests a delay rule would have held, denied because `shaping.max_held` were held.
+    pub static HELD_REFUSED: Cell<u64> = const { Cell::new(0) };
+    /// Held requests whose client left before their release (their units given back).
+    pub static HELD_ABANDONED: Cell<u64> = const { Cell::new(0) };
+    /// Concurrency slots given back to their objects (release calls sent, answered or not).
+    pub static RELEASED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Adds `n` to `counter`.
@@ -46,7 +54,7 @@ pub fn object_failures() -> u64 {
 
 /// Every counter, as `name=value` pairs separated by `,` (a debug header).
 pub fn summary() -> String {
-    let counters: [(&str, &'static Counter); 10] = [
+    let counters: [(&str, &'static Counter); 14] = [
         ("requests", &REQUESTS),
         ("object_calls", &OBJECT_CALLS),
         ("object_failures", &OBJECT_FAILURES),
@@ -57,6 +65,10 @@ pub fn summary() -> String {
         ("lease_local", &LEASE_LOCAL),
         ("negative_cache", &NEGATIVE_CACHE),
         ("marked", &MARKED),
+        ("held", &HELD),
+        ("held_refused", &HELD_REFUSED),
+        ("held_abandoned", &HELD_ABANDONED),
+        ("released", &RELEASED),
     ];
     counters
         .iter()

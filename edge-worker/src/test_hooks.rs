@@ -27,6 +27,8 @@ pub const OBJECT_FAILS_HEADER: &str = "x-sluice-test-object-fails";
 /// Milliseconds every limiter object waits before deciding (to provoke the timeout).
 pub const OBJECT_DELAY_HEADER: &str = "x-sluice-test-object-delay-ms";
 /// `rows`: answer with the stored key counts of the request's objects instead of deciding.
+/// `held`: answer with the isolate's test clock and the requests it holds (after moving the
+/// clock to the request's test time), without evaluating the request.
 pub const INSPECT_HEADER: &str = "x-sluice-test-inspect";
 /// Prefix of every test header; they are removed before the request is forwarded.
 pub const PREFIX: &str = "x-sluice-test-";
@@ -43,6 +45,28 @@ pub const STATS_HEADER: &str = "x-sluice-debug-stats";
 
 /// `at_ms` 0 of the vectors, nanoseconds since the Unix epoch.
 const VECTOR_EPOCH_NS: u64 = 1_767_225_600_000_000_000;
+
+/// A test time as the vectors give it: milliseconds after `at_ms` 0.
+pub fn vector_ms(nanos: u64) -> u64 {
+    nanos.saturating_sub(VECTOR_EPOCH_NS) / 1_000_000
+}
+
+/// The answer to `x-sluice-test-inspect: held`: the isolate's test clock, the release times
+/// of the requests it holds whose time has not come, as vector milliseconds, and how many of
+/// its requests hold concurrency slots not given back yet (forwarded, or releasing).
+pub fn held_report() -> String {
+    let clock = crate::isolate_clock::latest_test_time().map(vector_ms);
+    let held: Vec<u64> = crate::holding::pending_on_test_clock()
+        .into_iter()
+        .map(vector_ms)
+        .collect();
+    serde_json::json!({
+        "clock_ms": clock,
+        "held": held,
+        "holding_slots": crate::in_flight::holding_slots(),
+    })
+    .to_string()
+}
 
 /// Whether the environment enables the hooks.
 pub fn enabled(env: &Env) -> bool {
@@ -65,6 +89,8 @@ pub struct TestHooks {
     pub fault: Option<WireFault>,
     /// Answer with the objects' stored key counts.
     pub inspect_rows: bool,
+    /// Answer with the isolate's test clock and held requests.
+    pub inspect_held: bool,
 }
 
 impl TestHooks {
@@ -94,6 +120,7 @@ impl TestHooks {
             connecting_ip: header(CONNECTING_IP_HEADER),
             fault,
             inspect_rows: header(INSPECT_HEADER).is_some_and(|v| v == "rows"),
+            inspect_held: header(INSPECT_HEADER).is_some_and(|v| v == "held"),
         }
     }
 }

@@ -28,6 +28,7 @@ fn check(algorithm: &str, cost: u64) -> WireCheck {
         key: "cb007107".to_owned(),
         cost,
         shadow: false,
+        max_delay: 0,
     }
 }
 

@@ -60,6 +60,7 @@ fn limits() -> Vec<Limit> {
             Algorithm::FixedWindow,
             Algorithm::SlidingWindow,
             Algorithm::SlidingLog,
+            Algorithm::Concurrency,
         ] {
             if algorithm == Algorithm::SlidingLog && quota.limit() > 1000 {
                 continue;
@@ -90,6 +91,11 @@ fn exercise(state: &State) {
                 refunded.encode_into(&mut bytes);
                 assert_eq!(State::decode(&bytes).as_ref(), Ok(&refunded));
                 let _ = limit.idle_at(&next);
+                if let Some(released) = limit.release(&next, now, now) {
+                    let mut bytes = Vec::new();
+                    released.encode_into(&mut bytes);
+                    assert_eq!(State::decode(&bytes).as_ref(), Ok(&released));
+                }
             }
         }
     }

@@ -537,6 +537,25 @@ impl Stream {
         self.next_response_event(None)
     }
 
+    /// The upstream resets the stream before it responds (only after the
+    /// request was forwarded): the proxy's own reply (Envoy: 503 with details
+    /// `upstream_reset_before_response_started{remote_reset}`;
+    /// ngx_wasm_module: 502) passes through the filter's response callbacks,
+    /// as a local reply does. End the stream with [`Stream::finish`] then, as
+    /// the proxy does once the reply is sent.
+    pub fn upstream_reset(&mut self) -> Result<ResponseOutcome, HostError> {
+        if self.state != StreamState::Forwarded {
+            return Err(HostError::InvalidStreamState {
+                operation: "reset from the upstream",
+                state: self.state.describe(),
+            });
+        }
+        self.commands
+            .send(Command::UpstreamReset { stream: self.id })
+            .map_err(|_| self.stopped())?;
+        self.next_response_event(None)
+    }
+
     /// Waits up to `timeout` for the filter to resume a paused response;
     /// answers [`ResponseOutcome::Paused`] if it did not.
     pub fn wait_response(&mut self, timeout: Duration) -> Result<ResponseOutcome, HostError> {

@@ -1,6 +1,7 @@
 //! Local responses: the filter answers the client itself. The response is
 //! applied once the callback returns (whatever the callback returned) and
-//! goes through the filter's own response callbacks, as in Envoy.
+//! goes through the filter's own response callbacks, as in Envoy. So does
+//! the proxy's own reply when the upstream resets a stream.
 
 mod common;
 
@@ -113,4 +114,35 @@ fn an_impossible_status_is_refused_and_the_request_goes_on() {
         proxy.logs().contains("probe local response 42: 2"),
         "BAD_ARGUMENT"
     );
+}
+
+#[test]
+fn an_upstream_reset_answers_with_the_proxy_s_reply_through_the_response_callbacks() {
+    for (flavor, status, content_type) in [
+        (options(), 503, "text/plain"),
+        (
+            ProxyOptions::ngx_wasm_module(probe()).clock(Clock::fake(START_NS)),
+            502,
+            "text/html",
+        ),
+    ] {
+        let proxy = start(flavor);
+        let request = probe_request(&[("x-probe-add-response-header", "x-seen-by-filter=1")]);
+        let (mut stream, outcome) = proxy.begin(0, request).expect("the stream begins");
+        assert!(outcome.forwarded().is_some(), "{outcome:?}");
+        let ResponseOutcome::LocalResponse(reply) =
+            stream.upstream_reset().expect("the reset passes")
+        else {
+            panic!("the proxy answers an upstream reset itself");
+        };
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.header("content-type"), Some(content_type));
+        assert_eq!(reply.header("x-seen-by-filter"), Some("1"));
+        stream.finish().expect("the stream ends");
+        // Only once the upstream has the request.
+        let (mut paused, _) = proxy
+            .begin(0, probe_request(&[("x-probe-pause", "request")]))
+            .expect("the stream begins");
+        assert!(paused.upstream_reset().is_err());
+    }
 }

@@ -12,8 +12,9 @@
 //! second call (all or nothing, as the decide path). Rules of cost 0 take the decide path
 //! (a grant is at least one unit). Vectors with a sliding log or a tiered rule, which cannot be leased,
 //! are left out of that run. Vectors that hold requests ([`sluice_vectors::holds_requests`]:
-//! rules with a `delay`, which are local only since the service cannot hold a request) are left
-//! out of both.
+//! rules with a `delay`, which are local only since the service cannot hold a request) and
+//! vectors with concurrency rules ([`sluice_vectors::has_concurrency_rules`]: local only, since
+//! the service never hears that a request ended) are left out of both.
 
 mod common;
 
@@ -104,8 +105,14 @@ async fn every_vector_gives_the_same_decisions_and_headers_through_the_service()
     for file in &files {
         let name = sluice_vectors::name(file);
         let result = match load(file) {
-            // Delay rules are local only: the service cannot hold a request.
-            Ok(vector) if sluice_vectors::holds_requests(&vector) => continue,
+            // Delay and concurrency rules are local only: the service cannot hold a
+            // request, and never hears that one ended.
+            Ok(vector)
+                if sluice_vectors::holds_requests(&vector)
+                    || sluice_vectors::has_concurrency_rules(&vector) =>
+            {
+                continue;
+            }
             Ok(vector) => run(&vector, &redis, Path::Decide).await,
             Err(e) => Err(e),
         };
@@ -137,7 +144,8 @@ async fn every_leasable_vector_gives_the_same_decisions_and_headers_through_leas
                 continue;
             }
         };
-        if sluice_vectors::holds_requests(&vector) {
+        if sluice_vectors::holds_requests(&vector) || sluice_vectors::has_concurrency_rules(&vector)
+        {
             continue;
         }
         let policy = Policy::from_json(&vector.config).expect("a vector's config is valid");

@@ -40,11 +40,15 @@ pub fn name(file: &Path) -> String {
 impl Step {
     /// When the step is handled, in nanoseconds since the Unix epoch.
     pub fn now(&self) -> Result<u64, String> {
-        self.at_ms
-            .checked_mul(1_000_000)
-            .and_then(|ns| ns.checked_add(EPOCH_NS))
-            .ok_or_else(|| format!("at_ms {} is too large", self.at_ms))
+        at_ns(self.at_ms)
     }
+}
+
+fn at_ns(at_ms: u64) -> Result<u64, String> {
+    at_ms
+        .checked_mul(1_000_000)
+        .and_then(|ns| ns.checked_add(EPOCH_NS))
+        .ok_or_else(|| format!("at_ms {at_ms} is too large"))
 }
 
 /// A parsed vector file.
@@ -52,8 +56,50 @@ impl Step {
 pub struct Vector {
     /// The configuration, as JSON bytes.
     pub config: Vec<u8>,
-    /// The steps, in order.
+    /// The request steps, in order.
     pub steps: Vec<Step>,
+    /// The end steps (streams held in flight ended later), in order; each runs just before
+    /// the request step it precedes in the file.
+    pub ends: Vec<End>,
+}
+
+impl Vector {
+    /// The end steps that run just before request step `index` (`index == steps.len()`:
+    /// after the last one).
+    pub fn ends_before(&self, index: usize) -> impl Iterator<Item = &End> {
+        self.ends.iter().filter(move |end| end.before_step == index)
+    }
+}
+
+/// An end step: a stream held in flight (`hold_upstream`) ends (see `vectors/README.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    /// Milliseconds after [`EPOCH_NS`].
+    pub at_ms: u64,
+    /// The `id` of the request step whose stream ends.
+    pub id: String,
+    /// How it ends.
+    pub how: EndHow,
+    /// The index in [`Vector::steps`] of the request step it runs before.
+    pub before_step: usize,
+}
+
+impl End {
+    /// When the stream ends, in nanoseconds since the Unix epoch.
+    pub fn now(&self) -> Result<u64, String> {
+        at_ns(self.at_ms)
+    }
+}
+
+/// How a held stream ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndHow {
+    /// The upstream answers (200, no headers of its own) and the response reaches the client.
+    Response,
+    /// The upstream resets the stream: no response.
+    Reset,
+    /// The client goes away before the upstream answers.
+    ClientClosed,
 }
 
 /// One step (see `vectors/README.md`).
@@ -67,6 +113,11 @@ pub struct Step {
     pub repeat: u64,
     /// Whether every counter-store call fails while it is handled.
     pub store_fails: bool,
+    /// The name an end step uses for the stream, when it is held in flight.
+    pub id: Option<String>,
+    /// Whether the upstream holds its response until an end step names the stream (else the
+    /// stream ends as soon as the upstream has the request).
+    pub hold_upstream: bool,
     /// What must come back.
     pub expect: Expect,
 }
@@ -162,6 +213,15 @@ pub fn compare_upstream(headers: &[(String, String)], expect: &Expect) -> Vec<St
 pub fn holds_requests(vector: &Vector) -> bool {
     vector.steps.iter().any(|step| step.expect.held_ms > 0)
         || sluice_policy::Policy::from_json(&vector.config).is_ok_and(|p| p.holds_requests())
+}
+
+/// Whether a vector has a concurrency rule (or ends held streams): its slots are released
+/// when streams end, which the rate-limit service never hears of, so the global path and
+/// lease runners leave these vectors out.
+pub fn has_concurrency_rules(vector: &Vector) -> bool {
+    !vector.ends.is_empty()
+        || vector.steps.iter().any(|step| step.hold_upstream)
+        || sluice_policy::Policy::from_json(&vector.config).is_ok_and(|p| p.has_concurrency_rules())
 }
 
 /// How a measured hold differs from `expect.held_ms`, if it does: `held_ns` must be at least
@@ -280,18 +340,83 @@ fn parse_vector(value: &Value) -> Result<Vector, String> {
         return Err("description: say what the vector proves".to_owned());
     }
     let config = map.get("config").ok_or("config: required")?;
-    let steps = map
+    let items = map
         .get("steps")
         .and_then(Value::as_array)
         .filter(|steps| !steps.is_empty())
-        .ok_or("steps: expected a non-empty list")?
-        .iter()
-        .enumerate()
-        .map(|(i, step)| parse_step(step, &format!("steps[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+        .ok_or("steps: expected a non-empty list")?;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut ends: Vec<End> = Vec::new();
+    let mut last_ms = 0;
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("steps[{i}]");
+        let at_ms = if item.get("end").is_some() {
+            let end = parse_end(item, &at, steps.len())?;
+            let held = steps
+                .iter()
+                .any(|step| step.id.as_deref() == Some(end.id.as_str()));
+            if !held {
+                return Err(format!(
+                    "{at}.end: no earlier step has \"id\": {:?}",
+                    end.id
+                ));
+            }
+            if ends.iter().any(|e| e.id == end.id) {
+                return Err(format!("{at}.end: {:?} has ended already", end.id));
+            }
+            let at_ms = end.at_ms;
+            ends.push(end);
+            at_ms
+        } else {
+            let step = parse_step(item, &at)?;
+            if let Some(id) = &step.id
+                && steps.iter().any(|s| s.id.as_ref() == Some(id))
+            {
+                return Err(format!("{at}.id: {id:?} is used by an earlier step"));
+            }
+            let at_ms = step.at_ms;
+            steps.push(step);
+            at_ms
+        };
+        if at_ms < last_ms {
+            return Err(format!("{at}.at_ms: steps never go back in time"));
+        }
+        last_ms = at_ms;
+    }
+    if steps.is_empty() {
+        return Err("steps: expected at least one request step".to_owned());
+    }
     Ok(Vector {
         config: config.to_string().into_bytes(),
         steps,
+        ends,
+    })
+}
+
+fn parse_end(value: &Value, at: &str, before_step: usize) -> Result<End, String> {
+    let map = object(value, at, &["at_ms", "note", "end", "how"])?;
+    if map.get("note").is_some_and(|note| !note.is_string()) {
+        return Err(format!("{at}.note: expected a string"));
+    }
+    let at_ms = map
+        .get("at_ms")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{at}.at_ms: expected a whole number"))?;
+    let how = match string(map, "how", at)?.as_str() {
+        "response" => EndHow::Response,
+        "reset" => EndHow::Reset,
+        "client_closed" => EndHow::ClientClosed,
+        other => {
+            return Err(format!(
+                "{at}.how: {other:?} is not response, reset or client_closed"
+            ));
+        }
+    };
+    Ok(End {
+        at_ms,
+        id: string(map, "end", at)?,
+        how,
+        before_step,
     })
 }
 
@@ -306,6 +431,8 @@ fn parse_step(value: &Value, at: &str) -> Result<Step, String> {
             "repeat",
             "store_fails",
             "expect",
+            "id",
+            "hold_upstream",
         ],
     )?;
     if map.get("note").is_some_and(|note| !note.is_string()) {
@@ -328,6 +455,27 @@ fn parse_step(value: &Value, at: &str) -> Result<Step, String> {
             .as_bool()
             .ok_or_else(|| format!("{at}.store_fails: expected true or false"))?,
     };
+    let hold_upstream = match map.get("hold_upstream") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("{at}.hold_upstream: expected true or false"))?,
+    };
+    let id = match map.get("id") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| format!("{at}.id: expected a non-empty string"))?
+                .to_owned(),
+        ),
+    };
+    if hold_upstream != id.is_some() {
+        return Err(format!(
+            "{at}: a step held in flight has both \"hold_upstream\": true and an \"id\" for \
+             its end step"
+        ));
+    }
     let request = parse_request(
         map.get("request")
             .ok_or_else(|| format!("{at}.request: required"))?,
@@ -338,11 +486,19 @@ fn parse_step(value: &Value, at: &str) -> Result<Step, String> {
             .ok_or_else(|| format!("{at}.expect: required"))?,
         &format!("{at}.expect"),
     )?;
+    if hold_upstream && (repeat != 1 || expect.status != 200 || expect.held_ms > 0) {
+        return Err(format!(
+            "{at}: a step held in flight is one request (no repeat) that reaches the upstream \
+             (status 200) at once (no held_ms)"
+        ));
+    }
     Ok(Step {
         at_ms,
         request,
         repeat,
         store_fails,
+        id,
+        hold_upstream,
         expect,
     })
 }

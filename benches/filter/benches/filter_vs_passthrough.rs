@@ -78,6 +78,7 @@ fn main() {
         .iter()
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
+        .chain(&Subject::CONCURRENCY)
         .chain(&Subject::DENIED)
         .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
         .collect();
@@ -158,6 +159,7 @@ fn main() {
         .iter()
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
+        .chain(&Subject::CONCURRENCY)
         .chain(&Subject::DENIED)
         .skip(1)
     {

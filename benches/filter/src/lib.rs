@@ -49,6 +49,12 @@ pub const FIVE_RULES: &str = r#"{"rules": [
    "limit": {"requests": 10000000, "period": "1s"}, "algorithm": "fixed_window"}
 ]}"#;
 
+/// One concurrency rule keyed by client address, with room for every request: each request
+/// takes a slot when it is checked and gives it back when its stream ends.
+pub const ONE_CONCURRENCY_RULE: &str = r#"{"rules": [
+  {"name": "in-flight", "key": ["client_ip"], "concurrency": {"max": 1000, "slot_ttl": "60s"}}
+]}"#;
+
 /// The one rule, with no rate-limit headers on responses.
 pub const ONE_RULE_NO_HEADERS: &str = r#"{"response": {"headers": "none"}, "rules": [
   {"name": "per-client", "key": ["client_ip"], "limit": {"requests": 100000, "period": "1s"}}
@@ -176,6 +182,8 @@ pub enum Subject {
     SluiceOneRuleDenied,
     /// Denials: the five rules, every request denied by the last once warmed up.
     SluiceFiveRulesDenied,
+    /// Concurrency: one concurrency rule, every request's slot given back when it ends.
+    SluiceConcurrency,
 }
 
 impl Subject {
@@ -210,6 +218,10 @@ impl Subject {
         Subject::SluiceOneRuleSoftUnmarked,
     ];
 
+    /// A concurrency rule, against [`Subject::SluiceOneRule`] (the same requests): a slot
+    /// taken when the request is checked and given back when it ends.
+    pub const CONCURRENCY: [Subject; 1] = [Subject::SluiceConcurrency];
+
     pub const CALLERS: [Subject; 4] = [
         Subject::SluiceHeaderKey,
         Subject::SluiceClaimKey,
@@ -232,6 +244,7 @@ impl Subject {
             Subject::SluiceOneRuleSoftUnmarked => "sluice, 1 soft rule, unmarked",
             Subject::SluiceOneRuleDenied => "sluice, 1 rule, denied",
             Subject::SluiceFiveRulesDenied => "sluice, 5 rules, denied",
+            Subject::SluiceConcurrency => "sluice, 1 concurrency rule",
         }
     }
 
@@ -260,6 +273,7 @@ impl Subject {
             Subject::SluiceOneRuleSoftUnmarked => ONE_RULE_SOFT_UNMARKED,
             Subject::SluiceOneRuleDenied => ONE_RULE_DENIED,
             Subject::SluiceFiveRulesDenied => FIVE_RULES_DENIED,
+            Subject::SluiceConcurrency => ONE_CONCURRENCY_RULE,
         }
     }
 

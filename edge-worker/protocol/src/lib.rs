@@ -20,6 +20,9 @@ pub const DECIDE_PATH: &str = "/decide";
 /// Path of a refund call: give back what a decide committed, because another object denied
 /// the same request.
 pub const REFUND_PATH: &str = "/refund";
+/// Path of a release call: give back the concurrency slots a request took, because it has
+/// ended (its origin answered, or failed).
+pub const RELEASE_PATH: &str = "/release";
 /// Path of a test-only call answering how many keys the object stores.
 pub const ROWS_PATH: &str = "/rows";
 
@@ -42,6 +45,15 @@ pub struct WireCheck {
     pub cost: u64,
     /// A shadow rule never denies.
     pub shadow: bool,
+    /// The rule's `delay.max`, nanoseconds: how long a request that does not fit may be held
+    /// instead of denied (GCRA; 0, and absent on the wire: never held). Not part of the
+    /// rule's signature: a state is the same with or without it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_delay: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Why a wire check cannot be turned back into a core check.
@@ -78,6 +90,7 @@ impl WireCheck {
             cost: check.cost,
             // A soft rule decides as a shadow rule; only rendering tells them apart.
             shadow: !check.mode.enforces(),
+            max_delay: check.limit.max_delay,
         }
     }
 
@@ -88,11 +101,12 @@ impl WireCheck {
             "fixed_window" => Algorithm::FixedWindow,
             "sliding_window" => Algorithm::SlidingWindow,
             "sliding_log" => Algorithm::SlidingLog,
+            "concurrency" => Algorithm::Concurrency,
             other => return Err(WireError::Algorithm(other.to_owned())),
         };
         let quota = Quota::new(self.limit, self.period, self.burst)
             .map_err(|e| WireError::Quota(e.to_string()))?;
-        Ok(Limit::new(algorithm, quota))
+        Ok(Limit::new(algorithm, quota).with_max_delay(self.max_delay))
     }
 
     /// The core check (the failure mode is the worker's business, not the object's).
@@ -159,6 +173,10 @@ pub struct WireOutcome {
     pub reset_after: u64,
     /// Nanoseconds until a request of the same cost would fit (0 when allowed).
     pub retry_after: u64,
+    /// When allowed: nanoseconds the request must be held before it goes on (a rule with a
+    /// `delay`; 0, and absent on the wire: at once).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay: u64,
 }
 
 /// What an object can decide for one rule (store failures are the worker's to apply).
@@ -190,6 +208,7 @@ impl WireOutcome {
             remaining: decision.remaining,
             reset_after: decision.reset_after,
             retry_after: decision.retry_after,
+            delay: decision.delay,
         })
     }
 
@@ -210,7 +229,7 @@ impl WireOutcome {
             remaining: self.remaining,
             reset_after: self.reset_after,
             retry_after: self.retry_after,
-            delay: 0,
+            delay: self.delay,
         }
     }
 }
@@ -267,6 +286,30 @@ pub struct RefundResponse {
     /// Keys whose spend was given back.
     pub refunded: u64,
     /// Per check: the key's state after the refund, as in [`DecideResponse::states`].
+    pub states: Vec<Option<String>>,
+    /// The version of the object's states those are.
+    pub version: ObjectVersion,
+}
+
+/// A release call: the concurrency checks of a decide that took slots, and that decide's
+/// `now`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// The concurrency checks whose slots go back.
+    pub checks: Vec<WireCheck>,
+    /// The `now` of the decide that took them (which bucket each slot is counted in).
+    pub taken_at: u64,
+    /// A test clock (nanoseconds since the epoch); the object's own clock when absent.
+    #[serde(default)]
+    pub now: Option<u64>,
+}
+
+/// The answer to a release call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// Slots given back (a slot that had expired already comes back on its own: not counted).
+    pub released: u64,
+    /// Per check: the key's state after the release, as in [`DecideResponse::states`].
     pub states: Vec<Option<String>>,
     /// The version of the object's states those are.
     pub version: ObjectVersion,
@@ -682,6 +725,7 @@ mod tests {
             key: hex(b"203.0.113.7"),
             cost,
             shadow: false,
+            max_delay: 0,
         }
     }
 
@@ -709,6 +753,7 @@ mod tests {
             remaining: 80,
             reset_after: 1,
             retry_after: 0,
+            delay: 0,
         }
     }
 
@@ -877,5 +922,59 @@ mod tests {
                 .to_string()
                 .contains("missing field")
         );
+    }
+
+    #[test]
+    fn a_delay_travels_with_its_check_and_its_outcome_and_is_absent_when_zero() {
+        let mut wire = check(1);
+        assert!(!serde_json::to_string(&wire).unwrap().contains("max_delay"));
+        wire.max_delay = 300_000_000;
+        let text = serde_json::to_string(&wire).unwrap();
+        assert!(text.contains("\"max_delay\":300000000"), "{text}");
+        let back: WireCheck = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.limit().unwrap().max_delay, 300_000_000);
+        // A check from a worker that sends no delay decides without one.
+        let plain: WireCheck =
+            serde_json::from_str(&serde_json::to_string(&check(1)).unwrap()).unwrap();
+        assert_eq!(plain.limit().unwrap().max_delay, 0);
+
+        let held = Decision {
+            allowed: true,
+            limit: 10,
+            remaining: 0,
+            reset_after: 400_000_000,
+            retry_after: 0,
+            delay: 200_000_000,
+        };
+        let outcome = WireOutcome::new(Status::Allowed, &held).unwrap();
+        let text = serde_json::to_string(&outcome).unwrap();
+        let back: WireOutcome = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.decision(), held);
+        let at_once = WireOutcome::new(Status::Allowed, &Decision { delay: 0, ..held }).unwrap();
+        assert!(!serde_json::to_string(&at_once).unwrap().contains("delay"));
+    }
+
+    #[test]
+    fn a_concurrency_check_travels_with_its_release() {
+        let mut wire = check(1);
+        wire.algorithm = "concurrency".to_owned();
+        wire.limit = 10;
+        wire.burst = 10;
+        let limit = wire.limit().unwrap();
+        assert_eq!(limit.algorithm, Algorithm::Concurrency);
+        assert!(!limit.algorithm.supports_leases());
+        let release = ReleaseRequest {
+            checks: vec![wire.clone()],
+            taken_at: 7,
+            now: Some(9),
+        };
+        let back: ReleaseRequest =
+            serde_json::from_str(&serde_json::to_string(&release).unwrap()).unwrap();
+        assert_eq!(back.checks, vec![wire]);
+        assert_eq!((back.taken_at, back.now), (7, Some(9)));
+        // Without a test clock the object uses its own.
+        let plain: ReleaseRequest =
+            serde_json::from_str(r#"{"checks": [], "taken_at": 7}"#).unwrap();
+        assert_eq!(plain.now, None);
     }
 }

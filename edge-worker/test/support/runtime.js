@@ -10,10 +10,12 @@ export const WORKER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.ur
 export const BUILD_DIR = path.join(WORKER_DIR, "build");
 export const VECTORS_DIR = path.resolve(WORKER_DIR, "../vectors");
 
-// The compatibility date of wrangler.toml.
-const COMPATIBILITY_DATE = fs
-  .readFileSync(path.join(WORKER_DIR, "wrangler.toml"), "utf8")
-  .match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+const WRANGLER_TOML = fs.readFileSync(path.join(WORKER_DIR, "wrangler.toml"), "utf8");
+// The compatibility date and flags of wrangler.toml.
+const COMPATIBILITY_DATE = WRANGLER_TOML.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+const COMPATIBILITY_FLAGS = JSON.parse(
+  WRANGLER_TOML.match(/^compatibility_flags\s*=\s*(\[[^\]]*\])/m)?.[1] ?? "[]",
+);
 
 /**
  * Starts the worker.
@@ -42,6 +44,7 @@ export async function startWorker({ config, configAsObject = false, origin, pers
     ],
     modulesRoot: BUILD_DIR,
     compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LIMITER: { className: "SluiceLimiter", useSQLite: true } },
     durableObjectsPersist: persist ?? false,
     bindings,
@@ -86,6 +89,7 @@ export async function startIsolates(count, { config, origin } = {}) {
       ],
       modulesRoot: BUILD_DIR,
       compatibilityDate: COMPATIBILITY_DATE,
+      compatibilityFlags: COMPATIBILITY_FLAGS,
       durableObjects: {
         LIMITER: { className: "SluiceLimiter", useSQLite: true, ...(i > 0 ? { scriptName: names[0] } : {}) },
       },

@@ -63,11 +63,34 @@ export function loadVector(file) {
     throw new Error("steps: expected a non-empty list");
   }
   const steps = map.steps.map((step, i) => parseStep(step, `steps[${i}]`));
+  const ids = steps.filter((step) => step.id !== undefined).map((step) => step.id);
+  if (new Set(ids).size !== ids.length) throw new Error("steps: an id is used twice");
+  for (const [i, step] of steps.entries()) {
+    if (step.end !== undefined && !steps.slice(0, i).some((s) => s.id === step.end)) {
+      throw new Error(`steps[${i}].end: no earlier step has the id ${JSON.stringify(step.end)}`);
+    }
+  }
   return { config: map.config, steps };
 }
 
+const END_HOWS = ["response", "reset", "client_closed"];
+
 function parseStep(value, at) {
-  const map = fields(value, at, ["at_ms", "note", "request", "repeat", "store_fails", "expect"]);
+  if (typeof value === "object" && value !== null && value.end !== undefined) {
+    const end = fields(value, at, ["at_ms", "end", "how", "note"]);
+    if (end.note !== undefined && typeof end.note !== "string") {
+      throw new Error(`${at}.note: expected a string`);
+    }
+    if (!END_HOWS.includes(end.how)) throw new Error(`${at}.how: expected one of ${END_HOWS.join(", ")}`);
+    return { atMs: wholeNumber(end.at_ms, `${at}.at_ms`), end: string(end, "end", at), how: end.how };
+  }
+  const map = fields(value, at, ["at_ms", "note", "id", "hold_upstream", "request", "repeat", "store_fails", "expect"]);
+  if (map.id !== undefined && typeof map.id !== "string") throw new Error(`${at}.id: expected a string`);
+  if (map.hold_upstream !== undefined && typeof map.hold_upstream !== "boolean") {
+    throw new Error(`${at}.hold_upstream: expected true or false`);
+  }
+  const holdUpstream = map.hold_upstream ?? false;
+  if (holdUpstream !== (map.id !== undefined)) throw new Error(`${at}: id and hold_upstream go together`);
   if (map.note !== undefined && typeof map.note !== "string") {
     throw new Error(`${at}.note: expected a string`);
   }
@@ -117,8 +140,13 @@ function parseStep(value, at) {
   if (e.body !== undefined && typeof e.body !== "string") {
     throw new Error(`${at}.expect.body: expected a string`);
   }
+  if (holdUpstream && (e.status !== 200 || repeat !== 1 || heldMs !== 0)) {
+    throw new Error(`${at}.hold_upstream: only on a step expecting status 200, without repeat or held_ms`);
+  }
   return {
     atMs,
+    id: map.id,
+    holdUpstream,
     repeat,
     storeFails: map.store_fails ?? false,
     request,
@@ -191,14 +219,25 @@ export function compareUpstream(received, expect) {
 }
 
 /**
+ * Whether a vector has streams that stay in flight (`hold_upstream`, end steps) or concurrency
+ * rules, whose slots the runner waits to see given back after each request.
+ */
+export function hasStreams(vector) {
+  return (
+    (vector.config.rules ?? []).some((rule) => rule.concurrency !== undefined) ||
+    vector.steps.some((step) => step.holdUpstream || step.end !== undefined)
+  );
+}
+
+/**
  * Whether a vector holds requests (a rule with a `delay`, or a step expecting `held_ms`), as
- * `sluice_vectors::holds_requests` decides: the edge worker does not hold requests (its
- * configuration refuses `delay`), so these vectors are left out of its runs.
+ * `sluice_vectors::holds_requests` decides: the runner drives the isolate's test clock through
+ * their holds, and leaves them out of the leased pass (a delay rule cannot have a lease).
  */
 export function holdsRequests(vector) {
   return (
     (vector.config.rules ?? []).some((rule) => rule.delay !== undefined) ||
-    vector.steps.some((step) => step.expect.heldMs > 0)
+    vector.steps.some((step) => step.expect?.heldMs > 0)
   );
 }
 
@@ -221,6 +260,8 @@ export function stepRequest(step) {
   headers.set("x-sluice-test-now-ms", String(step.atMs));
   headers.set("x-sluice-test-peer", step.request.peer ?? "none");
   if (step.storeFails) headers.set("x-sluice-test-object-fails", "1");
+  // The test origin holds its answer until the stream's end step (support/origin.js).
+  if (step.holdUpstream) headers.set("x-origin-hold", step.id);
   return {
     url: `http://${step.request.authority}${step.request.path}`,
     init: { method: step.request.method, headers },

@@ -139,6 +139,7 @@ pub fn expected_config_errors() -> String {
         r#"{"rules": [{"name": "x", "key": ["client_ip"], "limit": {"requests": 2000, "period": "1s"}, "algorithm": "sliding_log"}]}"#,
         r#"{"rules": [{"name": "log", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "algorithm": "sliding_log", "lease": {"size": 2}}]}"#,
         r#"{"rules": [{"name": "big", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "lease": {"size": 6}}]}"#,
+        r#"{"rules": [{"name": "leased", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "lease": {"size": 2}}, {"name": "spaced", "key": ["client_ip"], "limit": {"requests": 5, "period": "1s"}, "delay": {"max": "1s"}}]}"#,
     ];
     let cases: Vec<serde_json::Value> = configs
         .iter()

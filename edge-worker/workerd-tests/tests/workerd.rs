@@ -1,5 +1,6 @@
 //! Builds the edge worker and runs its whole test suite in workerd: the shared vectors, the
-//! config features, concurrency, restart, origin, failure modes, object calls, the negative
+//! config features, concurrency, delay rules, requests in flight (concurrency rules), restart,
+//! origin, failure modes, object calls, the negative
 //! cache (one isolate and two sharing objects), clean-up on the real and the test clock, bad
 //! configs, client IP and `wrangler deploy --dry-run` (one file per behaviour in
 //! `edge-worker/test/`). Fails with the suite's output if anything fails; prints the suite's

@@ -36,10 +36,12 @@ impl Algorithm {
     /// within the lease bound. False for the sliding log: it keeps one timestamp per
     /// admission, so units granted at `t` and spent later would expire from the log a period
     /// after `t`, earlier than the requests that spend them, and admit more than the bound.
+    /// False for concurrency: a slot is given back when its request ends, which a slice
+    /// spent elsewhere cannot carry.
     pub fn supports_leases(&self) -> bool {
         match self {
             Algorithm::Gcra | Algorithm::FixedWindow | Algorithm::SlidingWindow => true,
-            Algorithm::SlidingLog => false,
+            Algorithm::SlidingLog | Algorithm::Concurrency => false,
         }
     }
 }

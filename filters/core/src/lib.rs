@@ -38,7 +38,7 @@ pub mod time;
 pub use algorithm::{Algorithm, Limit};
 pub use decision::Decision;
 pub use grant::Grant;
-pub use limiter::{Check, Limiter, RuleOutcome, Seed, Status, Verdict};
+pub use limiter::{Check, Limiter, Released, RuleOutcome, Seed, Status, Verdict};
 pub use memory_store::{MemoryStore, Semantics};
 pub use mode::{FailureMode, Mode};
 pub use quota::{Quota, QuotaError};

@@ -36,12 +36,14 @@
 
 mod plan;
 mod refund;
+mod release;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use siphasher::sip::SipHasher13;
 
 pub use plan::FAILURE_RETRY_AFTER;
+pub use release::Released;
 
 use crate::algorithm::Limit;
 use crate::decision::Decision;
@@ -182,6 +184,9 @@ struct Scratch {
     /// Indices of the rules written in the current attempt.
     committed: Vec<usize>,
     encoded: Vec<u8>,
+    /// The bucket of the slot being released, apart from the checks' so that releases do
+    /// not push a check position's tables out.
+    release: RuleSlot,
 }
 
 /// One rule's bucket as read in the current attempt.

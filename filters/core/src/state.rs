@@ -11,6 +11,7 @@
 //! sliding_window(algorithm 3) body = window_start:u64 | previous:u64 | current:u64
 //! sliding_log   (algorithm 4) body = entries:varint | entry*
 //!                             entry = gap:varint | units:varint
+//! concurrency   (algorithm 5) body = epoch:u64 | taken:varint × 9 (each below 2³²)
 //! ```
 //!
 //! `u64` values are 8 bytes little-endian; times are absolute nanoseconds since the Unix epoch.
@@ -18,6 +19,9 @@
 //! set on every byte but the last). A sliding-log entry's `gap` is its time minus the previous
 //! entry's time (the first entry's gap is its absolute time); gaps after the first are at least
 //! 1 because entries are strictly ascending, and every entry's `units` is at least 1.
+//! A concurrency state's `epoch` is the number of its newest time bucket and `taken` the
+//! slots counted in it and in the 8 buckets before it, newest first (see
+//! [`crate::algorithm::concurrency`]).
 //!
 //! Decoding never panics and never trusts a length: garbage, truncated input, another version,
 //! an unknown algorithm, trailing bytes or a log that breaks its invariants is a [`StateError`].
@@ -25,6 +29,7 @@
 use alloc::vec::Vec;
 
 use crate::algorithm::Algorithm;
+use crate::algorithm::concurrency::SLOT_BUCKETS;
 use crate::encoding::{self, ReadError, Reader};
 use crate::time::Nanos;
 
@@ -35,6 +40,7 @@ const TAG_GCRA: u8 = 1;
 const TAG_FIXED_WINDOW: u8 = 2;
 const TAG_SLIDING_WINDOW: u8 = 3;
 const TAG_SLIDING_LOG: u8 = 4;
+const TAG_CONCURRENCY: u8 = 5;
 
 /// What one key has spent, as one algorithm remembers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +71,14 @@ pub enum State {
     SlidingLog {
         /// The admissions, oldest first.
         log: Log,
+    },
+    /// Concurrency slots held, counted per time bucket (see
+    /// [`crate::algorithm::concurrency`]).
+    Concurrency {
+        /// The number of the newest bucket (`⌊time / bucket width⌋`).
+        epoch: u64,
+        /// Slots taken in bucket `epoch − i` and not given back, for each `i`.
+        taken: [u32; SLOT_BUCKETS],
     },
 }
 
@@ -159,6 +173,7 @@ impl State {
             State::FixedWindow { .. } => Algorithm::FixedWindow,
             State::SlidingWindow { .. } => Algorithm::SlidingWindow,
             State::SlidingLog { .. } => Algorithm::SlidingLog,
+            State::Concurrency { .. } => Algorithm::Concurrency,
         }
     }
 
@@ -198,6 +213,13 @@ impl State {
                     previous_at = entry.at;
                 }
             }
+            State::Concurrency { epoch, taken } => {
+                out.push(TAG_CONCURRENCY);
+                encoding::put_u64_le(out, *epoch);
+                for count in taken {
+                    encoding::put_varint(out, u64::from(*count));
+                }
+            }
         }
     }
 
@@ -216,6 +238,12 @@ impl State {
                     previous_at = entry.at;
                 }
                 len
+            }
+            State::Concurrency { taken, .. } => {
+                8 + taken
+                    .iter()
+                    .map(|count| encoding::varint_len(u64::from(*count)))
+                    .sum::<usize>()
             }
         }
     }
@@ -246,6 +274,15 @@ impl State {
             TAG_SLIDING_LOG => State::SlidingLog {
                 log: decode_log(&mut reader)?,
             },
+            TAG_CONCURRENCY => {
+                let epoch = reader.u64_le()?;
+                let mut taken = [0; SLOT_BUCKETS];
+                for count in &mut taken {
+                    *count =
+                        u32::try_from(reader.varint()?).map_err(|_| StateError::MalformedVarint)?;
+                }
+                State::Concurrency { epoch, taken }
+            }
             other => return Err(StateError::UnknownAlgorithm(other)),
         };
         match reader.remaining() {
@@ -390,6 +427,26 @@ mod tests {
         assert_eq!(sliding.len(), 26);
         assert_eq!(sliding[2 + 8], 2);
         assert_eq!(sliding[2 + 16], 3);
+    }
+
+    #[test]
+    fn concurrency_stores_its_epoch_and_nine_counts() {
+        let mut taken = [0; SLOT_BUCKETS];
+        taken[0] = 3;
+        taken[8] = 200;
+        let bytes = round_trip(&State::Concurrency { epoch: 7, taken });
+        // version, tag, epoch (8 bytes), 3, seven zeros, 200 (two bytes)
+        assert_eq!(
+            bytes,
+            [
+                1, 5, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0xc8, 0x01
+            ]
+        );
+        assert_eq!(State::decode(&bytes[..19]), Err(StateError::Truncated));
+        // A count of 2^32 does not fit.
+        let mut too_many = bytes[..18].to_vec();
+        encoding::put_varint(&mut too_many, 1 << 32);
+        assert_eq!(State::decode(&too_many), Err(StateError::MalformedVarint));
     }
 
     #[test]

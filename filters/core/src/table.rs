@@ -275,6 +275,9 @@ fn spent(state: &State) -> u64 {
             previous, current, ..
         } => previous.saturating_add(*current),
         State::SlidingLog { log } => log.units(),
+        State::Concurrency { taken, .. } => taken
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(u64::from(*n))),
     }
 }
 
@@ -356,6 +359,7 @@ fn algorithm_tag(algorithm: Algorithm) -> u8 {
         Algorithm::FixedWindow => 2,
         Algorithm::SlidingWindow => 3,
         Algorithm::SlidingLog => 4,
+        Algorithm::Concurrency => 5,
     }
 }
 

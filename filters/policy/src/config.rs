@@ -11,6 +11,7 @@ use sluice_core::table::RuleTable;
 use sluice_core::{Algorithm, FailureMode, Limit, Mode, Quota, QuotaError};
 
 use crate::client_ip::ClientIpSource;
+use crate::concurrency::{self, NOT_WITH_CONCURRENCY};
 use crate::cost::CostSpec;
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
@@ -73,6 +74,7 @@ const RULE_FIELDS: &[&str] = &[
     "overrides",
     "warn_at",
     "delay",
+    "concurrency",
 ];
 const LIMIT_FIELDS: &[&str] = &["requests", "period", "burst"];
 
@@ -167,8 +169,14 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         }
         rules.push(rule);
     }
+    if deployment == Deployment::Edge {
+        delay_beside_leases(&rules)?;
+    }
     let has_global_rules = rules.iter().any(|rule| rule.scope == Scope::Global);
     let warns = rules.iter().any(|rule| rule.warn_at.is_some());
+    let has_concurrency = rules
+        .iter()
+        .any(|rule| rule.limit.algorithm == Algorithm::Concurrency);
     let marks = rules.iter().any(Rule::marks_requests);
 
     let table_namespace = match &namespace {
@@ -190,7 +198,27 @@ pub(crate) fn compile(config: &[u8], deployment: Deployment) -> Result<Policy, C
         warns,
         marks,
         shaping,
+        has_concurrency,
     })
+}
+
+/// At the edge, a held request that is refused or whose client leaves gives back what its
+/// rules counted in their objects; units taken from leased slices are not given back that
+/// way, so a configuration does not mix delay rules with leased ones there.
+fn delay_beside_leases(rules: &[Rule]) -> Result<(), ConfigError> {
+    let Some(leased) = rules.iter().find(|rule| rule.lease.is_some()) else {
+        return Ok(());
+    };
+    match rules.iter().position(|rule| rule.max_delay() > 0) {
+        Some(index) => Err(ConfigError::new(
+            "delay",
+            Problem::DelayBesideLeasesAtTheEdge {
+                leased: leased.name.clone(),
+            },
+        )
+        .in_rule(index, rules.get(index).map(|rule| rule.name.as_str()))),
+        None => Ok(()),
+    }
 }
 
 /// The explicit `namespace`, validated like a rule name.
@@ -321,6 +349,23 @@ fn rule_body(
     deployment: Deployment,
 ) -> Result<Rule, ConfigError> {
     let fields = Fields::open(value, "", RULE_FIELDS)?;
+    // A concurrency rule's one limit is its `concurrency` section; what only makes sense
+    // for units per period is refused, naming the field.
+    let concurrency = match fields.get("concurrency") {
+        Some(v) => {
+            if let Some(field) = NOT_WITH_CONCURRENCY
+                .iter()
+                .find(|field| fields.get(field).is_some())
+            {
+                return Err(ConfigError::new(
+                    *field,
+                    Problem::NotWithConcurrency { field },
+                ));
+            }
+            Some(concurrency::parse(v, "concurrency")?)
+        }
+        None => None,
+    };
     let algorithm = match fields.get("algorithm") {
         Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
         None => Algorithm::Gcra,
@@ -345,6 +390,16 @@ fn rule_body(
     let mut limits: Vec<NamedLimit> = Vec::new();
     let mut base_capacity_field = "limit.requests";
     let tiers = match (fields.get("tier"), fields.get("limit")) {
+        _ if let Some(slots) = concurrency => {
+            limits.push(NamedLimit {
+                name: String::from(name),
+                limit: slots,
+                max_keys,
+                kind: LimitKind::Base,
+            });
+            base_capacity_field = "concurrency.max";
+            None
+        }
         (Some(_), Some(_)) => return Err(ConfigError::new("limit", Problem::LimitWithTier)),
         (Some(v), None) => {
             let context = TierContext {
@@ -450,6 +505,12 @@ fn rule_body(
         Some(v) => global::parse_scope(v)?,
         None => Scope::default(),
     };
+    if concurrency.is_some() && scope == Scope::Global {
+        return Err(ConfigError::new(
+            "scope",
+            Problem::ConcurrencyWithGlobalScope,
+        ));
+    }
     // Each table (the rule's, every tier's, every override's) is bounded on its own.
     for named in limits.iter().filter(|l| l.has_table()) {
         let bytes = RuleTable::new(&named.name, named.limit, named.max_keys).max_store_bytes();
@@ -500,7 +561,6 @@ fn rule_body(
                 mode,
                 scope,
                 leased: lease.is_some(),
-                at_the_edge: deployment == Deployment::Edge,
             };
             let max_delay = shaping::parse_delay(v, "delay", &context)?;
             for named in &mut limits {

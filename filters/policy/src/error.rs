@@ -192,10 +192,25 @@ pub enum Problem {
     DelayWithGlobalScope,
     /// `delay` on a rule with a `lease`.
     DelayWithLease,
-    /// `delay` in the edge worker's configuration.
-    DelayAtTheEdge,
+    /// `delay` in an edge worker configuration that also has rules with a `lease`.
+    DelayBesideLeasesAtTheEdge {
+        /// A rule with a `lease`.
+        leased: String,
+    },
     /// `delay.max` outside 1ms to 60s.
     DelayOutOfRange {
+        /// The text found.
+        text: String,
+    },
+    /// A field a concurrency rule cannot have.
+    NotWithConcurrency {
+        /// The field found.
+        field: &'static str,
+    },
+    /// A concurrency rule with `"scope": "global"`.
+    ConcurrencyWithGlobalScope,
+    /// `concurrency.slot_ttl` outside 1s to 1d.
+    SlotTtlOutOfRange {
         /// The text found.
         text: String,
     },
@@ -498,14 +513,51 @@ impl fmt::Display for Problem {
                 "a leased rule spends from a slice taken in advance, so there is no slot to wait \
                  for; remove delay or lease",
             ),
-            Problem::DelayAtTheEdge => f.write_str(
-                "the edge worker does not hold requests: it would pass them at once, beyond the \
-                 rule's burst; remove delay from the worker's configuration (proxies hold)",
+            Problem::DelayBesideLeasesAtTheEdge { leased } => write!(
+                f,
+                "the edge worker cannot give back what a held request took from the slices of \
+                 leased rules (rule {leased} has a lease) if it is refused or its client leaves; \
+                 remove delay, or the lease of every rule",
+                leased = Quoted(leased)
             ),
             Problem::DelayOutOfRange { text } => write!(
                 f,
                 "{text} is out of range; use 1ms up to 60s (a request held longer is better told \
                  to come back)",
+                text = Quoted(text)
+            ),
+            Problem::NotWithConcurrency { field } => f.write_str(match *field {
+                "limit" => {
+                    "a concurrency rule caps requests in flight, not requests per period: \
+                         its cap is concurrency.max; remove limit (or make a second rule for \
+                         the rate)"
+                }
+                "algorithm" => "a concurrency rule counts slots in flight; remove algorithm",
+                "tier" | "overrides" => {
+                    "a concurrency rule has one cap for every key; remove it (or make one \
+                         concurrency rule per tier, each with a match)"
+                }
+                "cost" => "each request in flight holds one slot; remove cost",
+                "delay" => {
+                    "a concurrency slot comes back when another request ends, which no \
+                         timer can wait for; remove delay"
+                }
+                "lease" => {
+                    "a concurrency slot is given back when its request ends, which a slice \
+                         spent elsewhere cannot carry; remove lease"
+                }
+                _ => "a concurrency rule cannot have this field; remove it",
+            }),
+            Problem::ConcurrencyWithGlobalScope => f.write_str(
+                "the rate-limit service decides a request once and never hears that it ended, \
+                 so a global slot would only come back when it expires; drop \
+                 \"scope\": \"global\" (a local rule counts across every VM of the proxy)",
+            ),
+            Problem::SlotTtlOutOfRange { text } => write!(
+                f,
+                "{text} is out of range; use 1s up to 1d (the longest a request may be in \
+                 flight, e.g. the upstream timeout: a slot whose release is lost comes back \
+                 after it)",
                 text = Quoted(text)
             ),
             Problem::SlidingLogTooLarge { requests, max } => write!(

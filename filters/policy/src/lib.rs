@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod attributes;
 pub mod client_ip;
+pub mod concurrency;
 mod config;
 pub mod cost;
 mod duration;
@@ -40,6 +41,7 @@ mod uri;
 pub mod warning;
 
 pub use client_ip::ClientIpSource;
+pub use concurrency::TakenSlots;
 pub use config::{
     DEFAULT_CAS_RETRIES, DEFAULT_MAX_KEYS, MAX_CAS_RETRIES, MAX_KEYS, MAX_NAME_LEN,
     MAX_RULE_STORE_BYTES, MAX_SLIDING_LOG_REQUESTS,

@@ -63,6 +63,8 @@ pub struct Policy {
     /// Whether any rule can mark a request.
     pub(crate) marks: bool,
     pub(crate) shaping: Shaping,
+    /// Whether any rule is a concurrency rule.
+    pub(crate) has_concurrency: bool,
 }
 
 /// One compiled rule.
@@ -703,6 +705,8 @@ pub struct RequestBuffers {
     /// Spare header lists and header values.
     header_lists: Vec<Vec<(&'static str, String)>>,
     values: Vec<String>,
+    /// Spare lists of concurrency slots (see [`crate::concurrency`]).
+    pub(crate) slot_lists: crate::concurrency::SlotLists,
 }
 
 impl RequestBuffers {
@@ -783,7 +787,7 @@ impl RequestBuffers {
         }
     }
 
-    fn give_back_key(&mut self, key: Vec<u8>) {
+    pub(crate) fn give_back_key(&mut self, key: Vec<u8>) {
         if key.capacity() > 0 && self.keys.len() < MAX_SPARE {
             self.keys.push(key);
         }
@@ -814,7 +818,7 @@ impl RequestBuffers {
 /// the requests a VM has in flight at once, and a bound for callers that give back what other
 /// paths built (e.g. requests decided with the rate-limit service), so the spares never grow
 /// without end.
-const MAX_SPARE: usize = 256;
+pub(crate) const MAX_SPARE: usize = 256;
 
 /// Keeps whichever of two emptied buffers has the larger allocation.
 fn keep_larger<T>(kept: &mut Vec<T>, other: Vec<T>) {

@@ -22,6 +22,14 @@
 //!   longest wait) if any, else the one with the fewest remaining.
 //! - `both`, `none`.
 //!
+//! A concurrency rule (see [`crate::concurrency`]) is advertised as `"<name>";q=<max>` (no
+//! `w`: its period is the slots' time to live, not a window) and, on a passed request, as
+//! `"<name>";r=<slots left>` without `t`: a slot comes back when some request ends, which no
+//! time predicts. Denying, it says `t=1` and `Retry-After: 1` (or less time, rounded up to a
+//! second, when its oldest slot expires sooner). The legacy `X-RateLimit-Reset` of a
+//! concurrency rule is the time until every slot held would have expired if none were
+//! released.
+//!
 //! Every denial has `Retry-After` (delta-seconds, rounded up, at least 1): the longest wait
 //! among the denying rules, whatever the style. A rule that failed closed says 1 second.
 //! Seconds are always rounded up, so a client that waits as told is never early.
@@ -38,7 +46,7 @@ use alloc::vec::Vec;
 use serde_json::Value;
 use sluice_core::table::push_decimal;
 use sluice_core::time::{NANOS_PER_SEC, ceil_secs};
-use sluice_core::{Check, Limit, Mode, RuleOutcome, Status, Verdict};
+use sluice_core::{Algorithm, Check, Limit, Mode, RuleOutcome, Status, Verdict};
 
 use crate::error::{ConfigError, Problem};
 use crate::json::{self, Fields};
@@ -276,8 +284,10 @@ impl ResponseConfig {
                 state.push_str(report.rule);
                 state.push_str("\";r=");
                 push_decimal(&mut state, report.remaining);
-                state.push_str(";t=");
-                push_decimal(&mut state, report.t);
+                if let Some(t) = report.t {
+                    state.push_str(";t=");
+                    push_decimal(&mut state, t);
+                }
             }
             for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
                 if value.is_empty() {
@@ -348,7 +358,8 @@ fn push_policy_item(out: &mut String, name: &str, limit: &Limit) {
     out.push_str(name);
     out.push_str("\";q=");
     push_decimal(out, quota.limit());
-    if quota.period().is_multiple_of(NANOS_PER_SEC) {
+    // A concurrency rule's period is its slots' time to live, not a window.
+    if limit.algorithm != Algorithm::Concurrency && quota.period().is_multiple_of(NANOS_PER_SEC) {
         out.push_str(";w=");
         push_decimal(out, quota.period() / NANOS_PER_SEC);
     }
@@ -359,8 +370,9 @@ struct Report<'a> {
     rule: &'a str,
     limit: u64,
     remaining: u64,
-    /// Seconds for `RateLimit`'s `t`.
-    t: u64,
+    /// Seconds for `RateLimit`'s `t`; none for a concurrency rule that allows (its slots come
+    /// back when requests end, which no time predicts).
+    t: Option<u64>,
     /// Seconds until the quota is fully back.
     reset: u64,
     denying: bool,
@@ -397,9 +409,11 @@ fn report<'a>(
             decision.remaining
         },
         t: if denying || exceeded {
-            ceil_secs(decision.retry_after)
+            Some(ceil_secs(decision.retry_after))
+        } else if check.limit.algorithm == Algorithm::Concurrency {
+            None
         } else {
-            reset
+            Some(reset)
         },
         reset,
         denying,

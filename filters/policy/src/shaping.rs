@@ -5,11 +5,15 @@
 //! A rule with `"delay": {"max": "500ms"}` and GCRA admits a request whose new debt is over
 //! the tolerance by at most `max`, commits it at once and holds it for exactly that excess
 //! (see `sluice_core::algorithm` for the arithmetic), like NGINX's `limit_req burst= delay=`.
+//! The proxy-wasm filter holds requests per VM, the edge worker per isolate; both bound them
+//! with `shaping.max_held`.
 
 use alloc::vec::Vec;
 use serde_json::Value;
 use sluice_core::time::{NANOS_PER_MILLI, NANOS_PER_SEC};
-use sluice_core::{Algorithm, Check, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Status};
+use sluice_core::{
+    Algorithm, Check, Limiter, Mode, Nanos, RuleOutcome, SlotStore, Status, Verdict,
+};
 
 use crate::duration::{DurationError, parse_period};
 use crate::error::{ConfigError, Problem};
@@ -45,8 +49,9 @@ impl Default for Shaping {
 }
 
 impl Shaping {
-    /// The most requests one VM (proxy worker) holds at once; a request that would be held
-    /// beyond it is denied as its rule's denial, and its commit refunded.
+    /// The most requests one VM (proxy worker), or one edge worker isolate, holds at once; a
+    /// request that would be held beyond it is denied as its rule's denial, and its commit
+    /// refunded.
     pub fn max_held(&self) -> u32 {
         self.max_held
     }
@@ -76,8 +81,6 @@ pub(crate) struct DelayContext {
     pub(crate) mode: Mode,
     pub(crate) scope: Scope,
     pub(crate) leased: bool,
-    /// Compiled for the edge worker, which does not hold requests.
-    pub(crate) at_the_edge: bool,
 }
 
 /// A rule's `delay` section: its `max`, checked against the rest of the rule.
@@ -102,9 +105,6 @@ pub(crate) fn parse_delay(
     }
     if rule.leased {
         return Err(ConfigError::new(path, Problem::DelayWithLease));
-    }
-    if rule.at_the_edge {
-        return Err(ConfigError::new(path, Problem::DelayAtTheEdge));
     }
     let fields = Fields::open(value, path, DELAY_FIELDS)?;
     let max_path = fields.path("max");
@@ -161,7 +161,12 @@ impl HeldRequest {
             .zip(&applied.rule_indices)
             .zip(&verdict.outcomes)
         {
-            if outcome.status != Status::Allowed || check.cost == 0 {
+            // A concurrency slot is given back when the stream ends, held or not
+            // (`Handled::take_slots`).
+            if outcome.status != Status::Allowed
+                || check.cost == 0
+                || check.limit.algorithm == Algorithm::Concurrency
+            {
                 continue;
             }
             let Some(rule) = policy.rules.get(rule_index) else {
@@ -250,26 +255,36 @@ impl Policy {
         let checks = handled.evaluation.checks();
         if verdict.delay() > 0 {
             limiter.refund(checks, &verdict.outcomes, committed_at, store);
-            for (outcome, check) in verdict.outcomes.iter_mut().zip(checks) {
-                if outcome.status == Status::Allowed && outcome.decision.delay > 0 {
-                    // As the rule denies without delay: wait until the slot comes, the reset
-                    // time without this request's units.
-                    let spent = check
-                        .cost
-                        .saturating_mul(check.limit.quota.emission_interval());
-                    outcome.status = Status::Denied;
-                    outcome.decision.allowed = false;
-                    outcome.decision.remaining = 0;
-                    outcome.decision.reset_after =
-                        outcome.decision.reset_after.saturating_sub(spent);
-                    outcome.decision.retry_after = outcome.decision.delay;
-                    outcome.decision.delay = 0;
-                }
-            }
-            verdict.allowed = false;
+            deny_instead_of_holding(checks, &mut verdict);
             handled.response = self.respond(checks, &verdict);
         }
         handled.verdict = Some(verdict);
         handled
     }
+}
+
+/// Turns the verdict of a request allowed with a hold into the denial its holding rules give
+/// when it cannot be held (its commits given back by the caller): each holding rule denies as
+/// it would without delay, telling the client to retry when its slot would have come. A
+/// verdict without a hold is left as it is.
+pub fn deny_instead_of_holding(checks: &[Check<'_>], verdict: &mut Verdict) {
+    if verdict.delay() == 0 {
+        return;
+    }
+    for (outcome, check) in verdict.outcomes.iter_mut().zip(checks) {
+        if outcome.status == Status::Allowed && outcome.decision.delay > 0 {
+            // As the rule denies without delay: wait until the slot comes, the reset time
+            // without this request's units.
+            let spent = check
+                .cost
+                .saturating_mul(check.limit.quota.emission_interval());
+            outcome.status = Status::Denied;
+            outcome.decision.allowed = false;
+            outcome.decision.remaining = 0;
+            outcome.decision.reset_after = outcome.decision.reset_after.saturating_sub(spent);
+            outcome.decision.retry_after = outcome.decision.delay;
+            outcome.decision.delay = 0;
+        }
+    }
+    verdict.allowed = false;
 }

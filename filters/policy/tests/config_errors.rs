@@ -201,7 +201,7 @@ fn unknown_rule_fields_are_rejected_with_the_rule_named() {
     assert_eq!(
         rule_error(rule_with("algoritm", json!("gcra"))),
         "rule \"per-client\" (rules[0]): algoritm: unknown field \"algoritm\"; the fields here are \
-         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier, overrides, warn_at or delay"
+         name, match, key, when_key_missing, limit, algorithm, cost, mode, failure_mode, max_keys, scope, lease, tier, overrides, warn_at, delay or concurrency"
     );
 }
 

@@ -110,17 +110,31 @@ fn delay_is_refused_with_global_scope() {
 }
 
 #[test]
-fn the_edge_worker_refuses_delay_rules() {
+fn the_edge_worker_holds_requests_of_delay_rules() {
     let config = json!({"rules": [rule(json!({}))]});
+    let policy = Policy::from_json_edge(config.to_string().as_bytes()).unwrap();
+    assert!(policy.holds_requests());
+}
+
+#[test]
+fn the_edge_worker_refuses_delay_beside_leased_rules() {
+    let config = json!({"rules": [
+        {"name": "leased", "key": ["client_ip"], "limit": {"requests": 100, "period": "1m"},
+         "lease": {"size": 5}},
+        rule(json!({}))
+    ]});
     let error = Policy::from_json_edge(config.to_string().as_bytes())
         .unwrap_err()
         .to_string();
     assert_eq!(
         error,
-        "rule \"spaced\" (rules[0]): delay: the edge worker does not hold requests: it would \
-         pass them at once, beyond the rule's burst; remove delay from the worker's \
-         configuration (proxies hold)"
+        "rule \"spaced\" (rules[1]): delay: the edge worker cannot give back what a held request \
+         took from the slices of leased rules (rule \"leased\" has a lease) if it is refused or \
+         its client leaves; remove delay, or the lease of every rule"
     );
+    // Proxies lease only global rules, which cannot delay: the same rules are refused there
+    // for the lease alone.
+    assert!(Policy::from_json(config.to_string().as_bytes()).is_err());
 }
 
 #[test]

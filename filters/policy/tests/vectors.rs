@@ -6,11 +6,12 @@
 //! A file that cannot be read or parsed fails the test, as does any step whose status,
 //! headers or body differ; the message names the file, the step and what differed.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use sluice_core::{Limiter, MemoryStore, Seed, Semantics, StoreError};
-use sluice_policy::Policy;
 use sluice_policy::global::{MemoryService, Started};
+use sluice_policy::{Policy, RequestBuffers, TakenSlots};
 use sluice_vectors::{Vector, compare, compare_upstream, load, upstream_headers};
 
 /// The store semantics and seeds each vector runs under.
@@ -87,21 +88,33 @@ fn run(
             .prepare(rule.name(), &rule.limit(), rule.max_keys(), &mut store)
             .map_err(|e| format!("preparing rule {:?}: {e}", rule.name()))?;
     }
-    for (index, step) in vector.steps.iter().enumerate() {
+    // Concurrency slots: a request's stream ends (its slots are released) as soon as it is
+    // answered, unless the step holds it in flight until its end step.
+    let mut buffers = RequestBuffers::new();
+    let mut in_flight: HashMap<&str, TakenSlots> = HashMap::new();
+    for index in 0..=vector.steps.len() {
+        for end in vector.ends_before(index) {
+            let now = end.now().map_err(|e| format!("end of {:?}: {e}", end.id))?;
+            let slots = in_flight.remove(end.id.as_str());
+            release(&policy, slots, now, &mut limiter, &mut store, &mut buffers);
+        }
+        let Some(step) = vector.steps.get(index) else {
+            break;
+        };
         let now = step.now().map_err(|e| format!("steps[{index}]: {e}"))?;
         for round in 1..=step.repeat {
             if step.store_fails {
                 store.set_outage(Some(StoreError::Unavailable));
             }
             let mut held = 0;
-            let response = match service.as_mut() {
+            let mut handled = match service.as_mut() {
                 None => {
                     let handled = policy.handle(&step.request, now, &mut limiter, &mut store);
                     held = handled.verdict.as_ref().map_or(0, |v| v.delay());
-                    handled.response
+                    handled
                 }
                 Some(service) => match policy.start(&step.request, now, &mut limiter, &mut store) {
-                    Started::Done(handled) => handled.response,
+                    Started::Done(handled) => handled,
                     Started::Call(call) => {
                         let (status, reply) = service.decide(call.body(), now);
                         if status != 200 {
@@ -113,11 +126,20 @@ fn run(
                         policy
                             .finish(call, Ok(&reply), &mut limiter, &mut store)
                             .handled
-                            .response
                     }
                 },
             };
             store.set_outage(None);
+            let slots = handled.take_slots(now, &mut buffers);
+            match &step.id {
+                Some(id) => {
+                    if let Some(slots) = slots {
+                        in_flight.insert(id.as_str(), slots);
+                    }
+                }
+                None => release(&policy, slots, now, &mut limiter, &mut store, &mut buffers),
+            }
+            let response = handled.response;
             let mut differences = compare(&response, &step.expect);
             if !response.is_deny() {
                 let upstream = upstream_headers(&policy, &step.request, &response);
@@ -142,4 +164,18 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// The end of a request's stream: its concurrency slots, if it took any, are given back.
+fn release(
+    policy: &Policy,
+    slots: Option<TakenSlots>,
+    now: u64,
+    limiter: &mut Limiter,
+    store: &mut MemoryStore,
+    buffers: &mut RequestBuffers,
+) {
+    if let Some(slots) = slots {
+        policy.release(slots, now, limiter, store, buffers, |_, _| {});
+    }
 }

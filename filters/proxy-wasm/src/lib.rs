@@ -32,15 +32,17 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
-use sluice_core::{Limiter, Verdict};
+use sluice_core::{Algorithm, Limiter, Released, Verdict};
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
-use sluice_policy::{Handled, HeldRequest, Policy, Request as _, RequestBuffers, Response};
+use sluice_policy::{
+    Handled, HeldRequest, Policy, Request as _, RequestBuffers, Response, TakenSlots,
+};
 
 use crate::global_call::GlobalRuntime;
 use crate::holding::Holding;
 use crate::host::{LogLevel, SharedData, log};
 use crate::lease::{Leases, Stage, Step, Waiting};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RuleMetrics};
 use crate::request::HostRequest;
 
 proxy_wasm::main! {{
@@ -181,6 +183,7 @@ impl RootContext for SluiceRoot {
                 pending: None,
                 leased: None,
                 held: None,
+                slots: None,
             })
         };
         #[cfg(feature = "count-allocations")]
@@ -235,12 +238,11 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         leases.prepare(&mut store)?;
     }
     footprint.verify(&policy, limiter.names(), leases.as_ref(), &mut store)?;
-    let metrics = Metrics::define(
-        policy
-            .rules()
-            .iter()
-            .map(|rule| (rule.name(), rule.marks_requests())),
-    );
+    let metrics = Metrics::define(policy.rules().iter().map(|rule| RuleMetrics {
+        name: rule.name(),
+        marks: rule.marks_requests(),
+        releases: rule.limit().algorithm == Algorithm::Concurrency,
+    }));
     let global = match policy.global() {
         Some(config) if policy.has_global_rules() => Some(GlobalRuntime::new(config.clone())),
         _ => None,
@@ -316,6 +318,8 @@ struct SluiceHttp {
     /// Set while (and after) the request is held by a delay rule: what to give back if its
     /// stream ends before it is released.
     held: Option<HeldRequest>,
+    /// The concurrency slots a passed request holds, given back when its stream ends.
+    slots: Option<TakenSlots>,
 }
 
 impl Context for SluiceHttp {
@@ -360,7 +364,8 @@ impl Context for SluiceHttp {
 }
 
 impl Drop for SluiceHttp {
-    /// A context deleted without `on_done` or `on_log` still gives back a held request, and
+    /// A context deleted without `on_done` or `on_log` still gives back a held request and
+    /// its concurrency slots, and
     /// a stream that ends before its response (a reset, a local reply upstream) still gives
     /// its headers' buffers back.
     fn drop(&mut self) {
@@ -426,16 +431,76 @@ impl HttpContext for SluiceHttp {
     }
 
     /// The stream has ended (Envoy calls `on_done` then `on_log`; ngx_wasm_module `on_log`
-    /// then `on_done`): a request still held never went upstream.
+    /// then `on_done`): its concurrency slots come back, and a request still held never went
+    /// upstream.
     fn on_log(&mut self) {
         self.end_stream();
     }
 }
 
 impl SluiceHttp {
-    /// A held request's stream ended: if it was still held (not yet released), it never
-    /// went upstream, so its units are given back. Runs once per held request.
+    /// The stream has ended, however it ended (response, reset, local reply, client gone):
+    /// its concurrency slots are given back, and if it was still held (not yet released) it
+    /// never went upstream, so its units are given back too. Runs once per stream: what it
+    /// gives back is taken out of the context.
     fn end_stream(&mut self) {
+        self.release_slots();
+        self.give_back_held();
+    }
+
+    /// Gives back the request's concurrency slots, once: those it holds, or those its local
+    /// rules took before it waited for the rate-limit service (the answer will not come).
+    fn release_slots(&mut self) {
+        let slots = match self.slots.take() {
+            Some(slots) => slots,
+            // The common end: nothing held, nothing waiting (checked without moving either).
+            None if self.pending.is_none() && self.leased.is_none() => return,
+            None => match self.waiting_slots() {
+                Some(slots) => slots,
+                None => return,
+            },
+        };
+        let runtime = Rc::clone(&self.runtime);
+        // Without a clock reading, at the time they were taken: still live then.
+        let now = host::now_nanos().unwrap_or(slots.taken_at());
+        let (Ok(mut limiter), Ok(mut buffers)) = (
+            runtime.limiter.try_borrow_mut(),
+            runtime.buffers.try_borrow_mut(),
+        ) else {
+            // Not reachable (nothing else runs in the VM meanwhile); the slots would come
+            // back when they expire.
+            return;
+        };
+        runtime.policy.release(
+            slots,
+            now,
+            &mut limiter,
+            &mut SharedData,
+            &mut buffers,
+            |rule, released| {
+                if released == Released::Given {
+                    runtime.metrics.record_released(rule);
+                }
+            },
+        );
+    }
+
+    /// The slots the local rules of a request still waiting for the rate-limit service took.
+    #[cold]
+    fn waiting_slots(&mut self) -> Option<TakenSlots> {
+        let policy = &self.runtime.policy;
+        match (self.pending.take(), self.leased.take()) {
+            (Some(call), _) => TakenSlots::committed(policy, call.now(), call.local_checks()),
+            (None, Some(waiting)) => {
+                TakenSlots::committed(policy, waiting.now(), waiting.local_checks())
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// A held request's stream ended: if it was still held (not yet released), it never
+    /// went upstream, so its units are given back.
+    fn give_back_held(&mut self) {
         let Some(held) = self.held.take() else {
             return;
         };
@@ -500,6 +565,8 @@ impl SluiceHttp {
         self.held = held;
         let response = std::mem::replace(&mut handled.response, Response::pass());
         if let Ok(mut buffers) = runtime.buffers.try_borrow_mut() {
+            // A passed request's concurrency slots stay with the stream until it ends.
+            self.slots = handled.take_slots(now, &mut buffers);
             buffers.reclaim(handled);
         }
         match response {

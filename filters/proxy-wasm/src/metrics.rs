@@ -62,10 +62,12 @@ struct RuleCounters {
     store_errors: Counter,
     /// Passed requests the rule marked (soft limits); defined only for rules that can mark.
     marked: Counter,
+    /// Slots given back when requests ended; defined only for concurrency rules.
+    released: Counter,
 }
 
 impl RuleCounters {
-    fn all(&self) -> [&Counter; 8] {
+    fn all(&self) -> [&Counter; 9] {
         [
             &self.allowed,
             &self.denied,
@@ -75,8 +77,19 @@ impl RuleCounters {
             &self.cas_retries,
             &self.store_errors,
             &self.marked,
+            &self.released,
         ]
     }
+}
+
+/// What a rule's counters are defined for.
+pub struct RuleMetrics<'a> {
+    /// The rule's name.
+    pub name: &'a str,
+    /// It can mark a request (`sluice.<rule>.marked`).
+    pub marks: bool,
+    /// It is a concurrency rule (`sluice.<rule>.released`).
+    pub releases: bool,
 }
 
 /// Every rule's counters, in rule order, plus the filter-wide ones.
@@ -87,25 +100,36 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Defines the counters of every rule, given as its name and whether it can mark a
-    /// request (`sluice.<rule>.marked` is defined only then).
-    pub fn define<'a>(rules: impl Iterator<Item = (&'a str, bool)>) -> Metrics {
+    /// Defines the counters of every rule (`sluice.<rule>.marked` only for a rule that can
+    /// mark a request, `sluice.<rule>.released` only for a concurrency rule).
+    pub fn define<'a>(rules: impl Iterator<Item = RuleMetrics<'a>>) -> Metrics {
         let counter = |rule: &str, what: &str| Counter::define(&format!("sluice.{rule}.{what}"));
+        let optional = |defined: bool, rule: &str, what: &str| {
+            if defined {
+                counter(rule, what)
+            } else {
+                Counter::default()
+            }
+        };
         Metrics {
             rules: rules
-                .map(|(rule, marks)| RuleCounters {
-                    allowed: counter(rule, "allowed"),
-                    denied: counter(rule, "denied"),
-                    shadow_denied: counter(rule, "shadow_denied"),
-                    failed_open: counter(rule, "failed_open"),
-                    failed_closed: counter(rule, "failed_closed"),
-                    cas_retries: counter(rule, "cas_retries"),
-                    store_errors: counter(rule, "store_errors"),
-                    marked: if marks {
-                        counter(rule, "marked")
-                    } else {
-                        Counter::default()
-                    },
+                .map(|rule_metrics| {
+                    let RuleMetrics {
+                        name: rule,
+                        marks,
+                        releases,
+                    } = rule_metrics;
+                    RuleCounters {
+                        allowed: counter(rule, "allowed"),
+                        denied: counter(rule, "denied"),
+                        shadow_denied: counter(rule, "shadow_denied"),
+                        failed_open: counter(rule, "failed_open"),
+                        failed_closed: counter(rule, "failed_closed"),
+                        cas_retries: counter(rule, "cas_retries"),
+                        store_errors: counter(rule, "store_errors"),
+                        marked: optional(marks, rule, "marked"),
+                        released: optional(releases, rule, "released"),
+                    }
                 })
                 .collect(),
             exempt: Counter::define("sluice.exempt"),
@@ -135,6 +159,13 @@ impl Metrics {
     pub fn record_marked(&self, rule: usize) {
         if let Some(counters) = self.rules.get(rule) {
             counters.marked.add(1);
+        }
+    }
+
+    /// Counts a slot of concurrency rule `rule` given back when its request ended.
+    pub fn record_released(&self, rule: usize) {
+        if let Some(counters) = self.rules.get(rule) {
+            counters.released.add(1);
         }
     }
 

@@ -40,6 +40,10 @@ pub(crate) enum Command {
         stream: StreamId,
         response: HttpResponse,
     },
+    /// The upstream resets the stream before responding.
+    UpstreamReset {
+        stream: StreamId,
+    },
     Finish {
         stream: StreamId,
         report: Sender<StreamReport>,
@@ -237,6 +241,7 @@ impl Worker {
                 events,
             } => self.begin(stream, request, events),
             Command::Respond { stream, response } => self.respond(stream, response),
+            Command::UpstreamReset { stream } => self.upstream_reset(stream),
             Command::Finish { stream, report } => {
                 let finished = self.finish(stream);
                 let _ = report.send(finished);

@@ -609,6 +609,46 @@ impl Worker {
         self.drive_response(id);
     }
 
+    /// The upstream resets the stream before its response starts: the proxy answers the
+    /// client itself, and that answer goes through the filter's response callbacks as any
+    /// local reply (Envoy's router sends a 503 with details
+    /// `upstream_reset_before_response_started{remote_reset}`; NGINX's upstream module a 502).
+    /// The stream then ends as the owner finishes it.
+    pub(super) fn upstream_reset(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.phase != Phase::AwaitingResponse {
+            let answer = stream
+                .final_response
+                .clone()
+                .unwrap_or(ResponseOutcome::Reset);
+            stream.send(StreamEvent::Response(answer));
+            return;
+        }
+        let reply = match self.env().flavor {
+            HostFlavor::Envoy => PendingLocalResponse {
+                status: 503,
+                details: "upstream_reset_before_response_started{remote_reset}".to_string(),
+                body: b"upstream connect error or disconnect/reset before headers. reset reason: \
+                        remote reset"
+                    .to_vec(),
+                headers: Vec::new(),
+                grpc_status: None,
+            },
+            HostFlavor::NgxWasmModule => PendingLocalResponse {
+                status: 502,
+                details: String::new(),
+                body: b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+                        <center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>"
+                    .to_vec(),
+                headers: vec![(b"content-type".to_vec(), b"text/html".to_vec())],
+                grpc_status: None,
+            },
+        };
+        self.start_local_response(id, reply, Waiter::Response);
+    }
+
     /// Runs the response callbacks from where the stream stands.
     fn drive_response(&mut self, id: StreamId) {
         loop {

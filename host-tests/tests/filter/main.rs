@@ -5,6 +5,7 @@
 mod bad_config;
 mod bounded_memory;
 mod clock_faults;
+mod concurrency;
 mod config_isolation;
 mod contention;
 mod contention_exhaustion;

@@ -15,6 +15,14 @@
 //! whole milliseconds). Vectors that hold requests are left out of the lease run (delay rules
 //! are local only), by [`holds_requests`], and run on the Envoy flavour only (ngx_wasm_module
 //! cannot resume a stream from a tick).
+//!
+//! A step with `hold_upstream` reaches the upstream, which holds its response until the end
+//! step naming its `id`: then the upstream answers (`response`, the client's response checked
+//! against the step's `expect`), resets the stream (`reset`: the proxy's own reply passes the
+//! filter's response callbacks) or the client goes away (`client_closed`); either way the
+//! stream ends as the proxy ends it (`proxy_on_log`, `proxy_on_done`). Every other forwarded
+//! request is answered and ended at once. Vectors with concurrency rules are left out of the
+//! lease run ([`has_concurrency_rules`]: such rules are local only).
 
 use std::path::{Path, PathBuf};
 
@@ -86,7 +94,7 @@ fn every_vector_gives_the_same_decisions_through_leases_of_one_unit() {
         if injects_faults {
             continue;
         }
-        if holds_requests(&vector) {
+        if holds_requests(&vector) || has_concurrency_rules(&vector) {
             continue;
         }
         let Some(leased) = leased(&vector) else {
@@ -123,6 +131,73 @@ fn holds_requests(vector: &Value) -> bool {
         .as_array()
         .is_some_and(|steps| steps.iter().any(|step| held_ms(step) > 0));
     delay_rule || held_step
+}
+
+/// Whether a vector has a concurrency rule or holds streams in flight, as
+/// `sluice_vectors::has_concurrency_rules` decides for the Rust runners: concurrency rules are
+/// local only.
+fn has_concurrency_rules(vector: &Value) -> bool {
+    let concurrency_rule = vector["config"]["rules"]
+        .as_array()
+        .is_some_and(|rules| rules.iter().any(|rule| rule.get("concurrency").is_some()));
+    let in_flight = vector["steps"].as_array().is_some_and(|steps| {
+        steps
+            .iter()
+            .any(|step| step.get("end").is_some() || step.get("hold_upstream").is_some())
+    });
+    concurrency_rule || in_flight
+}
+
+/// A request the upstream holds until its end step.
+struct InFlight {
+    id: String,
+    stream: Stream,
+    step: usize,
+    expect: Value,
+}
+
+/// Ends a stream held in flight as the end step says.
+fn end_in_flight(end: &Value, in_flight: &mut Vec<InFlight>) -> Result<(), String> {
+    let id = end["end"].as_str().ok_or("end: expected an id")?;
+    let position = in_flight
+        .iter()
+        .position(|held| held.id == id)
+        .ok_or(format!("end {id:?}: no such stream in flight"))?;
+    let InFlight {
+        mut stream,
+        step,
+        expect,
+        ..
+    } = in_flight.remove(position);
+    match end["how"].as_str() {
+        Some("response") => {
+            let response = stream
+                .response(HttpResponse::new(200))
+                .map_err(|e| e.to_string())?;
+            let forwarded = response
+                .forwarded()
+                .ok_or(format!("step {step}: the response was not passed back"))?;
+            let client = ClientResponse::Response {
+                status: forwarded.status,
+                headers: forwarded.headers.clone(),
+                body: forwarded.body.clone(),
+                trailers: None,
+            };
+            check_client(&expect, &client).map_err(|m| format!("step {step} (ended): {m}"))?;
+        }
+        Some("reset") => {
+            stream.upstream_reset().map_err(|e| e.to_string())?;
+        }
+        Some("client_closed") => {}
+        other => return Err(format!("end {id:?}: unknown how {other:?}")),
+    }
+    let report = stream.finish().map_err(|e| e.to_string())?;
+    match report.trap {
+        Some(trap) => Err(format!(
+            "step {step}: the filter trapped at the end: {trap}"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn held_ms(step: &Value) -> u64 {
@@ -257,12 +332,17 @@ fn run_vector_with(vector: &Value, host: Host, status_only: bool) -> Result<(), 
     let steps = vector["steps"].as_array().ok_or("no steps")?;
     let mut sent = 0usize;
     let mut held: Vec<Held> = Vec::new();
+    let mut in_flight: Vec<InFlight> = Vec::new();
     let mut now_ms = 0;
     for (index, step) in steps.iter().enumerate() {
         let step_ms = step["at_ms"].as_u64().ok_or("at_ms")?;
         release_until(&proxy, &mut now_ms, step_ms, &mut held)?;
         now_ms = step_ms;
         at_ms(&proxy, step_ms);
+        if step.get("end").is_some() {
+            end_in_flight(step, &mut in_flight)?;
+            continue;
+        }
         if let Some(service) = &service {
             // The ticks due have run (a tick command queues behind the clock's move), and the
             // calls they made (returns of expired slices) land before the next request.
@@ -294,6 +374,24 @@ fn run_vector_with(vector: &Value, host: Host, status_only: bool) -> Result<(), 
                     stream,
                     step: index,
                     due_ms: step_ms + held_ms(step),
+                    expect: step["expect"].clone(),
+                });
+                continue;
+            }
+            if let Some(id) = step.get("id").and_then(Value::as_str) {
+                let (stream, outcome) = proxy
+                    .begin(worker, request(&step["request"])?)
+                    .map_err(|e| e.to_string())?;
+                if outcome.forwarded().is_none() {
+                    return Err(format!(
+                        "step {index}: expected the upstream to get the request, got {outcome:?}"
+                    ));
+                }
+                // The client's response is checked when the upstream answers.
+                in_flight.push(InFlight {
+                    id: id.to_owned(),
+                    stream,
+                    step: index,
                     expect: step["expect"].clone(),
                 });
                 continue;

@@ -12,9 +12,13 @@
 //!   backwards: a `now` earlier than the stored state is counted as if it happened at the
 //!   stored state's time (in the stored window, after the newest log entry, against the
 //!   stored GCRA arrival time).
+//! - **Concurrency** counts slots in flight rather than units per period: a unit is a
+//!   slot, taken when a request is admitted and given back with [`Limit::release`] when it
+//!   ends (see [`concurrency`] for how slots expire when a release is lost).
 //! - **A state of another algorithm** (which the table's rule signature normally rules out) is
 //!   treated as no state.
 
+pub mod concurrency;
 mod fixed_window;
 mod gcra;
 mod sliding_log;
@@ -38,6 +42,10 @@ pub enum Algorithm {
     SlidingWindow,
     /// Exact: remembers the time of every admitted unit within the last `period`.
     SlidingLog,
+    /// Requests in flight: at most `limit` slots held at once, each given back when its
+    /// request ends ([`Limit::release`]) or after `period` (the slot's time to live) at the
+    /// latest.
+    Concurrency,
 }
 
 impl Algorithm {
@@ -48,6 +56,7 @@ impl Algorithm {
             Algorithm::FixedWindow => "fixed_window",
             Algorithm::SlidingWindow => "sliding_window",
             Algorithm::SlidingLog => "sliding_log",
+            Algorithm::Concurrency => "concurrency",
         }
     }
 }
@@ -100,7 +109,7 @@ impl Limit {
     }
 
     /// The largest cost a single request can ever have admitted: `burst` for GCRA, `limit`
-    /// for the window algorithms.
+    /// for the window algorithms (and concurrency's slots).
     pub fn capacity(&self) -> u64 {
         match self.algorithm {
             Algorithm::Gcra => self.quota.burst(),
@@ -191,6 +200,48 @@ impl Limit {
                 let (decision, log) = sliding_log::decide(q, log, now, cost);
                 (decision, State::SlidingLog { log })
             }
+            Algorithm::Concurrency => {
+                let slots = match prev {
+                    Some(State::Concurrency { epoch, taken }) => Some(concurrency::Slots {
+                        epoch: *epoch,
+                        taken: *taken,
+                    }),
+                    _ => None,
+                };
+                let (decision, slots) = concurrency::decide(q, slots, now, cost);
+                (decision, slots.into())
+            }
+        }
+    }
+
+    /// Gives back one concurrency slot taken at `taken_at` (the `now` of the
+    /// [`Limit::decide`] that admitted it), at `now`, from `state` as it is stored now.
+    /// Returns the state to store, or `None` when there is nothing to give back: the slot has
+    /// expired already (so it came back on its own), or the state is not a concurrency state.
+    ///
+    /// ```
+    /// use sluice_core::{Algorithm, Limit, Quota, time::NANOS_PER_SEC};
+    ///
+    /// // One request in flight at a time; a slot lives 60 s if never released.
+    /// let limit = Limit::new(Algorithm::Concurrency, Quota::new(1, 60 * NANOS_PER_SEC, 1).unwrap());
+    /// let (first, held) = limit.decide(None, 0, 1);
+    /// assert!(first.allowed);
+    /// assert!(!limit.decide(Some(&held), 1, 1).0.allowed);
+    /// let released = limit.release(&held, 0, 2).unwrap();
+    /// assert!(limit.decide(Some(&released), 3, 1).0.allowed);
+    /// // A slot never released comes back by itself after 60 s (at most 67.5 s).
+    /// assert!(limit.decide(Some(&held), 68 * NANOS_PER_SEC, 1).0.allowed);
+    /// ```
+    pub fn release(&self, state: &State, taken_at: Nanos, now: Nanos) -> Option<State> {
+        match state {
+            State::Concurrency { epoch, taken } => {
+                let slots = concurrency::Slots {
+                    epoch: *epoch,
+                    taken: *taken,
+                };
+                concurrency::release(&self.quota, slots, taken_at, now).map(State::from)
+            }
+            _ => None,
         }
     }
 
@@ -254,6 +305,13 @@ impl Limit {
                 log.take_back(committed_at, cost);
                 State::SlidingLog { log }
             }
+            State::Concurrency { epoch, taken } => {
+                let slots = concurrency::Slots {
+                    epoch: *epoch,
+                    taken: *taken,
+                };
+                concurrency::refund(q, slots, cost, committed_at).into()
+            }
         }
     }
 
@@ -276,12 +334,20 @@ impl Limit {
             State::SlidingLog { log } => {
                 log.last_at().map_or(0, |last| last.saturating_add(period))
             }
+            State::Concurrency { epoch, taken } => concurrency::idle_at(
+                period,
+                &concurrency::Slots {
+                    epoch: *epoch,
+                    taken: *taken,
+                },
+            ),
         }
     }
 
     /// The largest encoding (in bytes, see [`crate::state`]) a state of this limit can have
     /// once stored by [`Limit::decide`]. Constant for GCRA and the window algorithms; for the
-    /// sliding log it grows with `limit`, since the log holds up to `limit` entries.
+    /// sliding log it grows with `limit`, since the log holds up to `limit` entries; for
+    /// concurrency with the digits of `limit` (each bucket's count is at most `limit`).
     pub fn max_state_bytes(&self) -> u64 {
         // version + algorithm tag
         let header = 2u64;
@@ -302,6 +368,20 @@ impl Limit {
                     .saturating_add(first)
                     .saturating_add(others)
             }
+            Algorithm::Concurrency => {
+                let most = self.quota.limit().min(u64::from(u32::MAX));
+                let count = varint_len(most) as u64;
+                header + 8 + concurrency::SLOT_BUCKETS as u64 * count
+            }
+        }
+    }
+}
+
+impl From<concurrency::Slots> for State {
+    fn from(slots: concurrency::Slots) -> State {
+        State::Concurrency {
+            epoch: slots.epoch,
+            taken: slots.taken,
         }
     }
 }

@@ -106,6 +106,18 @@ impl GlobalCall {
     pub fn now(&self) -> Nanos {
         self.now
     }
+
+    /// Each local check as decided before the call: its rule's index, key and outcome
+    /// (committed where allowed).
+    pub fn local_checks(&self) -> impl Iterator<Item = (usize, &[u8], &RuleOutcome)> {
+        self.rules
+            .iter()
+            .zip(&self.keys)
+            .zip(&self.scopes)
+            .filter(|(_, scope)| **scope == Scope::Local)
+            .zip(&self.local)
+            .map(|(((&rule, key), _), outcome)| (rule, key.as_slice(), outcome))
+    }
 }
 
 /// The end of a request with global rules.
