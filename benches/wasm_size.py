@@ -19,12 +19,24 @@ SECTION = re.compile(r"^\s*(\w+)\s+start=0x[0-9a-f]+\s+end=0x[0-9a-f]+\s+\(size=
 
 
 def crate_of(name):
-    """The crate a (demangled) function belongs to: the first path segment, looking inside
-    `<T as Trait>` at the type, since that is whose code it is."""
-    name = name.lstrip("<&*")
-    name = re.sub(r"^(mut |dyn |const )+", "", name)
-    head = re.split(r"::|<| as |\s", name, maxsplit=1)[0]
-    return head or "?"
+    """The crate a function belongs to, from its symbol: a Rust legacy (`_ZN`) or v0 (`_R`)
+    mangled name, whose first path segment is the crate (for `<T as Trait>` impls, T's crate,
+    since the code is T's); the proxy-wasm SDK's exported callbacks (`proxy_on_*`); or C
+    (wasi-libc: the allocator, memcpy and the like)."""
+    if name.startswith("_ZN"):
+        m = re.match(r"_ZN(\d+)", name)
+        if m:
+            first = name[m.end(): m.end() + int(m.group(1))]
+            first = first.lstrip("_").replace("$LT$", "").lstrip("$RF$").lstrip("$")
+            return re.split(r"\.\.|\$", first)[0] or "?"
+    if name.startswith("_R"):
+        m = re.search(r"C(?:s[0-9a-zA-Z]*_)?(\d+)", name)
+        if m:
+            start = m.end()
+            return name[start: start + int(m.group(1))]
+    if name.startswith("proxy_on_") or name.startswith("proxy_abi_"):
+        return "proxy_wasm"
+    return "(C: wasi-libc)"
 
 
 def main():
