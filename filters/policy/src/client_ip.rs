@@ -193,16 +193,18 @@ pub fn parse_address(text: &str) -> Option<IpAddr> {
         // The colons say the form, so each address is parsed once (this runs per request):
         // an IPv4 address has none, `IPv4:port` (Envoy's peer address) one, an IPv6 address
         // at least two.
-        match text.bytes().filter(|&b| b == b':').count() {
-            0 => IpAddr::V4(text.parse::<Ipv4Addr>().ok()?),
-            1 => {
-                let (host, port) = text.split_once(':')?;
-                if !is_port(port) {
+        match text.bytes().position(|b| b == b':') {
+            None => IpAddr::V4(text.parse::<Ipv4Addr>().ok()?),
+            Some(colon) => {
+                let (host, port) = (text.get(..colon)?, text.get(colon + 1..)?);
+                if port.as_bytes().contains(&b':') {
+                    IpAddr::V6(text.parse::<Ipv6Addr>().ok()?)
+                } else if is_port(port) {
+                    IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+                } else {
                     return None;
                 }
-                IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
             }
-            _ => IpAddr::V6(text.parse::<Ipv6Addr>().ok()?),
         }
     };
     Some(ip.to_canonical())
