@@ -1,6 +1,7 @@
 //! Sends one benchmark configuration many requests, uninstrumented, for a sampling profiler:
-//! `SLUICE_HOST_PERFMAP=1 perf record -F 20000 -g -- target/release/examples/profile_requests
-//! [1-rule|5-rules|pass-through] [requests]`, then `perf report --sort symbol`. wasmtime
+//! `SLUICE_HOST_PERFMAP=1 perf record -F 10000 -- target/debug/examples/profile_requests
+//! [1-rule|5-rules|pass-through] [requests]`, then `perf report --sort dso,symbol` (the debug
+//! build is enough: the filter's code is compiled by wasmtime either way). wasmtime
 //! names the filter's compiled functions in /tmp/perf-<pid>.map (with `SLUICE_HOST_PERFMAP`),
 //! so a filter built with its names section (`SLUICE_BENCH_FILTER_WASM`) shows by function.
 //! BENCHMARKS.md, "Where the fuel goes".
