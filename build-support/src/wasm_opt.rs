@@ -10,9 +10,10 @@ use std::process::Command;
 use crate::BuildError;
 
 /// The optimisation the shipped filter gets, on top of rustc's (the `filter` profile,
-/// `opt-level = 3`, see the workspace `Cargo.toml`): Binaryen's size passes, which cost no
-/// speed against `-O3` here. Measured in BENCHMARKS.md (".wasm size").
-pub const OPTIMIZE: &[&str] = &["-Oz"];
+/// `opt-level = 3`, see the workspace `Cargo.toml`): Binaryen's size passes, run until they
+/// stop shrinking it, which cost no speed against `-O3` here. Measured in BENCHMARKS.md
+/// (".wasm size").
+pub const OPTIMIZE: &[&str] = &["-Oz", "--converge"];
 
 /// The wasm features rustc emits for `wasm32-wasip1` (Rust 1.95's defaults) that the hosts
 /// accept; wasm-opt keeps to them.

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::{
-    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, Val, ValType,
+    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, ProfilingStrategy,
+    Val, ValType,
 };
 
 use crate::abi;
@@ -204,6 +205,12 @@ impl FilterModule {
     ) -> Result<FilterModule, HostError> {
         let mut config = Config::new();
         config.consume_fuel(metering == FuelMetering::On);
+        // For `perf record` of a benchmark (BENCHMARKS.md, "Where the fuel goes"): wasmtime
+        // names the compiled functions in /tmp/perf-<pid>.map, so samples in the filter's code
+        // show under the filter's function names.
+        if std::env::var_os("SLUICE_HOST_PERFMAP").is_some() {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|error| HostError::Compile {
             message: format!("{error:?}"),
         })?;

@@ -8,8 +8,8 @@ const WARMUP: u64 = 300;
 const REQUESTS: u64 = 100;
 /// BENCHMARKS.md ("Soft limits"): fuel of a marked request and of an unmarked one under a soft
 /// rule, against the same rule's plain request.
-const MARKED_RATIO: f64 = 1.23;
-const UNMARKED_RATIO: f64 = 1.05;
+const MARKED_RATIO: f64 = 1.28;
+const UNMARKED_RATIO: f64 = 1.08;
 /// BENCHMARKS.md ("Concurrency limits"): fuel of a request under one concurrency rule (its
 /// slot taken and given back) against one rate rule's.
 const CONCURRENCY_RATIO: f64 = 1.35;
@@ -121,16 +121,17 @@ fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
         five / base
     );
     let (one, five) = (one / base, five / base);
-    // BENCHMARKS.md ("Fuel per request"): 5.61x and 16.34x the pass-through (targets 1.2x and
+    // BENCHMARKS.md ("Fuel per request"): 5.11x and 16.48x the pass-through (targets 1.2x and
     // 2x, not met; the pass-through reads its inputs in place, at a sixth of its former cost),
-    // both as shipped (the `filter` profile, then wasm-opt -Oz), with buckets written at their
-    // full size; these bounds leave 10% for changes that do not add work. Update both together.
+    // both as shipped (the `filter` profile, then wasm-opt -Oz --converge), with buckets written
+    // at their full size; these bounds leave 10% for changes that do not add work. Update both
+    // together.
     assert!(
-        one <= 5.61 * 1.1,
+        one <= 5.11 * 1.1,
         "1 rule: {one:.2}x the pass-through's fuel"
     );
     assert!(
-        five <= 16.34 * 1.1,
+        five <= 16.48 * 1.1,
         "5 rules: {five:.2}x the pass-through's fuel"
     );
     assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");
@@ -162,11 +163,11 @@ fn claims_and_tiers_read_no_more_from_the_host_and_cost_within_bounds() {
          claim key and tiers by claim {:.2}x",
         fuel[1], fuel[2], fuel[3]
     );
-    // BENCHMARKS.md ("Keys and tiers by who the caller is"): 2.02x, 1.18x and 2.46x; these
+    // BENCHMARKS.md ("Keys and tiers by who the caller is"): 2.08x, 1.19x and 2.55x; these
     // bounds leave 10% for changes that do not add work. Update both together.
-    assert!(fuel[1] <= 2.02 * 1.1, "claim key: {:.2}x", fuel[1]);
-    assert!(fuel[2] <= 1.18 * 1.1, "tiers by header: {:.2}x", fuel[2]);
-    assert!(fuel[3] <= 2.46 * 1.1, "tiers by claim: {:.2}x", fuel[3]);
+    assert!(fuel[1] <= 2.08 * 1.1, "claim key: {:.2}x", fuel[1]);
+    assert!(fuel[2] <= 1.19 * 1.1, "tiers by header: {:.2}x", fuel[2]);
+    assert!(fuel[3] <= 2.55 * 1.1, "tiers by claim: {:.2}x", fuel[3]);
 }
 
 /// A denied request reads every applying rule's bucket and writes none, adds no response

@@ -182,23 +182,41 @@ fn parse_address_bytes(value: &[u8]) -> Option<IpAddr> {
 /// assert_eq!(parse_address("unknown"), None);
 /// ```
 pub fn parse_address(text: &str) -> Option<IpAddr> {
-    let text = text.trim_matches([' ', '\t']);
+    let text = trim_whitespace_str(text);
     let ip = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
         IpAddr::V6(inside.parse::<Ipv6Addr>().ok()?)
-    } else if let Ok(ip) = text.parse::<IpAddr>() {
-        ip
     } else {
-        let (host, port) = text.split_once(':')?;
-        if !is_port(port) {
-            return None;
+        // The colons say the form, so each address is parsed once (this runs per request):
+        // an IPv4 address has none, `IPv4:port` (Envoy's peer address) one, an IPv6 address
+        // at least two.
+        match text.bytes().position(|b| b == b':') {
+            None => IpAddr::V4(text.parse::<Ipv4Addr>().ok()?),
+            Some(colon) => {
+                let (host, port) = (text.get(..colon)?, text.get(colon + 1..)?);
+                if port.as_bytes().contains(&b':') {
+                    IpAddr::V6(text.parse::<Ipv6Addr>().ok()?)
+                } else if is_port(port) {
+                    IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+                } else {
+                    return None;
+                }
+            }
         }
-        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
     };
     Some(ip.to_canonical())
+}
+
+/// `text` without leading and trailing spaces and tabs, compared as bytes.
+fn trim_whitespace_str(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let blank = |b: &&u8| matches!(**b, b' ' | b'\t');
+    let start = bytes.iter().take_while(blank).count();
+    let end = bytes.len() - bytes.iter().rev().take_while(blank).count();
+    text.get(start..end.max(start)).unwrap_or_default()
 }
 
 fn is_port(text: &str) -> bool {
@@ -227,6 +245,7 @@ mod tests {
         assert_eq!(parse_address("2001:db8::7"), v6("2001:db8::7"));
         assert_eq!(parse_address("[2001:db8::7]"), v6("2001:db8::7"));
         assert_eq!(parse_address(" 203.0.113.7 "), v4(203, 0, 113, 7));
+        assert_eq!(parse_address("\t203.0.113.7:41000 "), v4(203, 0, 113, 7));
     }
 
     #[test]
@@ -239,6 +258,7 @@ mod tests {
     fn things_that_are_not_addresses_are_rejected() {
         for text in [
             "",
+            " \t ",
             "unknown",
             "_hidden",
             "203.0.113",

@@ -120,13 +120,14 @@ pub struct KeySpec {
     parts: Vec<KeyPart>,
 }
 
-/// The request as key parts see it: taken apart once per request, the client address worked
-/// out only if a rule needs it, and at most once.
+/// The request as key parts see it: taken apart once per request, the host and the client
+/// address worked out only if a rule needs them, and at most once.
 pub(crate) struct KeyInput<'r, R: Request + ?Sized> {
     pub(crate) request: &'r R,
     pub(crate) path: &'r [u8],
     pub(crate) query: Option<&'r [u8]>,
-    pub(crate) host: &'r [u8],
+    /// The authority's host ([`KeyInput::host`]), once asked for.
+    host: Option<&'r [u8]>,
     pub(crate) client_ip_source: &'r ClientIpSource,
     client_ip: Option<Option<IpAddr>>,
     jwt: Option<&'r JwtSource>,
@@ -150,7 +151,7 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
             request,
             path,
             query,
-            host: uri::host_of(request.authority()),
+            host: None,
             client_ip_source,
             client_ip: None,
             jwt,
@@ -171,6 +172,16 @@ impl<'r, R: Request + ?Sized> KeyInput<'r, R> {
     /// The buffers, for [`KeyInput::reusing`] by the next request.
     pub(crate) fn into_buffers(self) -> (Vec<u8>, Vec<u8>) {
         (self.scratch, self.payload)
+    }
+
+    /// The host the request is for: its authority without port or trailing dot.
+    pub(crate) fn host(&mut self) -> &'r [u8] {
+        if let Some(host) = self.host {
+            return host;
+        }
+        let host = uri::host_of(self.request.authority());
+        self.host = Some(host);
+        host
     }
 
     pub(crate) fn client_ip(&mut self) -> Option<IpAddr> {
@@ -421,7 +432,7 @@ impl KeyPart {
                 let start = out.len();
                 out.push(TEXT);
                 out.extend_from_slice(&[0; 4]);
-                out.extend(input.host.iter().map(u8::to_ascii_lowercase));
+                out.extend(input.host().iter().map(u8::to_ascii_lowercase));
                 finish_text(out, start)
             }
             KeyPart::Const(value) => text(out, Some(value.as_bytes())),

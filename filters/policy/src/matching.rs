@@ -277,6 +277,11 @@ impl Match {
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
     }
 
+    /// Whether the rule matches on the request's host (`hosts`).
+    pub fn has_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
     /// Whether the rule applies to every request.
     pub fn matches_everything(&self) -> bool {
         self.paths.is_empty()

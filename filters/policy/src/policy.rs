@@ -541,7 +541,13 @@ impl Policy {
         let method = request.method();
         let mut applied = buffers.applied_rules();
         for (index, rule) in self.rules.iter().enumerate() {
-            if !rule.matcher.matches(method, path, input.host)
+            // The host is worked out only for a rule that matches on it.
+            let host = if rule.matcher.has_hosts() {
+                input.host()
+            } else {
+                &[]
+            };
+            if !rule.matcher.matches(method, path, host)
                 || !rule.matcher.conditions_hold(&mut input)
             {
                 continue;
