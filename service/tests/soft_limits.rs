@@ -117,7 +117,13 @@ async fn marked_requests_carry_the_warning_to_the_upstream_and_the_client() {
 
     // One low mark, three over the limit (two over gRPC, one over JSON); the over-limit
     // requests are also counted as the rule's would-be denials.
-    let metrics = common::send(&common::client(), "GET", &format!("{}/metrics", service.http()), "").await;
+    let metrics = common::send(
+        &common::client(),
+        "GET",
+        &format!("{}/metrics", service.http()),
+        "",
+    )
+    .await;
     let text = String::from_utf8_lossy(&metrics.1);
     for line in [
         r#"sluice_service_marked_total{domain="edge",rule="soft",reason="low"} 1"#,
