@@ -62,6 +62,18 @@ impl HostCalls {
         }
     }
 
+    /// The calls counted here but not in `earlier`, an earlier reading of the same running
+    /// total (e.g. [`TickReport::host_calls`](crate::TickReport::host_calls) before and
+    /// after a stretch of requests).
+    pub fn since(&self, earlier: &HostCalls) -> HostCalls {
+        let counts = self
+            .iter()
+            .map(|(name, count)| (name.to_string(), count.saturating_sub(earlier.get(name))))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        HostCalls { counts }
+    }
+
     pub(crate) fn add(&mut self, names: &[String], counts: &[u64]) {
         for (name, &count) in names.iter().zip(counts) {
             if count > 0 {

@@ -112,7 +112,7 @@ pub use shared_data::{
     StrictLimits,
 };
 pub use types::{LogLevel, Status};
-pub use worker::StreamReport;
+pub use worker::{StreamReport, TickReport};
 
 /// The filter modules built for this crate's tests by its build script.
 pub mod test_filters {

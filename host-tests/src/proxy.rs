@@ -18,7 +18,7 @@ use crate::options::{HostFlavor, ProxyOptions};
 use crate::outbound::CallEngine;
 use crate::shared_data::{SharedData, SharedDataNamespace};
 use crate::state::ProxyEnv;
-use crate::worker::{self, Command, StreamEvent, StreamId, StreamReport, WorkerConfig};
+use crate::worker::{self, Command, StreamEvent, StreamId, StreamReport, TickReport, WorkerConfig};
 
 struct WorkerHandle {
     commands: Sender<Command>,
@@ -290,6 +290,19 @@ impl Proxy {
                 .map_err(|_| HostError::WorkerStopped { worker })?;
         }
         Ok(())
+    }
+
+    /// What `worker`'s ticks have cost since it started: the count, fuel and host calls of
+    /// every `proxy_on_tick` (none of which a [`StreamReport`] carries), for weighing the
+    /// work ticks do for streams.
+    pub fn tick_report(&self, worker: usize) -> Result<TickReport, HostError> {
+        let (report, receiver) = mpsc::channel();
+        self.commands(worker)?
+            .send(Command::TickReport { report })
+            .map_err(|_| HostError::WorkerStopped { worker })?;
+        receiver
+            .recv()
+            .map_err(|_| HostError::WorkerStopped { worker })
     }
 
     /// Ticks every worker; answers how many ticked.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sluice_host::{
     Clock, Exchange, FilterModule, FuelMetering, HostCallCounting, HostCalls, HttpRequest,
-    HttpResponse, LogLevel, Proxy, ProxyOptions, RequestOutcome,
+    HttpResponse, LogLevel, Proxy, ProxyOptions, RequestOutcome, StreamReport,
 };
 
 /// The pass-through filter, built by this crate's build script.
@@ -53,6 +53,14 @@ pub const FIVE_RULES: &str = r#"{"rules": [
 /// takes a slot when it is checked and gives it back when its stream ends.
 pub const ONE_CONCURRENCY_RULE: &str = r#"{"rules": [
   {"name": "in-flight", "key": ["client_ip"], "concurrency": {"max": 1000, "slot_ttl": "60s"}}
+]}"#;
+
+/// One delay rule keyed by client address: 1,000 requests a second (one every millisecond),
+/// a burst of 1, held up to a second. Of two requests from one client at the same time, the
+/// first passes and the second is held for 1 ms ([`held_costs`]).
+pub const ONE_DELAY_RULE: &str = r#"{"rules": [
+  {"name": "spaced", "key": ["client_ip"], "limit": {"requests": 1000, "period": "1s", "burst": 1},
+   "delay": {"max": "1s"}}
 ]}"#;
 
 /// The one rule, with no rate-limit headers on responses.
@@ -428,6 +436,23 @@ pub struct Costs {
 }
 
 impl Costs {
+    fn empty() -> Costs {
+        Costs {
+            requests: 0,
+            fuel: 0,
+            host_calls: HostCalls::default(),
+        }
+    }
+
+    /// Adds one stream's costs.
+    fn add(&mut self, report: &StreamReport) {
+        self.requests += 1;
+        self.fuel += report.fuel_consumed.unwrap_or(0);
+        if let Some(calls) = &report.host_calls {
+            self.host_calls.merge(calls);
+        }
+    }
+
     pub fn fuel_per_request(&self) -> f64 {
         self.fuel as f64 / self.requests.max(1) as f64
     }
@@ -461,6 +486,102 @@ pub fn costs(subject: Subject, warmup: u64, requests: u64) -> Costs {
         requests,
         fuel,
         host_calls,
+    }
+}
+
+/// What a request held by a delay rule costs, against a request the same rule passes at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldCosts {
+    /// The requests the delay rule passed at once (each the first of its pair).
+    pub passed: Costs,
+    /// The held requests (each the second of its pair), their streams' costs only.
+    pub held: Costs,
+    /// The root context's ticks over the same stretch: what released the held requests (and
+    /// any other tick that came due meanwhile, which this counts against them too).
+    pub ticks: Costs,
+}
+
+impl HeldCosts {
+    /// Fuel per held request: its stream's, plus the ticks' shared over the held requests.
+    pub fn held_fuel_per_request(&self) -> f64 {
+        (self.held.fuel + self.ticks.fuel) as f64 / self.held.requests.max(1) as f64
+    }
+
+    /// Host calls to `function` per held request, its stream's and the ticks' together.
+    pub fn held_calls_per_request(&self, function: &str) -> f64 {
+        (self.held.host_calls.get(function) + self.ticks.host_calls.get(function)) as f64
+            / self.held.requests.max(1) as f64
+    }
+}
+
+/// Held requests under [`ONE_DELAY_RULE`], measured with an instrumented module: every 2 ms a
+/// client (one of 256 in turn) sends two requests at once; the first passes, the second is
+/// paused for its slot 1 ms later; then the clock moves 1 ms, the tick that comes due
+/// releases it, and it is answered and ends. `warmup` pairs, then `pairs` measured.
+pub fn held_costs(warmup: u64, pairs: u64) -> HeldCosts {
+    let module = Subject::SluiceOneRule.module(true);
+    let options = ProxyOptions::new(module)
+        .plugin_config(ONE_DELAY_RULE)
+        .clock(Clock::fake(T0_NS))
+        .log_level(LogLevel::Warn);
+    let proxy = Proxy::start(options).unwrap_or_else(|error| panic!("does not start: {error}"));
+    let clock = proxy.clock().as_fake().expect("a fake clock").clone();
+    let mut passed = Costs::empty();
+    let mut held = Costs::empty();
+    let mut ticks_before = None;
+    for index in 0..warmup + pairs {
+        let measured = index >= warmup;
+        if measured && ticks_before.is_none() {
+            ticks_before = Some(proxy.tick_report(0).expect("the worker answers"));
+        }
+        let at = T0_NS + index * 2_000_000;
+        clock.set_ns(at);
+        let first = request(index);
+        let second = request(index);
+        let report = proxy
+            .exchange(0, first, |_| HttpResponse::new(200))
+            .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
+        assert!(
+            matches!(report.request, RequestOutcome::Forward(_)),
+            "the first of pair {index} passes: {:?}",
+            report.request
+        );
+        let (mut stream, outcome) = proxy.begin(0, second).expect("the stream begins");
+        assert_eq!(
+            outcome,
+            RequestOutcome::Paused,
+            "the second of pair {index} is held"
+        );
+        clock.set_ns(at + 1_000_000);
+        proxy.settle().expect("the workers settle");
+        let outcome = stream
+            .wait_request(Duration::ZERO)
+            .expect("the stream answers");
+        assert!(
+            matches!(outcome, RequestOutcome::Forward(_)),
+            "the second of pair {index} is released 1 ms later: {outcome:?}"
+        );
+        stream.response(HttpResponse::new(200)).expect("a response");
+        let held_report = stream.finish().expect("the stream ends");
+        if measured {
+            passed.add(&report.report);
+            held.add(&held_report);
+        }
+    }
+    let before = ticks_before.unwrap_or_default();
+    let after = proxy.tick_report(0).expect("the worker answers");
+    let tick_calls = after
+        .host_calls
+        .unwrap_or_default()
+        .since(&before.host_calls.unwrap_or_default());
+    HeldCosts {
+        passed,
+        held,
+        ticks: Costs {
+            requests: after.ticks - before.ticks,
+            fuel: after.fuel_consumed.unwrap_or(0) - before.fuel_consumed.unwrap_or(0),
+            host_calls: tick_calls,
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 //! (host calls and wasm fuel, see BENCHMARKS.md), pinned so a change that adds work to the
 //! request path fails here rather than being noticed later in a benchmark.
 
-use sluice_filter_bench::{Costs, Subject, costs};
+use sluice_filter_bench::{Costs, Subject, costs, held_costs};
 
 const WARMUP: u64 = 300;
 const REQUESTS: u64 = 100;
@@ -276,4 +276,20 @@ fn a_concurrency_rule_costs_one_rule_and_one_more_read_and_write() {
     // BENCHMARKS.md ("Concurrency limits"): CONCURRENCY_RATIO; this bound leaves 10% for
     // changes that do not add work. Update both together.
     assert!(ratio <= CONCURRENCY_RATIO * 1.1, "concurrency: {ratio:.2}x");
+}
+
+/// A request a delay rule holds costs the rule's own work once (it is decided once, when it
+/// arrives), plus its release from the tick: the tick reads the clock, switches the effective
+/// context to the stream and continues it, and sets the tick period back and forth.
+#[test]
+fn a_held_request_is_decided_once_and_released_by_one_tick() {
+    let costs = held_costs(WARMUP, REQUESTS);
+    eprintln!("{costs:#?}");
+    eprintln!(
+        "fuel per request: passed {:.0}, held {:.0} (stream {:.0} + ticks {:.0})",
+        costs.passed.fuel_per_request(),
+        costs.held_fuel_per_request(),
+        costs.held.fuel_per_request(),
+        costs.ticks.fuel as f64 / REQUESTS as f64
+    );
 }

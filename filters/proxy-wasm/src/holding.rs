@@ -64,6 +64,12 @@ impl Holding {
         self.can_resume
     }
 
+    /// Whether the tick now comes sooner than the base period, for a held request's release
+    /// (so work meant for the base period can wait for its own time).
+    pub fn ticks_early(&self) -> bool {
+        self.period.get() < self.base_period
+    }
+
     /// Whether one more request can be held now.
     pub fn has_room(&self) -> bool {
         self.can_resume
@@ -163,6 +169,6 @@ impl Holding {
     }
 }
 
-fn duration_nanos(duration: Duration) -> Nanos {
+pub(crate) fn duration_nanos(duration: Duration) -> Nanos {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

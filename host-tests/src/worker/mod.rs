@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::HostError;
-use crate::host_calls::HostCalls;
+use crate::host_calls::{HostCallCounting, HostCalls};
 use crate::http::{HttpRequest, HttpResponse, RequestOutcome, ResponseOutcome, StreamFailure};
 use crate::logs::VmLabel;
-use crate::module::FilterModule;
+use crate::module::{FilterModule, FuelMetering};
 use crate::options::HostFlavor;
 use crate::outbound::{CallEvent, CompletionSink};
 use crate::state::{ProxyEnv, host_log};
@@ -50,6 +50,10 @@ pub(crate) enum Command {
     },
     Tick {
         delivered: Sender<bool>,
+    },
+    /// What the root context's ticks have cost so far.
+    TickReport {
+        report: Sender<TickReport>,
     },
     /// The fake clock moved: fire the ticks that are due.
     ClockMoved,
@@ -82,6 +86,18 @@ pub struct StreamReport {
     /// A trap in `proxy_on_log`, `proxy_on_done` or `proxy_on_delete` (the
     /// VM was replaced).
     pub trap: Option<String>,
+}
+
+/// What a worker's `proxy_on_tick` calls cost, summed over the worker's life (its VMs
+/// included), so work a tick does for streams (resuming held requests) can be weighed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// The ticks delivered to the filter.
+    pub ticks: u64,
+    /// Their fuel (with a fuel-metered module).
+    pub fuel_consumed: Option<u64>,
+    /// Their host calls (with a module that counts them).
+    pub host_calls: Option<HostCalls>,
 }
 
 /// What a worker needs to run.
@@ -136,6 +152,14 @@ struct Worker {
     contexts: HashMap<u32, StreamId>,
     woken: VecDeque<StreamId>,
     ticks: TickTimer,
+    tick_costs: TickCosts,
+}
+
+#[derive(Default)]
+struct TickCosts {
+    ticks: u64,
+    fuel: u64,
+    host_calls: HostCalls,
 }
 
 fn duration_ns(duration: Duration) -> u64 {
@@ -156,6 +180,7 @@ impl Worker {
                 period: None,
                 due_ns: None,
             },
+            tick_costs: TickCosts::default(),
         }
     }
 
@@ -250,6 +275,9 @@ impl Worker {
                 let fired = self.tick();
                 let _ = delivered.send(fired);
             }
+            Command::TickReport { report } => {
+                let _ = report.send(self.tick_report());
+            }
             Command::CallDone(CallEvent::Http(completion)) => self.call_done(completion),
             Command::CallDone(CallEvent::Grpc(delivery)) => self.grpc_event(delivery),
             Command::Settle { done } => {
@@ -327,12 +355,30 @@ impl Worker {
         if vm.state().tick_period.is_none() {
             return false;
         }
+        let names = vm.host_call_names();
         match vm.tick() {
-            Ok(called) => self.apply_deferred(called.deferred, None),
+            Ok(called) => {
+                self.tick_costs.ticks += 1;
+                self.tick_costs.fuel = self.tick_costs.fuel.saturating_add(called.fuel);
+                if let (Some(names), Some(counts)) = (names, called.host_calls.as_deref()) {
+                    self.tick_costs.host_calls.add(&names, counts);
+                }
+                self.apply_deferred(called.deferred, None);
+            }
             Err(trap) => self.fail_vm(&trap, "proxy_on_tick"),
         }
         self.refresh_ticks();
         true
+    }
+
+    fn tick_report(&self) -> TickReport {
+        let module = &self.config.module;
+        TickReport {
+            ticks: self.tick_costs.ticks,
+            fuel_consumed: (module.metering() == FuelMetering::On).then_some(self.tick_costs.fuel),
+            host_calls: (module.host_call_counting() == HostCallCounting::On)
+                .then(|| self.tick_costs.host_calls.clone()),
+        }
     }
 
     // Failures.

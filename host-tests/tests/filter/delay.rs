@@ -245,3 +245,49 @@ fn ngx_wasm_module_cannot_resume_from_a_tick_so_delay_rules_deny_instead() {
     let (_stream, outcome) = begin(&proxy, 0, get("/", CLIENT));
     assert!(outcome.forwarded().is_some(), "{outcome:?}");
 }
+
+/// The ticks brought forward to release held requests do not flush the metrics each time (a
+/// host call per moved counter, once per held request): the counts reach the proxy once the
+/// base period (1 s) has passed, as without held requests.
+#[test]
+fn held_requests_flush_the_metrics_once_a_period_not_once_a_release() {
+    // 1,000 per second (T = 1 ms), burst 1: of two requests at once, the second is held 1 ms.
+    let proxy = start(Host::Envoy, &config(1000, 1, "1s"), 1);
+    let held_counter = |proxy: &Proxy| proxy.metrics().counter("sluice.held").unwrap_or(0);
+    let mut held = 0;
+    for pair in 0..600 {
+        let at = pair * 2;
+        at_ms(&proxy, at);
+        proxy.settle().expect("the workers settle");
+        let (mut first, outcome) = begin(&proxy, 0, get("/", CLIENT));
+        assert!(outcome.forwarded().is_some(), "pair {pair}: {outcome:?}");
+        let (mut second, outcome) = begin(&proxy, 0, get("/", CLIENT));
+        assert_eq!(outcome, RequestOutcome::Paused, "pair {pair}");
+        held += 1;
+        at_ms(&proxy, at + 1);
+        proxy.settle().expect("the workers settle");
+        assert!(
+            released(&mut second),
+            "pair {pair} released at {} ms",
+            at + 1
+        );
+        for stream in [&mut first, &mut second] {
+            stream.response(HttpResponse::new(200)).expect("a response");
+        }
+        first.finish().expect("the stream ends");
+        second.finish().expect("the stream ends");
+        if at + 1 < 1000 {
+            assert_eq!(
+                held_counter(&proxy),
+                0,
+                "flushed before 1 s, at {} ms",
+                at + 1
+            );
+        }
+    }
+    // The first tick at or past 1 s (the release at 1,001 ms) flushed what was counted until
+    // then: pairs 0 to 500. The next flush is due 1 s after it, past the end of this run.
+    let flushed = held_counter(&proxy);
+    assert_eq!(flushed, 501, "held by 1,001 ms: 501 (of {held})");
+    assert_eq!(flushed_metrics(&proxy).counter("sluice.held"), Some(held));
+}
