@@ -502,75 +502,32 @@ pub struct HeldCosts {
 }
 
 impl HeldCosts {
-    /// Fuel per held request: its stream's, plus the ticks' shared over the held requests.
-    pub fn held_fuel_per_request(&self) -> f64 {
-        (self.held.fuel + self.ticks.fuel) as f64 / self.held.requests.max(1) as f64
-    }
-
-    /// Host calls to `function` per held request, its stream's and the ticks' together.
-    pub fn held_calls_per_request(&self, function: &str) -> f64 {
-        (self.held.host_calls.get(function) + self.ticks.host_calls.get(function)) as f64
-            / self.held.requests.max(1) as f64
+    /// The held requests' costs with the ticks' added: what holding a request costs in all.
+    pub fn held_with_ticks(&self) -> Costs {
+        let mut costs = self.held.clone();
+        costs.fuel += self.ticks.fuel;
+        costs.host_calls.merge(&self.ticks.host_calls);
+        costs
     }
 }
 
-/// Held requests under [`ONE_DELAY_RULE`], measured with an instrumented module: every 2 ms a
-/// client (one of 256 in turn) sends two requests at once; the first passes, the second is
-/// paused for its slot 1 ms later; then the clock moves 1 ms, the tick that comes due
-/// releases it, and it is answered and ends. `warmup` pairs, then `pairs` measured.
+/// Held requests under [`ONE_DELAY_RULE`], measured with an instrumented module: `warmup`
+/// pairs (see [`held_pair`]), then `pairs` measured.
 pub fn held_costs(warmup: u64, pairs: u64) -> HeldCosts {
-    let module = Subject::SluiceOneRule.module(true);
-    let options = ProxyOptions::new(module)
-        .plugin_config(ONE_DELAY_RULE)
-        .clock(Clock::fake(T0_NS))
-        .log_level(LogLevel::Warn);
-    let proxy = Proxy::start(options).unwrap_or_else(|error| panic!("does not start: {error}"));
-    let clock = proxy.clock().as_fake().expect("a fake clock").clone();
+    let proxy = start_delay(Subject::SluiceOneRule.module(true));
+    for index in 0..warmup {
+        held_pair(&proxy, index);
+    }
+    let before = proxy.tick_report(0).expect("the worker answers");
     let mut passed = Costs::empty();
     let mut held = Costs::empty();
-    let mut ticks_before = None;
-    for index in 0..warmup + pairs {
-        let measured = index >= warmup;
-        if measured && ticks_before.is_none() {
-            ticks_before = Some(proxy.tick_report(0).expect("the worker answers"));
-        }
-        let at = T0_NS + index * 2_000_000;
-        clock.set_ns(at);
-        let first = request(index);
-        let second = request(index);
-        let report = proxy
-            .exchange(0, first, |_| HttpResponse::new(200))
-            .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
-        assert!(
-            matches!(report.request, RequestOutcome::Forward(_)),
-            "the first of pair {index} passes: {:?}",
-            report.request
-        );
-        let (mut stream, outcome) = proxy.begin(0, second).expect("the stream begins");
-        assert_eq!(
-            outcome,
-            RequestOutcome::Paused,
-            "the second of pair {index} is held"
-        );
-        clock.set_ns(at + 1_000_000);
-        proxy.settle().expect("the workers settle");
-        let outcome = stream
-            .wait_request(Duration::ZERO)
-            .expect("the stream answers");
-        assert!(
-            matches!(outcome, RequestOutcome::Forward(_)),
-            "the second of pair {index} is released 1 ms later: {outcome:?}"
-        );
-        stream.response(HttpResponse::new(200)).expect("a response");
-        let held_report = stream.finish().expect("the stream ends");
-        if measured {
-            passed.add(&report.report);
-            held.add(&held_report);
-        }
+    for index in warmup..warmup + pairs {
+        let (first, second) = held_pair(&proxy, index);
+        passed.add(&first);
+        held.add(&second);
     }
-    let before = ticks_before.unwrap_or_default();
     let after = proxy.tick_report(0).expect("the worker answers");
-    let tick_calls = after
+    let host_calls = after
         .host_calls
         .unwrap_or_default()
         .since(&before.host_calls.unwrap_or_default());
@@ -580,9 +537,83 @@ pub fn held_costs(warmup: u64, pairs: u64) -> HeldCosts {
         ticks: Costs {
             requests: after.ticks - before.ticks,
             fuel: after.fuel_consumed.unwrap_or(0) - before.fuel_consumed.unwrap_or(0),
-            host_calls: tick_calls,
+            host_calls,
         },
     }
+}
+
+/// Allocations in the guest per request of [`held_pair`]s (both requests of each pair, the
+/// ticks included), as [`allocations_per_request`] counts them.
+pub fn held_allocations(warmup: u64, pairs: u64) -> Option<Allocations> {
+    let wasm = SLUICE_ALLOCATIONS_WASM;
+    let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("cannot read {wasm}: {error}"));
+    let module = FilterModule::from_bytes(&bytes)
+        .unwrap_or_else(|error| panic!("{wasm} does not compile: {error}"));
+    let proxy = start_delay(module);
+    for index in 0..warmup {
+        held_pair(&proxy, index);
+    }
+    let read = |name: &str| proxy.metrics().counter(name);
+    let before = [
+        read("sluice_allocations")?,
+        read("sluice_context_allocations")?,
+        read("sluice_host_copies")?,
+    ];
+    for index in warmup..warmup + pairs {
+        held_pair(&proxy, index);
+    }
+    let requests = (2 * pairs).max(1) as f64;
+    let per_request =
+        |name: &str, before: u64| Some(read(name)?.saturating_sub(before) as f64 / requests);
+    Some(Allocations {
+        own: per_request("sluice_allocations", before[0])?,
+        context: per_request("sluice_context_allocations", before[1])?,
+        host_copies: per_request("sluice_host_copies", before[2])?,
+    })
+}
+
+/// A one-worker proxy running `module` with [`ONE_DELAY_RULE`], on a fake clock at T0.
+fn start_delay(module: FilterModule) -> Proxy {
+    let options = ProxyOptions::new(module)
+        .plugin_config(ONE_DELAY_RULE)
+        .clock(Clock::fake(T0_NS))
+        .log_level(LogLevel::Warn);
+    Proxy::start(options).unwrap_or_else(|error| panic!("the delay rule does not start: {error}"))
+}
+
+/// Pair `index`, at T0 + 2 × `index` ms: a client (one of 256 in turn) sends two requests at
+/// once; the first passes, the second is paused for its slot 1 ms later; then the clock moves
+/// 1 ms, the tick that comes due releases it, and it is answered and ends. Answers both
+/// streams' reports; panics unless each went as described.
+pub fn held_pair(proxy: &Proxy, index: u64) -> (StreamReport, StreamReport) {
+    let clock = proxy.clock().as_fake().expect("a fake clock");
+    let at = T0_NS + index * 2_000_000;
+    clock.set_ns(at);
+    let first = proxy
+        .exchange(0, request(index), |_| HttpResponse::new(200))
+        .unwrap_or_else(|error| panic!("the exchange fails: {error}"));
+    assert!(
+        matches!(first.request, RequestOutcome::Forward(_)),
+        "the first of pair {index} passes: {:?}",
+        first.request
+    );
+    let (mut stream, outcome) = proxy.begin(0, request(index)).expect("the stream begins");
+    assert_eq!(
+        outcome,
+        RequestOutcome::Paused,
+        "the second of pair {index} is held"
+    );
+    clock.set_ns(at + 1_000_000);
+    proxy.settle().expect("the workers settle");
+    let outcome = stream
+        .wait_request(Duration::ZERO)
+        .expect("the stream answers");
+    assert!(
+        matches!(outcome, RequestOutcome::Forward(_)),
+        "the second of pair {index} is released 1 ms later: {outcome:?}"
+    );
+    stream.response(HttpResponse::new(200)).expect("a response");
+    (first.report, stream.finish().expect("the stream ends"))
 }
 
 /// Allocations in the guest per request, mean of `requests` after `warmup`, counted by the

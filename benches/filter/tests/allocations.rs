@@ -10,7 +10,7 @@
 //! configure time, the limiter reuses its own buffers, and a denial's headers are serialised
 //! into a reused buffer.
 
-use sluice_filter_bench::{Subject, allocations_per_request};
+use sluice_filter_bench::{Subject, allocations_per_request, held_allocations};
 
 const WARMUP: u64 = 300;
 const REQUESTS: u64 = 200;
@@ -47,4 +47,15 @@ fn a_warmed_up_request_allocates_only_what_the_abi_and_the_sdk_require() {
         assert_eq!(allocations.context, 1.0, "{name}: {allocations:?}");
         assert_eq!(allocations.own, 0.0, "{name}: {allocations:?}");
     }
+}
+
+/// Held requests allocate nothing of their own either: the queue of held streams keeps its
+/// capacity, and the tick that releases them builds nothing.
+#[test]
+fn a_held_request_and_its_release_allocate_nothing_of_the_filters_own() {
+    let allocations = held_allocations(WARMUP, REQUESTS).expect("an allocation count");
+    // Per request, both of each pair: the header map, the peer address, the one bucket.
+    assert_eq!(allocations.host_copies, 3.0, "{allocations:?}");
+    assert_eq!(allocations.context, 1.0, "{allocations:?}");
+    assert_eq!(allocations.own, 0.0, "{allocations:?}");
 }

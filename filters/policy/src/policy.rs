@@ -713,6 +713,8 @@ pub struct RequestBuffers {
     values: Vec<String>,
     /// Spare lists of concurrency slots (see [`crate::concurrency`]).
     pub(crate) slot_lists: crate::concurrency::SlotLists,
+    /// Spare lists of held requests' commits (see [`crate::shaping`]).
+    pub(crate) held_lists: crate::shaping::HeldLists,
 }
 
 impl RequestBuffers {

@@ -20,7 +20,7 @@ use crate::error::{ConfigError, Problem};
 use crate::global::Scope;
 use crate::global::exchange::unasked_outcome;
 use crate::json::{self, Fields};
-use crate::policy::{Evaluation, Handled, Policy};
+use crate::policy::{Evaluation, Handled, MAX_SPARE, Policy, RequestBuffers};
 
 /// The shortest `delay.max`.
 pub const MIN_DELAY: Nanos = NANOS_PER_MILLI;
@@ -124,8 +124,10 @@ pub(crate) fn parse_delay(
 
 /// What a held request needs to give its units back if it never goes on (its client left,
 /// or the VM has no room to hold it): the rules that committed it, their keys and costs, and
-/// when. Built from the request's [`Handled`] by [`HeldRequest::of`]; the keys are moved out
-/// of its checks, so holding costs one small allocation for the list.
+/// when. Built from the request's [`Handled`] by [`HeldRequest::of`]: the keys are moved out
+/// of its checks and the list comes from the VM's [`RequestBuffers`], and both go back to them
+/// when the request is done ([`RequestBuffers::reclaim_held`], [`Policy::give_back`]), so
+/// holding allocates nothing once warmed up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldRequest {
     committed_at: Nanos,
@@ -134,7 +136,7 @@ pub struct HeldRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HeldCommit {
+pub(crate) struct HeldCommit {
     rule: usize,
     limit: usize,
     key: Vec<u8>,
@@ -144,7 +146,11 @@ struct HeldCommit {
 impl HeldRequest {
     /// The record of a request [`Policy::handle`] allowed with a hold (its verdict's
     /// [`Verdict::delay`](sluice_core::Verdict::delay) > 0) at `committed_at`; `None` if it is not held.
-    pub fn of(handled: &mut Handled<'_>, committed_at: Nanos) -> Option<HeldRequest> {
+    pub fn of(
+        handled: &mut Handled<'_>,
+        committed_at: Nanos,
+        buffers: &mut RequestBuffers,
+    ) -> Option<HeldRequest> {
         let verdict = handled.verdict.as_ref()?;
         let delay = verdict.delay();
         if delay == 0 {
@@ -154,7 +160,7 @@ impl HeldRequest {
         let Evaluation::Rules(applied) = &mut handled.evaluation else {
             return None;
         };
-        let mut commits = Vec::with_capacity(applied.checks.len());
+        let mut commits = buffers.held_list();
         for ((check, &rule_index), outcome) in applied
             .checks
             .iter_mut()
@@ -207,27 +213,30 @@ impl HeldRequest {
 
 impl Policy {
     /// Gives back what a held request counted, for a request that will never go on (its
-    /// client left while it was held). Best effort like every refund (see
-    /// [`Limiter::refund`]).
+    /// client left while it was held), and its keys and list to `buffers`. Best effort like
+    /// every refund (see [`Limiter::refund`]).
     pub fn give_back<S: SlotStore>(
         &self,
-        held: &HeldRequest,
+        mut held: HeldRequest,
         limiter: &mut Limiter,
         store: &mut S,
+        buffers: &mut RequestBuffers,
     ) {
         let mut checks = Vec::with_capacity(held.commits.len());
-        for commit in &held.commits {
-            let Some(rule) = self.rules.get(commit.rule) else {
-                continue;
-            };
-            let Some(named) = rule.limits.get(commit.limit) else {
+        for commit in held.commits.drain(..) {
+            let named = self
+                .rules
+                .get(commit.rule)
+                .and_then(|rule| Some((rule, rule.limits.get(commit.limit)?)));
+            let Some((rule, named)) = named else {
+                buffers.give_back_key(commit.key);
                 continue;
             };
             checks.push(Check {
                 rule: &named.name,
                 limit: named.limit,
                 max_keys: named.max_keys,
-                key: commit.key.clone(),
+                key: commit.key,
                 cost: commit.cost,
                 mode: rule.mode,
                 failure_mode: rule.failure_mode,
@@ -236,6 +245,10 @@ impl Policy {
         // Each refunded check as allowed and committed: what `refund` takes back.
         let outcomes: Vec<RuleOutcome> = checks.iter().map(unasked_outcome).collect();
         limiter.refund(&checks, &outcomes, held.committed_at, store);
+        for check in checks {
+            buffers.give_back_key(check.key);
+        }
+        buffers.reclaim_held(held);
     }
 
     /// A request that should be held but cannot be (the VM already holds
@@ -288,3 +301,24 @@ pub fn deny_instead_of_holding(checks: &[Check<'_>], verdict: &mut Verdict) {
     }
     verdict.allowed = false;
 }
+
+impl RequestBuffers {
+    fn held_list(&mut self) -> Vec<HeldCommit> {
+        self.held_lists.pop().unwrap_or_default()
+    }
+
+    /// Takes back a held request's keys and list once it is done with (released and sent
+    /// upstream; one given back goes through [`Policy::give_back`]).
+    pub fn reclaim_held(&mut self, held: HeldRequest) {
+        let mut list = held.commits;
+        for commit in list.drain(..) {
+            self.give_back_key(commit.key);
+        }
+        if list.capacity() > 0 && self.held_lists.len() < MAX_SPARE {
+            self.held_lists.push(list);
+        }
+    }
+}
+
+/// Spare lists of a held request's commits, kept in [`RequestBuffers`].
+pub(crate) type HeldLists = Vec<Vec<HeldCommit>>;

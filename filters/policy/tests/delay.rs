@@ -253,14 +253,15 @@ fn a_held_request_given_back_frees_its_slot() {
         policy.handle(&request(), NOW, &mut limiter, &mut store);
     }
     let mut handled = policy.handle(&request(), NOW, &mut limiter, &mut store);
-    let held = sluice_policy::HeldRequest::of(&mut handled, NOW).expect("held");
+    let mut buffers = sluice_policy::RequestBuffers::new();
+    let held = sluice_policy::HeldRequest::of(&mut handled, NOW, &mut buffers).expect("held");
     assert_eq!(
         (held.delay(), held.release_at()),
         (100 * MS, NOW + 100 * MS)
     );
     drop(handled);
     // Its client leaves: the next request is held 100 ms, not 200 ms.
-    policy.give_back(&held, &mut limiter, &mut store);
+    policy.give_back(held, &mut limiter, &mut store, &mut buffers);
     let next = policy.handle(&request(), NOW, &mut limiter, &mut store);
     assert_eq!(next.verdict.unwrap().delay(), 100 * MS);
 }

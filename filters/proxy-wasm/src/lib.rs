@@ -532,13 +532,18 @@ impl SluiceHttp {
         let Some(holding) = &runtime.holding else {
             return;
         };
+        let Ok(mut buffers) = runtime.buffers.try_borrow_mut() else {
+            return;
+        };
         if !holding.abandon(self.context_id) {
+            // Released and sent upstream: only its keys and list come back.
+            buffers.reclaim_held(held);
             return;
         }
         if let Ok(mut limiter) = runtime.limiter.try_borrow_mut() {
             runtime
                 .policy
-                .give_back(&held, &mut limiter, &mut SharedData);
+                .give_back(held, &mut limiter, &mut SharedData, &mut buffers);
         }
     }
 
@@ -573,22 +578,20 @@ impl SluiceHttp {
                 runtime.metrics.record_marked(rule);
             }
         }
-        // A held request keeps its commits' keys (to give them back if it never goes
-        // upstream); the rest of the request's buffers come back now either way.
-        let held = if hold {
-            HeldRequest::of(&mut handled, now).filter(|held| {
-                runtime
-                    .holding
-                    .as_ref()
-                    .is_some_and(|holding| holding.hold(self.context_id, held.release_at(), now))
-            })
-        } else {
-            None
-        };
-        let queued = held.is_some();
-        self.held = held;
         let response = std::mem::replace(&mut handled.response, Response::pass());
+        let mut queued = false;
         if let Ok(mut buffers) = runtime.buffers.try_borrow_mut() {
+            // A held request keeps its commits' keys (to give them back if it never goes
+            // upstream); the rest of the request's buffers come back now either way.
+            if hold && let Some(held) = HeldRequest::of(&mut handled, now, &mut buffers) {
+                let holding = runtime.holding.as_ref();
+                if holding.is_some_and(|h| h.hold(self.context_id, held.release_at(), now)) {
+                    self.held = Some(held);
+                    queued = true;
+                } else {
+                    buffers.reclaim_held(held);
+                }
+            }
             // A passed request's concurrency slots stay with the stream until it ends.
             self.slots = handled.take_slots(now, &mut buffers);
             buffers.reclaim(handled);
