@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use sluice_filter_bench::{
     SLUICE_FILTER_WASM, Subject, allocations_per_request, costs, exchange, file_size,
-    modelled_nginx_host_call_us, time_requests,
+    held_allocations, held_costs, modelled_nginx_host_call_us, time_requests,
 };
 
 const FUEL_WARMUP: u64 = 300;
@@ -151,6 +151,30 @@ fn main() {
 
     println!();
     println!(
+        "delay: a request held 1 ms by a delay rule (its stream, and the tick that releases \
+         it) against one the same rule passes at once, mean of {FUEL_REQUESTS} pairs after \
+         {FUEL_WARMUP}:"
+    );
+    let held = held_costs(FUEL_WARMUP, FUEL_REQUESTS);
+    let held_in_all = held.held_with_ticks();
+    for (name, costs) in [("passed at once", &held.passed), ("held", &held_in_all)] {
+        println!(
+            "  {:<27} {:>10.1} fuel  {:>6.2}x  {:>5.2} host calls",
+            name,
+            costs.fuel_per_request(),
+            costs.fuel_per_request() / held.passed.fuel_per_request(),
+            costs.total_calls_per_request()
+        );
+    }
+    println!(
+        "  (held: stream {:.1} fuel, tick {:.1} fuel over {} ticks)",
+        held.held.fuel_per_request(),
+        held.ticks.fuel as f64 / held.held.requests.max(1) as f64,
+        held.ticks.requests
+    );
+
+    println!();
+    println!(
         "allocations in the guest per request (filter built with count-allocations), \
          mean of {FUEL_REQUESTS} after {FUEL_WARMUP}: the filter's (policy and core included) / \
          the SDK's context box / the host's copies of its answers"
@@ -172,6 +196,15 @@ fn main() {
                 allocations.host_copies
             );
         }
+    }
+    if let Some(allocations) = held_allocations(FUEL_WARMUP, FUEL_REQUESTS) {
+        println!(
+            "  {:<27} {:>8.2} {:>8.2} {:>8.2}",
+            "sluice, delay (held pairs)",
+            allocations.own,
+            allocations.context,
+            allocations.host_copies
+        );
     }
 
     println!();

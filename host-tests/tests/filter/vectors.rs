@@ -171,18 +171,7 @@ fn end_in_flight(end: &Value, in_flight: &mut Vec<InFlight>) -> Result<(), Strin
     } = in_flight.remove(position);
     match end["how"].as_str() {
         Some("response") => {
-            let response = stream
-                .response(HttpResponse::new(200))
-                .map_err(|e| e.to_string())?;
-            let forwarded = response
-                .forwarded()
-                .ok_or(format!("step {step}: the response was not passed back"))?;
-            let client = ClientResponse::Response {
-                status: forwarded.status,
-                headers: forwarded.headers.clone(),
-                body: forwarded.body.clone(),
-                trailers: None,
-            };
+            let client = answer(&mut stream, step)?;
             check_client(&expect, &client).map_err(|m| format!("step {step} (ended): {m}"))?;
         }
         Some("reset") => {
@@ -197,6 +186,44 @@ fn end_in_flight(end: &Value, in_flight: &mut Vec<InFlight>) -> Result<(), Strin
             "step {step}: the filter trapped at the end: {trap}"
         )),
         None => Ok(()),
+    }
+}
+
+/// The upstream answers 200 to `step`'s stream, which it holds: the response the client gets.
+fn answer(stream: &mut Stream, step: usize) -> Result<ClientResponse, String> {
+    let response = stream
+        .response(HttpResponse::new(200))
+        .map_err(|e| e.to_string())?;
+    let forwarded = response
+        .forwarded()
+        .ok_or(format!("step {step}: the response was not passed back"))?;
+    Ok(ClientResponse::Response {
+        status: forwarded.status,
+        headers: forwarded.headers.clone(),
+        body: forwarded.body.clone(),
+        trailers: None,
+    })
+}
+
+/// Begins step `index`'s request on `worker` as a stream the runner keeps: one the filter
+/// holds (`held`), or one it passes to an upstream that holds the response.
+fn begin_kept(
+    proxy: &Proxy,
+    worker: usize,
+    step: &Value,
+    index: usize,
+    held: bool,
+) -> Result<Stream, String> {
+    let (stream, outcome) = proxy
+        .begin(worker, request(&step["request"])?)
+        .map_err(|e| e.to_string())?;
+    match (held, &outcome) {
+        (true, RequestOutcome::Paused) => Ok(stream),
+        (false, outcome) if outcome.forwarded().is_some() => Ok(stream),
+        (true, _) => Err(format!("step {index}: expected held, got {outcome:?}")),
+        (false, _) => Err(format!(
+            "step {index}: expected the upstream to get the request, got {outcome:?}"
+        )),
     }
 }
 
@@ -255,18 +282,7 @@ fn release_until(
                      (tolerance +{HELD_TOLERANCE_MS} ms)"
                 ));
             }
-            let response = stream
-                .response(HttpResponse::new(200))
-                .map_err(|e| e.to_string())?;
-            let forwarded = response
-                .forwarded()
-                .ok_or(format!("step {step}: the response was not passed back"))?;
-            let client = ClientResponse::Response {
-                status: forwarded.status,
-                headers: forwarded.headers.clone(),
-                body: forwarded.body.clone(),
-                trailers: None,
-            };
+            let client = answer(&mut stream, step)?;
             stream.finish().map_err(|e| e.to_string())?;
             check_client(&expect, &client).map_err(|m| format!("step {step} (held): {m}"))?;
         }
@@ -364,14 +380,8 @@ fn run_vector_with(vector: &Value, host: Host, status_only: bool) -> Result<(), 
             let worker = sent % proxy.workers();
             sent += 1;
             if held_ms(step) > 0 {
-                let (stream, outcome) = proxy
-                    .begin(worker, request(&step["request"])?)
-                    .map_err(|e| e.to_string())?;
-                if outcome != RequestOutcome::Paused {
-                    return Err(format!("step {index}: expected held, got {outcome:?}"));
-                }
                 held.push(Held {
-                    stream,
+                    stream: begin_kept(&proxy, worker, step, index, true)?,
                     step: index,
                     due_ms: step_ms + held_ms(step),
                     expect: step["expect"].clone(),
@@ -379,18 +389,10 @@ fn run_vector_with(vector: &Value, host: Host, status_only: bool) -> Result<(), 
                 continue;
             }
             if let Some(id) = step.get("id").and_then(Value::as_str) {
-                let (stream, outcome) = proxy
-                    .begin(worker, request(&step["request"])?)
-                    .map_err(|e| e.to_string())?;
-                if outcome.forwarded().is_none() {
-                    return Err(format!(
-                        "step {index}: expected the upstream to get the request, got {outcome:?}"
-                    ));
-                }
                 // The client's response is checked when the upstream answers.
                 in_flight.push(InFlight {
                     id: id.to_owned(),
-                    stream,
+                    stream: begin_kept(&proxy, worker, step, index, false)?,
                     step: index,
                     expect: step["expect"].clone(),
                 });
