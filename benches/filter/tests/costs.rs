@@ -12,7 +12,7 @@ const MARKED_RATIO: f64 = 1.28;
 const UNMARKED_RATIO: f64 = 1.08;
 /// BENCHMARKS.md ("Concurrency limits"): fuel of a request under one concurrency rule (its
 /// slot taken and given back) against one rate rule's.
-const CONCURRENCY_RATIO: f64 = 1.35;
+const CONCURRENCY_RATIO: f64 = 1.39;
 /// BENCHMARKS.md ("Delay"): fuel of a held request (its stream and the tick that releases it)
 /// against a request the same delay rule passes at once.
 const HELD_RATIO: f64 = 1.14;
@@ -124,17 +124,17 @@ fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
         five / base
     );
     let (one, five) = (one / base, five / base);
-    // BENCHMARKS.md ("Fuel per request"): 5.11x and 16.48x the pass-through (targets 1.2x and
+    // BENCHMARKS.md ("Fuel per request"): 5.20x and 16.71x the pass-through (targets 1.2x and
     // 2x, not met; the pass-through reads its inputs in place, at a sixth of its former cost),
     // both as shipped (the `filter` profile, then wasm-opt -Oz --converge), with buckets written
     // at their full size; these bounds leave 10% for changes that do not add work. Update both
     // together.
     assert!(
-        one <= 5.11 * 1.1,
+        one <= 5.20 * 1.1,
         "1 rule: {one:.2}x the pass-through's fuel"
     );
     assert!(
-        five <= 16.48 * 1.1,
+        five <= 16.71 * 1.1,
         "5 rules: {five:.2}x the pass-through's fuel"
     );
     assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");
