@@ -81,3 +81,49 @@ fn only_wasi_functions_of_wasmtime_wasi_go_uncounted() {
         module.uncounted_imports()
     );
 }
+
+/// Ticks run on the root context, outside any stream: their fuel and host calls are reported
+/// apart (`Proxy::tick_report`), so the work a tick does for streams (here resuming one) can
+/// be weighed, and a stream's report holds only its own callbacks.
+#[test]
+fn ticks_are_reported_apart_from_the_streams_they_resume() {
+    let proxy = start(counting().plugin_config("tick_ms=1000"));
+    let before = proxy.tick_report(0).expect("the worker answers");
+    assert_eq!(before.ticks, 0);
+    let (mut stream, outcome) = proxy
+        .begin(0, probe_request(&[("x-probe-pause", "request")]))
+        .expect("the stream begins");
+    assert_eq!(outcome, sluice_host::RequestOutcome::Paused);
+    for _ in 0..3 {
+        assert!(proxy.tick(0).expect("the worker ticks"));
+    }
+    let after = proxy.tick_report(0).expect("the worker answers");
+    assert_eq!(after.ticks, 3);
+    assert!(after.fuel_consumed.expect("metered") > 0, "{after:?}");
+    let ticks = after.host_calls.expect("counted");
+    // Every tick counts `probe_ticks`; the first resumed the paused stream.
+    assert_eq!(ticks.get("proxy_increment_metric"), 3, "{ticks:?}");
+    assert_eq!(ticks.get("proxy_continue_stream"), 1, "{ticks:?}");
+    let since = ticks.since(&before.host_calls.expect("counted"));
+    assert_eq!(since, ticks, "nothing was counted before the first tick");
+    let resumed = stream
+        .wait_request(std::time::Duration::from_secs(5))
+        .expect("an outcome");
+    assert!(resumed.forwarded().is_some(), "{resumed:?}");
+    stream
+        .response(sluice_host::HttpResponse::new(200))
+        .expect("a response");
+    let report = stream.finish().expect("the stream ends");
+    let own = report.host_calls.expect("counted");
+    assert_eq!(own.get("proxy_continue_stream"), 0, "{own:?}");
+    assert_eq!(own.get("proxy_increment_metric"), 0, "{own:?}");
+}
+
+#[test]
+fn a_plain_module_reports_its_ticks_without_fuel_or_calls() {
+    let proxy = start(options().plugin_config("tick_ms=1000"));
+    assert!(proxy.tick(0).expect("the worker ticks"));
+    let report = proxy.tick_report(0).expect("the worker answers");
+    assert_eq!(report.ticks, 1);
+    assert_eq!((report.fuel_consumed, report.host_calls), (None, None));
+}
