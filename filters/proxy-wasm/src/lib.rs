@@ -532,10 +532,11 @@ impl SluiceHttp {
         let Some(holding) = &runtime.holding else {
             return;
         };
+        let abandoned = holding.abandon(self.context_id);
         let Ok(mut buffers) = runtime.buffers.try_borrow_mut() else {
             return;
         };
-        if !holding.abandon(self.context_id) {
+        if !abandoned {
             // Released and sent upstream: only its keys and list come back.
             buffers.reclaim_held(held);
             return;
