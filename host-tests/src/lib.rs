@@ -77,6 +77,7 @@ mod abi;
 mod clock;
 mod clusters;
 mod error;
+pub mod fake_service;
 mod grpc;
 mod headers;
 mod host_calls;

@@ -79,6 +79,7 @@ fn main() {
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
         .chain(&Subject::CONCURRENCY)
+        .chain(&Subject::LEASED)
         .chain(&Subject::DENIED)
         .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
         .collect();
@@ -184,6 +185,7 @@ fn main() {
         .chain(&Subject::ATTRIBUTION)
         .chain(&Subject::SOFT)
         .chain(&Subject::CONCURRENCY)
+        .chain(&Subject::LEASED)
         .chain(&Subject::DENIED)
         .skip(1)
     {

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use sluice_host::fake_service::FakeService;
 use sluice_host::{
     Clock, Exchange, FilterModule, FuelMetering, HostCallCounting, HostCalls, HttpRequest,
     HttpResponse, LogLevel, Proxy, ProxyOptions, RequestOutcome, StreamReport,
@@ -61,6 +62,15 @@ pub const ONE_CONCURRENCY_RULE: &str = r#"{"rules": [
 pub const ONE_DELAY_RULE: &str = r#"{"rules": [
   {"name": "spaced", "key": ["client_ip"], "limit": {"requests": 1000, "period": "1s", "burst": 1},
    "delay": {"max": "1s"}}
+]}"#;
+
+/// The one rule made global with a lease: each client's first request waits for a slice of
+/// 1,000 units from the rate-limit service ([`FakeService`]); every later one is decided
+/// from the slice in shared data, with no call (the slices outlive the benchmark's run).
+pub const ONE_LEASED_RULE: &str = r#"{"global": {"cluster": "limits"}, "rules": [
+  {"name": "per-client", "key": ["client_ip"], "scope": "global",
+   "limit": {"requests": 1000000, "period": "10s"},
+   "lease": {"size": 1000, "lifetime": "10s"}}
 ]}"#;
 
 /// The one rule, with no rate-limit headers on responses.
@@ -192,6 +202,8 @@ pub enum Subject {
     SluiceFiveRulesDenied,
     /// Concurrency: one concurrency rule, every request's slot given back when it ends.
     SluiceConcurrency,
+    /// Leases: the one rule, global, decided from a leased slice.
+    SluiceLeased,
 }
 
 impl Subject {
@@ -230,6 +242,11 @@ impl Subject {
     /// taken when the request is checked and given back when it ends.
     pub const CONCURRENCY: [Subject; 1] = [Subject::SluiceConcurrency];
 
+    /// A global rule decided from its leased slice, against [`Subject::SluiceOneRule`] (the
+    /// same requests, the same limit kept in the proxy): what the global tier costs a request
+    /// once the slices are there.
+    pub const LEASED: [Subject; 1] = [Subject::SluiceLeased];
+
     pub const CALLERS: [Subject; 4] = [
         Subject::SluiceHeaderKey,
         Subject::SluiceClaimKey,
@@ -253,6 +270,7 @@ impl Subject {
             Subject::SluiceOneRuleDenied => "sluice, 1 rule, denied",
             Subject::SluiceFiveRulesDenied => "sluice, 5 rules, denied",
             Subject::SluiceConcurrency => "sluice, 1 concurrency rule",
+            Subject::SluiceLeased => "sluice, 1 leased rule",
         }
     }
 
@@ -282,6 +300,7 @@ impl Subject {
             Subject::SluiceOneRuleDenied => ONE_RULE_DENIED,
             Subject::SluiceFiveRulesDenied => FIVE_RULES_DENIED,
             Subject::SluiceConcurrency => ONE_CONCURRENCY_RULE,
+            Subject::SluiceLeased => ONE_LEASED_RULE,
         }
     }
 
@@ -310,14 +329,43 @@ impl Subject {
             .unwrap_or_else(|error| panic!("{path} does not compile: {error}"))
     }
 
-    /// A one-worker Envoy-like proxy running the filter, with a fake clock at T0.
-    pub fn start(&self, module: FilterModule) -> Proxy {
-        let options = ProxyOptions::new(module)
+    /// A one-worker Envoy-like proxy running the filter, with a fake clock at T0 (and, for
+    /// a leased rule, a rate-limit service on the same clock, as cluster `limits`).
+    pub fn start(&self, module: FilterModule) -> Running {
+        let clock = Clock::fake(T0_NS);
+        let mut options = ProxyOptions::new(module)
             .plugin_config(self.config())
-            .clock(Clock::fake(T0_NS))
+            .clock(clock.clone())
             .log_level(LogLevel::Warn);
-        Proxy::start(options)
-            .unwrap_or_else(|error| panic!("{} does not start: {error}", self.name()))
+        let service = (*self == Subject::SluiceLeased).then(|| {
+            let config: serde_json::Value =
+                serde_json::from_str(self.config()).expect("the leased configuration is JSON");
+            FakeService::start(&config, clock)
+        });
+        if let Some(service) = &service {
+            options = options.cluster("limits", service.addr());
+        }
+        let proxy = Proxy::start(options)
+            .unwrap_or_else(|error| panic!("{} does not start: {error}", self.name()));
+        Running {
+            proxy,
+            _service: service,
+        }
+    }
+}
+
+/// A subject's proxy, and the rate-limit service it calls, if any (stopped with it).
+#[derive(Debug)]
+pub struct Running {
+    pub proxy: Proxy,
+    _service: Option<FakeService>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Proxy;
+
+    fn deref(&self) -> &Proxy {
+        &self.proxy
     }
 }
 

@@ -16,6 +16,9 @@ const CONCURRENCY_RATIO: f64 = 1.39;
 /// BENCHMARKS.md ("Delay"): fuel of a held request (its stream and the tick that releases it)
 /// against a request the same delay rule passes at once.
 const HELD_RATIO: f64 = 1.14;
+/// BENCHMARKS.md ("Leases"): fuel of a request decided from a leased slice against the same
+/// rule kept in the proxy.
+const LEASED_RATIO: f64 = 2.45;
 
 fn per_request(costs: &Costs, function: &str) -> f64 {
     costs.calls_per_request(function)
@@ -316,4 +319,20 @@ fn a_held_request_is_decided_once_and_released_by_one_tick() {
     // BENCHMARKS.md ("Delay"): HELD_RATIO; this bound leaves 10% for changes that do not add
     // work. Update both together.
     assert!(ratio <= HELD_RATIO * 1.1, "held: {ratio:.2}x");
+}
+
+/// A request decided from its rule's leased slice makes the host calls a local rule makes and
+/// no more: no call to the service, and the slice's one read and compare-and-swap write stand
+/// in for the bucket's (a lone leased rule's cached denial is read with its slice, not apart).
+#[test]
+fn a_leased_request_makes_a_local_rules_host_calls_and_no_service_call() {
+    let plain = costs(Subject::SluiceOneRule, WARMUP, REQUESTS);
+    let leased = costs(Subject::SluiceLeased, WARMUP, REQUESTS);
+    assert_eq!(calls_by_function(&leased), calls_by_function(&plain));
+    let (base, fuel) = (plain.fuel_per_request(), leased.fuel_per_request());
+    let ratio = fuel / base;
+    eprintln!("fuel per request: 1 rule {base:.0}, 1 leased rule {fuel:.0} ({ratio:.2}x)");
+    // BENCHMARKS.md ("Leases", "What a leased request costs the filter"): LEASED_RATIO; this
+    // bound leaves 10% for changes that do not add work. Update both together.
+    assert!(ratio <= LEASED_RATIO * 1.1, "leased: {ratio:.2}x");
 }

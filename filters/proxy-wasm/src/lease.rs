@@ -286,10 +286,20 @@ impl Leases {
             failed: false,
         };
         // Cached denials first: any of them ends the request with nothing taken (every rule
-        // with a denial in force is reported, as the service would report them all).
+        // with a denial in force is reported, as the service would report them all). A lone
+        // leased rule needs no such pass: taking from its slice below reads the same entry and
+        // answers its cached denial the same way, so its one read is saved.
+        let mut globals = (0..count).filter(|&i| applied.scope(i) == Scope::Global);
+        let lone_leased = match (globals.next(), globals.next()) {
+            (Some(position), None) => self
+                .slot(&waiting.rules, position)
+                .and_then(|slot| self.rule(slot.rule))
+                .is_some_and(|rule| rule.lease.is_some()),
+            _ => false,
+        };
         let mut cached = false;
         for position in 0..count {
-            if applied.scope(position) != Scope::Global {
+            if lone_leased || applied.scope(position) != Scope::Global {
                 continue;
             }
             let (Some(slot), Some(&cost)) = (

@@ -8,8 +8,8 @@ use serde_json::json;
 use sluice_host::Clock;
 
 use crate::global_rules::start_with_service;
-use crate::global_service::FakeService;
 use crate::support::{Host, T0_NS, get, send, status};
+use sluice_host::fake_service::FakeService;
 
 #[test]
 fn two_proxies_admit_exactly_the_limit_in_total() {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_host::{ClientResponse, Clock, Exchange, LogLevel, Proxy};
 
-use crate::global_service::{Behaviour, FakeService, refusing_addr};
 use crate::support::{HOSTS, Host, T0_NS, get, options, send, start, status};
+use sluice_host::fake_service::{Behaviour, FakeService, refusing_addr};
 
 const CLUSTER: &str = "limits";
 

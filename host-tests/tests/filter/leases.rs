@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use sluice_host::{Clock, Proxy};
 
 use crate::global_rules::start_with_service;
-use crate::global_service::{Behaviour, FakeService};
 use crate::support::{HOSTS, Host, T0_NS, get, send, status};
+use sluice_host::fake_service::{Behaviour, FakeService};
 
 const PEER: &str = "203.0.113.7:1000";
 

@@ -20,7 +20,6 @@ mod fuzz_corpus;
 mod global_fleet;
 mod global_redis;
 mod global_rules;
-mod global_service;
 mod hash_placement;
 mod hash_seed;
 mod lease_fleet;

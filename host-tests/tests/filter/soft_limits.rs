@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use sluice_host::Clock;
 
 use crate::global_rules::start_with_service;
-use crate::global_service::FakeService;
 use crate::support::{HOSTS, T0_NS, flushed_metrics, get, send, start, status};
+use sluice_host::fake_service::FakeService;
 
 fn config(scope: &str) -> Value {
     json!({

@@ -3,7 +3,7 @@
 //! ngx_wasm_module's shared-data semantics, with requests spread over two VMs, so the
 //! counts must be shared through shared data to come out right. A vector with global rules
 //! runs against a fake rate-limit service deciding with the core over memory on the proxy's
-//! clock (`global_service`), so the global path must give the same decisions and headers as
+//! clock (`sluice_host::fake_service`), so the global path must give the same decisions and headers as
 //! the local one. And every vector runs once more through leases: each rule made global with
 //! `"lease": {"size": 1}` (a slice of one unit is exact: every unit is asked for when it is
 //! needed), so slices, the negative cache and the all-or-nothing give-backs must give the
@@ -33,8 +33,8 @@ use sluice_host::{
 };
 
 use crate::global_rules::start_with_service;
-use crate::global_service::FakeService;
 use crate::support::{HOSTS, Host, T0_NS, at_ms, send, start};
+use sluice_host::fake_service::FakeService;
 
 fn vector_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");

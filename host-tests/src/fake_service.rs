@@ -1,4 +1,4 @@
-//! A fake rate-limit service for the filter's tests: an HTTP/1.1 server on a loopback port
+//! A fake rate-limit service for the filter's tests and benchmarks: an HTTP/1.1 server on a loopback port
 //! speaking the native decide and lease protocols (`POST /v1/decide`, `POST /v1/lease`),
 //! deciding with the core over an
 //! in-memory map (`sluice_policy::global::MemoryService`, the reference implementation of the
@@ -11,12 +11,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::Clock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use sluice_host::Clock;
 use sluice_policy::Policy;
 use sluice_policy::global::MemoryService;
 
@@ -125,6 +125,14 @@ impl FakeService {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("the service's state")
+    }
+}
+
+impl std::fmt::Debug for FakeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeService")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
