@@ -648,7 +648,7 @@ impl Policy {
 
     /// Decides an evaluation's checks locally (every rule in `store`) and renders the
     /// response, in `buffers`.
-    pub(crate) fn decide_into<'p, S: SlotStore>(
+    pub fn decide_into<'p, S: SlotStore>(
         &'p self,
         evaluation: Evaluation<'p>,
         now: Nanos,
@@ -656,29 +656,44 @@ impl Policy {
         store: &mut S,
         buffers: &mut RequestBuffers,
     ) -> Handled<'p> {
+        if evaluation.checks().is_empty() {
+            return self.respond_into(evaluation, None, buffers);
+        }
+        let mut verdict = buffers.verdict();
+        limiter.check_into(evaluation.checks(), now, store, &mut verdict);
+        self.respond_into(evaluation, Some(verdict), buffers)
+    }
+
+    /// The request of `evaluation` (from [`Policy::evaluate_into`]) with `verdict` on its
+    /// checks, decided elsewhere (e.g. from leased slices), its response rendered in
+    /// `buffers` as [`Policy::decide_into`] renders it; `None` when no rule applies. Take the
+    /// verdict's outcomes from [`RequestBuffers::verdict`] to allocate nothing.
+    pub fn respond_into<'p>(
+        &'p self,
+        evaluation: Evaluation<'p>,
+        verdict: Option<Verdict>,
+        buffers: &mut RequestBuffers,
+    ) -> Handled<'p> {
         let checks = evaluation.checks();
-        let (verdict, response) = if checks.is_empty() {
-            (None, Response::pass())
-        } else {
-            let mut verdict = Verdict {
-                allowed: true,
-                outcomes: core::mem::take(&mut buffers.outcomes),
-            };
-            limiter.check_into(checks, now, store, &mut verdict);
-            let indices = evaluation.rule_indices();
-            let item =
-                |i: usize, check: &Check<'_>| self.rules.get(*indices.get(i)?)?.policy_item(check);
-            let warn_at =
-                |check: &Check<'_>| self.rule_of_check(check.rule).and_then(Rule::warn_at);
-            let marking: Option<&WarnAt<'_>> = match (self.marks, self.warns) {
-                (false, _) => None,
-                (true, false) => Some(&|_| None),
-                (true, true) => Some(&warn_at),
-            };
-            let response = self
-                .response
-                .render_with(checks, &verdict, marking, item, buffers);
-            (Some(verdict), response)
+        let (verdict, response) = match verdict {
+            None => (None, Response::pass()),
+            Some(verdict) => {
+                let indices = evaluation.rule_indices();
+                let item = |i: usize, check: &Check<'_>| {
+                    self.rules.get(*indices.get(i)?)?.policy_item(check)
+                };
+                let warn_at =
+                    |check: &Check<'_>| self.rule_of_check(check.rule).and_then(Rule::warn_at);
+                let marking: Option<&WarnAt<'_>> = match (self.marks, self.warns) {
+                    (false, _) => None,
+                    (true, false) => Some(&|_| None),
+                    (true, true) => Some(&warn_at),
+                };
+                let response = self
+                    .response
+                    .render_with(checks, &verdict, marking, item, buffers);
+                (Some(verdict), response)
+            }
         };
         Handled {
             evaluation,
@@ -723,16 +738,19 @@ impl RequestBuffers {
         RequestBuffers::default()
     }
 
-    /// Takes back what a request was built in: its checks and keys, its verdict's outcomes
-    /// and its response's headers (take out the headers first to keep them longer, and give
-    /// them back later with [`RequestBuffers::reclaim_headers`]).
-    pub fn reclaim(&mut self, handled: Handled<'_>) {
-        let Handled {
-            evaluation,
-            verdict,
-            response,
-            ..
-        } = handled;
+    /// An allowed verdict with no outcome yet, in the outcomes' buffer.
+    pub fn verdict(&mut self) -> Verdict {
+        let mut outcomes = core::mem::take(&mut self.outcomes);
+        outcomes.clear();
+        Verdict {
+            allowed: true,
+            outcomes,
+        }
+    }
+
+    /// Takes back what an evaluation was built in (its checks and keys), for one that is not
+    /// decided through [`Policy::decide_into`] or [`Policy::respond_into`].
+    pub fn reclaim_evaluation(&mut self, evaluation: Evaluation<'_>) {
         if let Evaluation::Rules(applied) = evaluation {
             let AppliedRules {
                 mut checks,
@@ -748,6 +766,19 @@ impl RequestBuffers {
             scopes.clear();
             keep_larger(&mut self.scopes, scopes);
         }
+    }
+
+    /// Takes back what a request was built in: its checks and keys, its verdict's outcomes
+    /// and its response's headers (take out the headers first to keep them longer, and give
+    /// them back later with [`RequestBuffers::reclaim_headers`]).
+    pub fn reclaim(&mut self, handled: Handled<'_>) {
+        let Handled {
+            evaluation,
+            verdict,
+            response,
+            ..
+        } = handled;
+        self.reclaim_evaluation(evaluation);
         if let Some(mut verdict) = verdict {
             verdict.outcomes.clear();
             keep_larger(&mut self.outcomes, verdict.outcomes);

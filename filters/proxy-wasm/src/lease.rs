@@ -24,7 +24,7 @@ use sluice_policy::global::{
     self, CallFailure, DecideReply, DecideRequest, LeaseAcquire, LeaseConfig, LeaseReply,
     LeaseRequest, LeaseReturn, LeaseSize, RuleKeys, hex, limit_text,
 };
-use sluice_policy::{Handled, Policy, Request, Scope};
+use sluice_policy::{AppliedRules, Evaluation, Handled, Policy, Request, RequestBuffers, Scope};
 
 use crate::lease_store::{
     LeaseSlot, PendingReturn, cached_denial, forget_denial, remember_denial, slice_decision,
@@ -234,6 +234,11 @@ impl Leases {
 
     /// Decides `request` as far as shared data allows: [`Step::Done`] when no call is
     /// needed, else the call to make.
+    ///
+    /// The request is evaluated in `buffers`; a request no global rule applies to, and one
+    /// whose only rule is leased and whose slice covers it (the common case), are decided
+    /// and rendered in them too, so they allocate nothing. The others (a call to make, a
+    /// denial, several rules) go on with owned values.
     pub fn start<'p, R: Request + ?Sized, S: SlotStore>(
         &self,
         policy: &'p Policy,
@@ -241,12 +246,71 @@ impl Leases {
         now: Nanos,
         limiter: &mut Limiter,
         store: &mut S,
+        buffers: &mut RequestBuffers,
     ) -> Step<'p> {
-        let evaluation = policy.evaluate(request);
+        let evaluation = policy.evaluate_into(request, buffers);
         let applied = match &evaluation {
-            sluice_policy::Evaluation::Rules(applied) if applied.has_global() => applied,
-            _ => return Step::Done(policy.handle(request, now, limiter, store)),
+            Evaluation::Rules(applied) if applied.has_global() => applied,
+            _ => return Step::Done(policy.decide_into(evaluation, now, limiter, store, buffers)),
         };
+        let lone = self.take_lone_slice(applied, now, store);
+        if let Some((Taken::Spent(..), Some(outcome))) = &lone {
+            let mut verdict = buffers.verdict();
+            verdict.outcomes.push(*outcome);
+            return Step::Done(policy.respond_into(evaluation, Some(verdict), buffers));
+        }
+        let lone = lone.map(|(taken, _)| taken);
+        let step = self.start_owned(policy, applied, lone, now, limiter, store);
+        buffers.reclaim_evaluation(evaluation);
+        step
+    }
+
+    /// For a request whose one rule is global and leased: what taking from its slice gave,
+    /// and, when it was spent, the rule's outcome (the rule's counters and renewal as for
+    /// any spent slice). `None` for any other request.
+    fn take_lone_slice<S: SlotStore>(
+        &self,
+        applied: &AppliedRules<'_>,
+        now: Nanos,
+        store: &mut S,
+    ) -> Option<(Taken, Option<RuleOutcome>)> {
+        let ([check], [index]) = (applied.checks(), applied.rule_indices()) else {
+            return None;
+        };
+        if applied.scope(0) != Scope::Global {
+            return None;
+        }
+        let rule = self.rule(*index)?;
+        let lease = rule.lease.as_ref()?;
+        let slot = LeaseSlot::new(&rule.table, *index, &check.key, &self.seed);
+        let taken = self.take(&slot, rule, lease, check.cost, now, store);
+        let outcome = match &taken {
+            Taken::Spent(entry, renew) => {
+                rule.counters.local();
+                if *renew {
+                    self.want_renewal(*index, &check.key);
+                }
+                Some(outcome(
+                    Status::Allowed,
+                    slice_decision(entry, rule.limit, now),
+                ))
+            }
+            _ => None,
+        };
+        Some((taken, outcome))
+    }
+
+    /// [`Leases::start`] with owned values, from the request's applied rules; `lone` is what
+    /// taking from a lone leased rule's slice gave already (it is not taken again).
+    fn start_owned<'p, S: SlotStore>(
+        &self,
+        policy: &'p Policy,
+        applied: &AppliedRules<'_>,
+        mut lone: Option<Taken>,
+        now: Nanos,
+        limiter: &mut Limiter,
+        store: &mut S,
+    ) -> Step<'p> {
         let rules = RuleKeys::of(policy, applied);
         let checks = applied.checks();
         let count = checks.len();
@@ -343,7 +407,11 @@ impl Leases {
                 continue;
             };
             let cost = waiting.rules.costs.get(position).copied().unwrap_or(1);
-            match self.take(&slot, rule, lease, cost, now, store) {
+            let taken = match lone.take() {
+                Some(taken) => taken,
+                None => self.take(&slot, rule, lease, cost, now, store),
+            };
+            match taken {
                 Taken::Spent(entry, renew) => {
                     rule.counters.local();
                     set(

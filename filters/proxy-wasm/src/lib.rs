@@ -691,10 +691,20 @@ impl SluiceHttp {
             return Action::Continue;
         };
         let step = {
-            let Ok(mut limiter) = runtime.limiter.try_borrow_mut() else {
+            let (Ok(mut limiter), Ok(mut buffers)) = (
+                runtime.limiter.try_borrow_mut(),
+                runtime.buffers.try_borrow_mut(),
+            ) else {
                 return Action::Continue;
             };
-            leases.start(&runtime.policy, request, now, &mut limiter, &mut SharedData)
+            leases.start(
+                &runtime.policy,
+                request,
+                now,
+                &mut limiter,
+                &mut SharedData,
+                &mut buffers,
+            )
         };
         self.step_leased(runtime, step, now)
     }
