@@ -426,6 +426,7 @@ impl Leases {
                 }
                 Taken::Denied(entry) => {
                     rule.counters.negative_cache();
+                    drop(slot);
                     set(
                         &mut waiting.outcomes,
                         position,
@@ -915,6 +916,7 @@ impl Leases {
                 entry.renewing_until = now.saturating_add(self.claim);
                 (Some(want(lease, entry, 1, now)), true)
             });
+            drop(slot);
             if let Ok(Some(want)) = claimed {
                 let item = self.acquisition(policy, index, &key, 1, want);
                 acquisitions.push((index, key, item));

@@ -2,6 +2,8 @@
 //! bucket, and a compare-and-swap of the whole bucket, retried when another VM wrote first.
 //! Every VM of the proxy sees one slice per (rule, key) this way.
 
+use std::cell::RefCell;
+
 use sluice_core::{Decision, Nanos, Seed, SetError, SlotStore, StoreError};
 
 use crate::lease_table::{LeaseBucket, LeaseEntry, LeaseTable};
@@ -23,6 +25,24 @@ pub enum LeaseStoreError {
     Contended,
 }
 
+thread_local! {
+    /// What entries are read, changed and written in, kept from one to the next (a VM runs
+    /// on one thread), so a warmed-up request allocates nothing for them.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Spare bucket names, and one read, bucket and write.
+#[derive(Default)]
+struct Scratch {
+    bucket_keys: Vec<String>,
+    value: Vec<u8>,
+    bucket: LeaseBucket,
+    encoded: Vec<u8>,
+}
+
+/// The most spare bucket names kept.
+const SPARE_KEYS: usize = 64;
+
 /// One key of one rule's lease table, as a request or a tick sees it.
 pub struct LeaseSlot<'a> {
     pub table: &'a LeaseTable,
@@ -35,7 +55,10 @@ pub struct LeaseSlot<'a> {
 impl<'a> LeaseSlot<'a> {
     pub fn new(table: &'a LeaseTable, rule: usize, key: &'a [u8], seed: &Seed) -> LeaseSlot<'a> {
         let (bucket, fingerprint) = table.place(seed, key);
-        let mut bucket_key = String::new();
+        let mut bucket_key = SCRATCH
+            .with(|scratch| scratch.try_borrow_mut().ok()?.bucket_keys.pop())
+            .unwrap_or_default();
+        bucket_key.clear();
         table.write_bucket_key(bucket, &mut bucket_key);
         LeaseSlot {
             table,
@@ -67,18 +90,37 @@ impl<'a> LeaseSlot<'a> {
         store: &mut S,
         now: Nanos,
         retries: u32,
+        change: impl FnMut(&mut LeaseEntry) -> (R, bool),
+    ) -> Result<R, LeaseStoreError> {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.update_in(&mut scratch, store, now, retries, change),
+            // Only a change that itself changes an entry gets here: it gets its own buffers.
+            Err(_) => self.update_in(&mut Scratch::default(), store, now, retries, change),
+        })
+    }
+
+    fn update_in<S: SlotStore, R>(
+        &self,
+        scratch: &mut Scratch,
+        store: &mut S,
+        now: Nanos,
+        retries: u32,
         mut change: impl FnMut(&mut LeaseEntry) -> (R, bool),
     ) -> Result<R, LeaseStoreError> {
-        let mut value = Vec::new();
-        let mut encoded = Vec::new();
+        let Scratch {
+            value,
+            bucket,
+            encoded,
+            ..
+        } = scratch;
         for _ in 0..=retries {
             let cas = store
-                .get(&self.bucket_key, &mut value)
+                .get(&self.bucket_key, value)
                 .map_err(LeaseStoreError::Store)?;
-            let mut bucket = match cas {
-                Some(_) => LeaseBucket::decode(&value, self.table.signature()),
-                None => LeaseBucket::default(),
-            };
+            match cas {
+                Some(_) => bucket.decode_from(value, self.table.signature()),
+                None => bucket.entries.clear(),
+            }
             let Some((entry, evicted)) = bucket.entry_mut(self.fingerprint, now) else {
                 return Err(LeaseStoreError::Contended);
             };
@@ -86,8 +128,8 @@ impl<'a> LeaseSlot<'a> {
             if !changed && evicted.is_none() && cas.is_some() {
                 return Ok(answer);
             }
-            bucket.encode_into(self.table.signature(), &mut encoded);
-            match store.set(&self.bucket_key, &encoded, cas.unwrap_or(0)) {
+            bucket.encode_into(self.table.signature(), encoded);
+            match store.set(&self.bucket_key, encoded, cas.unwrap_or(0)) {
                 Ok(()) => return Ok(answer),
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Store(error)) => return Err(LeaseStoreError::Store(error)),
@@ -148,4 +190,18 @@ pub fn forget_denial(entry: &mut LeaseEntry) -> bool {
     entry.denied_cost = 0;
     entry.retry_until = 0;
     had
+}
+
+impl Drop for LeaseSlot<'_> {
+    /// Its bucket's name goes back to the spares.
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.bucket_key);
+        SCRATCH.with(|scratch| {
+            if let Ok(mut scratch) = scratch.try_borrow_mut()
+                && scratch.bucket_keys.len() < SPARE_KEYS
+            {
+                scratch.bucket_keys.push(name);
+            }
+        });
+    }
 }

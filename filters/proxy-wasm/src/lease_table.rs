@@ -178,10 +178,20 @@ pub struct LeaseBucket {
 impl LeaseBucket {
     /// Decodes `bytes` written under `signature`; anything else is an empty bucket.
     pub fn decode(bytes: &[u8], signature: u64) -> LeaseBucket {
-        Self::try_decode(bytes, signature).unwrap_or_default()
+        let mut bucket = LeaseBucket::default();
+        bucket.decode_from(bytes, signature);
+        bucket
     }
 
-    fn try_decode(bytes: &[u8], signature: u64) -> Option<LeaseBucket> {
+    /// [`LeaseBucket::decode`] into this bucket, reusing its entries' allocation.
+    pub fn decode_from(&mut self, bytes: &[u8], signature: u64) {
+        self.entries.clear();
+        if Self::try_decode(bytes, signature, &mut self.entries).is_none() {
+            self.entries.clear();
+        }
+    }
+
+    fn try_decode(bytes: &[u8], signature: u64, entries: &mut Vec<LeaseEntry>) -> Option<()> {
         let (&version, rest) = bytes.split_first()?;
         if version != VERSION {
             return None;
@@ -195,7 +205,7 @@ impl LeaseBucket {
         if count > WAYS {
             return None;
         }
-        let mut entries = Vec::with_capacity(count);
+        entries.reserve(count);
         for _ in 0..count {
             let mut fields = [0u64; FIELDS];
             for field in &mut fields {
@@ -213,7 +223,7 @@ impl LeaseBucket {
             }
             entries.push(entry);
         }
-        Some(LeaseBucket { entries })
+        Some(())
     }
 
     /// The bucket at its full size ([`BUCKET_BYTES`]).
