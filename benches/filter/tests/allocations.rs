@@ -34,6 +34,9 @@ fn a_warmed_up_request_allocates_only_what_the_abi_and_the_sdk_require() {
         // A concurrency rule reads its bucket twice (the check, the release at the stream's
         // end); the slot's key and list go back to the reused buffers.
         (Subject::SluiceConcurrency, 2.0, true),
+        // A global rule decided from its leased slice: the slice's bucket is read and written
+        // in buffers the VM keeps, and the request is decided and rendered in its buffers.
+        (Subject::SluiceLeased, 1.0, true),
     ] {
         let name = subject.name();
         let allocations = allocations_per_request(subject, WARMUP, REQUESTS)

@@ -892,11 +892,11 @@ impl Leases {
                 return Vec::new();
             };
             let wanted = std::mem::take(&mut vm.wanted);
-            let (due, later): (Vec<_>, Vec<_>) = vm
+            // In place: a tick with nothing due allocates nothing.
+            let due: Vec<_> = vm
                 .held
-                .drain(..)
-                .partition(|(_, _, expires)| *expires <= now);
-            vm.held = later;
+                .extract_if(.., |(_, _, expires)| *expires <= now)
+                .collect();
             (wanted, due)
         };
         let mut acquisitions: Vec<(usize, Vec<u8>, LeaseAcquire)> = Vec::new();
