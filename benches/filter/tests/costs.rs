@@ -18,7 +18,7 @@ const CONCURRENCY_RATIO: f64 = 1.39;
 const HELD_RATIO: f64 = 1.14;
 /// BENCHMARKS.md ("Leases"): fuel of a request decided from a leased slice against the same
 /// rule kept in the proxy.
-const LEASED_RATIO: f64 = 2.45;
+const LEASED_RATIO: f64 = 1.31;
 
 fn per_request(costs: &Costs, function: &str) -> f64 {
     costs.calls_per_request(function)
