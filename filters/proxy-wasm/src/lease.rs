@@ -355,9 +355,11 @@ impl Leases {
         // answers its cached denial the same way, so its one read is saved.
         let mut globals = (0..count).filter(|&i| applied.scope(i) == Scope::Global);
         let lone_leased = match (globals.next(), globals.next()) {
-            (Some(position), None) => self
-                .slot(&waiting.rules, position)
-                .and_then(|slot| self.rule(slot.rule))
+            (Some(position), None) => waiting
+                .rules
+                .rules
+                .get(position)
+                .and_then(|&index| self.rule(index))
                 .is_some_and(|rule| rule.lease.is_some()),
             _ => false,
         };
@@ -426,7 +428,6 @@ impl Leases {
                 }
                 Taken::Denied(entry) => {
                     rule.counters.negative_cache();
-                    drop(slot);
                     set(
                         &mut waiting.outcomes,
                         position,
@@ -916,7 +917,6 @@ impl Leases {
                 entry.renewing_until = now.saturating_add(self.claim);
                 (Some(want(lease, entry, 1, now)), true)
             });
-            drop(slot);
             if let Ok(Some(want)) = claimed {
                 let item = self.acquisition(policy, index, &key, 1, want);
                 acquisitions.push((index, key, item));

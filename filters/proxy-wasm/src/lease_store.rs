@@ -31,53 +31,52 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Spare bucket names, and one read, bucket and write.
+/// One bucket's name, read, decoding and write.
 #[derive(Default)]
 struct Scratch {
-    bucket_keys: Vec<String>,
+    bucket_key: String,
     value: Vec<u8>,
     bucket: LeaseBucket,
     encoded: Vec<u8>,
 }
-
-/// The most spare bucket names kept.
-const SPARE_KEYS: usize = 64;
 
 /// One key of one rule's lease table, as a request or a tick sees it.
 pub struct LeaseSlot<'a> {
     pub table: &'a LeaseTable,
     pub rule: usize,
     pub key: &'a [u8],
-    bucket_key: String,
+    bucket: u32,
     fingerprint: u64,
 }
 
 impl<'a> LeaseSlot<'a> {
     pub fn new(table: &'a LeaseTable, rule: usize, key: &'a [u8], seed: &Seed) -> LeaseSlot<'a> {
         let (bucket, fingerprint) = table.place(seed, key);
-        let mut bucket_key = SCRATCH
-            .with(|scratch| scratch.try_borrow_mut().ok()?.bucket_keys.pop())
-            .unwrap_or_default();
-        bucket_key.clear();
-        table.write_bucket_key(bucket, &mut bucket_key);
         LeaseSlot {
             table,
             rule,
             key,
-            bucket_key,
+            bucket,
             fingerprint,
         }
     }
 
     /// The key's entry, if it has one (one shared-data read, no write).
     pub fn read<S: SlotStore>(&self, store: &mut S) -> Result<Option<LeaseEntry>, StoreError> {
-        let mut value = Vec::new();
-        if store.get(&self.bucket_key, &mut value)?.is_none() {
-            return Ok(None);
-        }
-        Ok(LeaseBucket::decode(&value, self.table.signature())
-            .find(self.fingerprint)
-            .copied())
+        with_scratch(|scratch| {
+            self.table
+                .write_bucket_key(self.bucket, &mut scratch.bucket_key);
+            if store
+                .get(&scratch.bucket_key, &mut scratch.value)?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            scratch
+                .bucket
+                .decode_from(&scratch.value, self.table.signature());
+            Ok(scratch.bucket.find(self.fingerprint).copied())
+        })
     }
 
     /// Changes the key's entry with `change` (made fresh if missing), which answers a value
@@ -92,11 +91,7 @@ impl<'a> LeaseSlot<'a> {
         retries: u32,
         change: impl FnMut(&mut LeaseEntry) -> (R, bool),
     ) -> Result<R, LeaseStoreError> {
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => self.update_in(&mut scratch, store, now, retries, change),
-            // Only a change that itself changes an entry gets here: it gets its own buffers.
-            Err(_) => self.update_in(&mut Scratch::default(), store, now, retries, change),
-        })
+        with_scratch(|scratch| self.update_in(scratch, store, now, retries, change))
     }
 
     fn update_in<S: SlotStore, R>(
@@ -108,14 +103,15 @@ impl<'a> LeaseSlot<'a> {
         mut change: impl FnMut(&mut LeaseEntry) -> (R, bool),
     ) -> Result<R, LeaseStoreError> {
         let Scratch {
+            bucket_key,
             value,
             bucket,
             encoded,
-            ..
         } = scratch;
+        self.table.write_bucket_key(self.bucket, bucket_key);
         for _ in 0..=retries {
             let cas = store
-                .get(&self.bucket_key, value)
+                .get(bucket_key, value)
                 .map_err(LeaseStoreError::Store)?;
             match cas {
                 Some(_) => bucket.decode_from(value, self.table.signature()),
@@ -129,7 +125,7 @@ impl<'a> LeaseSlot<'a> {
                 return Ok(answer);
             }
             bucket.encode_into(self.table.signature(), encoded);
-            match store.set(&self.bucket_key, encoded, cas.unwrap_or(0)) {
+            match store.set(bucket_key, encoded, cas.unwrap_or(0)) {
                 Ok(()) => return Ok(answer),
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Store(error)) => return Err(LeaseStoreError::Store(error)),
@@ -192,16 +188,11 @@ pub fn forget_denial(entry: &mut LeaseEntry) -> bool {
     had
 }
 
-impl Drop for LeaseSlot<'_> {
-    /// Its bucket's name goes back to the spares.
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.bucket_key);
-        SCRATCH.with(|scratch| {
-            if let Ok(mut scratch) = scratch.try_borrow_mut()
-                && scratch.bucket_keys.len() < SPARE_KEYS
-            {
-                scratch.bucket_keys.push(name);
-            }
-        });
-    }
+/// Runs `work` in the thread's scratch buffers, or in fresh ones if they are in use (only a
+/// change that itself reads or changes an entry would get there).
+fn with_scratch<T>(work: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => work(&mut scratch),
+        Err(_) => work(&mut Scratch::default()),
+    })
 }
