@@ -266,9 +266,19 @@ impl Proxy {
     /// set a tick period); answers whether it did. Streams the tick resumes
     /// are driven before this returns.
     pub fn tick(&self, worker: usize) -> Result<bool, HostError> {
-        let (delivered, receiver) = mpsc::channel();
+        self.ask(worker, |delivered| Command::Tick { delivered })
+    }
+
+    /// Sends `worker` the command `make` builds around a reply channel, and waits for the
+    /// reply.
+    fn ask<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(mpsc::Sender<T>) -> Command,
+    ) -> Result<T, HostError> {
+        let (reply, receiver) = mpsc::channel();
         self.commands(worker)?
-            .send(Command::Tick { delivered })
+            .send(make(reply))
             .map_err(|_| HostError::WorkerStopped { worker })?;
         receiver
             .recv()
@@ -281,13 +291,7 @@ impl Proxy {
     /// calls no tick that is not due.
     pub fn settle(&self) -> Result<(), HostError> {
         for worker in 0..self.workers.len() {
-            let (done, receiver) = mpsc::channel();
-            self.commands(worker)?
-                .send(Command::Settle { done })
-                .map_err(|_| HostError::WorkerStopped { worker })?;
-            receiver
-                .recv()
-                .map_err(|_| HostError::WorkerStopped { worker })?;
+            self.ask(worker, |done| Command::Settle { done })?;
         }
         Ok(())
     }
@@ -296,13 +300,7 @@ impl Proxy {
     /// every `proxy_on_tick` (none of which a [`StreamReport`] carries), for weighing the
     /// work ticks do for streams.
     pub fn tick_report(&self, worker: usize) -> Result<TickReport, HostError> {
-        let (report, receiver) = mpsc::channel();
-        self.commands(worker)?
-            .send(Command::TickReport { report })
-            .map_err(|_| HostError::WorkerStopped { worker })?;
-        receiver
-            .recv()
-            .map_err(|_| HostError::WorkerStopped { worker })
+        self.ask(worker, |report| Command::TickReport { report })
     }
 
     /// Ticks every worker; answers how many ticked.
