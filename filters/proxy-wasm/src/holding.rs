@@ -39,6 +39,8 @@ pub struct Holding {
     /// The period last set, and when the tick it set is due.
     period: Cell<Duration>,
     due_at: Cell<Nanos>,
+    /// When a tick last did the base period's work.
+    base_work_at: Cell<Nanos>,
     pub counters: HoldCounters,
 }
 
@@ -55,6 +57,7 @@ impl Holding {
             base_period,
             period: Cell::new(base_period),
             due_at: Cell::new(now.saturating_add(duration_nanos(base_period))),
+            base_work_at: Cell::new(now),
             counters: HoldCounters::define(),
         }
     }
@@ -64,10 +67,23 @@ impl Holding {
         self.can_resume
     }
 
-    /// Whether the tick now comes sooner than the base period, for a held request's release
-    /// (so work meant for the base period can wait for its own time).
-    pub fn ticks_early(&self) -> bool {
-        self.period.get() < self.base_period
+    /// Whether this tick does the base period's work (the metrics' flush, the leases): a
+    /// tick at the base period always; one brought forward to release a held request only
+    /// once the base period has passed since that work was last done (a steady stream of
+    /// held requests would otherwise flush the metrics, host calls, once per request).
+    pub fn base_work_due(&self, now: Option<Nanos>) -> bool {
+        let early = self.period.get() < self.base_period;
+        let due = !early
+            || now.is_none_or(|now| {
+                now >= self
+                    .base_work_at
+                    .get()
+                    .saturating_add(duration_nanos(self.base_period))
+            });
+        if due {
+            self.base_work_at.set(now.unwrap_or_default());
+        }
+        due
     }
 
     /// Whether one more request can be held now.
@@ -169,6 +185,6 @@ impl Holding {
     }
 }
 
-pub(crate) fn duration_nanos(duration: Duration) -> Nanos {
+fn duration_nanos(duration: Duration) -> Nanos {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

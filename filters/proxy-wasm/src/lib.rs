@@ -27,12 +27,12 @@ mod metrics;
 mod request;
 mod seed;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel as SdkLogLevel};
-use sluice_core::{Algorithm, Limiter, Nanos, Released, Verdict};
+use sluice_core::{Algorithm, Limiter, Released, Verdict};
 use sluice_policy::global::{CallFailure, GlobalCall, Started};
 use sluice_policy::{
     Handled, HeldRequest, Policy, Request as _, RequestBuffers, Response, TakenSlots,
@@ -72,8 +72,6 @@ struct Runtime {
     tick_period: std::time::Duration,
     /// Set when a rule has a `delay`: the requests this VM holds.
     holding: Option<Holding>,
-    /// When a tick last did the base period's work (metrics, leases), with `holding`.
-    base_tick_at: Cell<Nanos>,
 }
 
 impl Runtime {
@@ -164,33 +162,16 @@ impl RootContext for SluiceRoot {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
-        match &runtime.holding {
-            None => {
-                // Only counters that moved cost a host call, so flushing on the leases'
-                // shorter period too costs at most a few calls per tick.
-                runtime.flush_metrics();
-                lease_tick(self, &runtime);
-            }
-            Some(holding) => {
-                let now = host::now_nanos();
-                // A tick brought forward to release a held request does the base period's
-                // work only once that period has passed: a steady stream of held requests
-                // would otherwise flush the metrics (host calls) once per request.
-                let base_due = now.is_none_or(|now| {
-                    now >= runtime
-                        .base_tick_at
-                        .get()
-                        .saturating_add(holding::duration_nanos(runtime.tick_period))
-                });
-                if !holding.ticks_early() || base_due {
-                    runtime.base_tick_at.set(now.unwrap_or_default());
-                    runtime.flush_metrics();
-                    lease_tick(self, &runtime);
-                }
-                if let Some(now) = now {
-                    holding.release_due(now);
-                }
-            }
+        let holding = runtime.holding.as_ref();
+        let now = holding.and_then(|_| host::now_nanos());
+        if holding.is_none_or(|holding| holding.base_work_due(now)) {
+            // Only counters that moved cost a host call, so flushing on the leases' shorter
+            // period too costs at most a few calls per tick.
+            runtime.flush_metrics();
+            lease_tick(self, &runtime);
+        }
+        if let (Some(holding), Some(now)) = (holding, now) {
+            holding.release_due(now);
         }
     }
 
@@ -320,7 +301,6 @@ fn configure(config: Vec<u8>) -> Result<Runtime, String> {
         buffers: RefCell::new(RequestBuffers::new()),
         tick_period,
         holding,
-        base_tick_at: Cell::new(host::now_nanos().unwrap_or_default()),
     })
 }
 
