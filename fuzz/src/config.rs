@@ -130,7 +130,7 @@ impl Request for Sample {
             }
         }
     }
-    fn peer_address(&self) -> Option<&str> {
-        self.peer
+    fn peer_address(&self) -> Option<&[u8]> {
+        self.peer.map(str::as_bytes)
     }
 }

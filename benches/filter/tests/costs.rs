@@ -127,17 +127,17 @@ fn fuel_per_request_stays_within_the_figures_in_benchmarks_md() {
         five / base
     );
     let (one, five) = (one / base, five / base);
-    // BENCHMARKS.md ("Fuel per request"): 5.20x and 16.71x the pass-through (targets 1.2x and
+    // BENCHMARKS.md ("Fuel per request"): 5.12x and 16.57x the pass-through (targets 1.2x and
     // 2x, not met; the pass-through reads its inputs in place, at a sixth of its former cost),
     // both as shipped (the `filter` profile, then wasm-opt -Oz --converge), with buckets written
     // at their full size; these bounds leave 10% for changes that do not add work. Update both
     // together.
     assert!(
-        one <= 5.20 * 1.1,
+        one <= 5.12 * 1.1,
         "1 rule: {one:.2}x the pass-through's fuel"
     );
     assert!(
-        five <= 16.71 * 1.1,
+        five <= 16.57 * 1.1,
         "5 rules: {five:.2}x the pass-through's fuel"
     );
     assert!(one > 1.0 && five > one, "{one:.2}x, {five:.2}x");

@@ -31,7 +31,7 @@ pub trait Request {
     /// Calls `f` with every value of header `name` (given in lowercase), in order.
     fn for_each_header(&self, name: &str, f: &mut dyn FnMut(&[u8]));
     /// The peer (downstream) address as the host gives it: `IP`, `IP:port` or `[IPv6]:port`.
-    fn peer_address(&self) -> Option<&str>;
+    fn peer_address(&self) -> Option<&[u8]>;
 }
 
 /// A request whose parts are owned bytes.
@@ -77,7 +77,7 @@ impl Request for OwnedRequest {
         }
     }
 
-    fn peer_address(&self) -> Option<&str> {
-        self.peer.as_deref()
+    fn peer_address(&self) -> Option<&[u8]> {
+        self.peer.as_deref().map(str::as_bytes)
     }
 }

@@ -62,9 +62,9 @@ impl Request for Req {
             .filter(|(n, _)| *n == name)
             .for_each(|(_, v)| f(v.as_bytes()));
     }
-    fn peer_address(&self) -> Option<&str> {
+    fn peer_address(&self) -> Option<&[u8]> {
         self.address_reads.set(self.address_reads.get() + 1);
-        self.peer
+        self.peer.map(str::as_bytes)
     }
 }
 

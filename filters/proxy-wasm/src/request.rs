@@ -13,7 +13,7 @@ use crate::host;
 #[derive(Debug)]
 pub struct HostRequest {
     headers: HeaderMap,
-    peer: OnceCell<Option<String>>,
+    peer: OnceCell<Option<Vec<u8>>>,
 }
 
 impl HostRequest {
@@ -60,12 +60,10 @@ impl Request for HostRequest {
             .for_each(|(_, v)| f(v));
     }
 
-    fn peer_address(&self) -> Option<&str> {
+    fn peer_address(&self) -> Option<&[u8]> {
         self.peer
-            .get_or_init(|| {
-                // Envoy: `IP:port` / `[IPv6]:port`; ngx_wasm_module: the IP alone.
-                host::property(b"source\0address").and_then(|bytes| String::from_utf8(bytes).ok())
-            })
+            // Envoy: `IP:port` / `[IPv6]:port`; ngx_wasm_module: the IP alone.
+            .get_or_init(|| host::property(b"source\0address"))
             .as_deref()
     }
 }
