@@ -19,7 +19,10 @@ completed), also as a median.
 Contenders: `pass-through` (benches/passthrough-filter: reads the header map, the clock and
 the peer address), `sluice 1 rule` (keyed by client IP, never denying, default `ietf`
 headers), `sluice 5 rules` (the five rules of benches/filter, all applying, never denying),
-`sluice denied` (1 rule, every request denied after the first).
+`sluice denied` (1 rule, every request denied after the first), and the floors of the 1- and
+5-rule contenders: `host-call floor of 1 rule` and `of 5 rules`, the pass-through configured
+`floor 1` and `floor 5` (the host calls sluice makes for that many rules, nothing else; the
+filter benchmark's `the_floors_make_sluices_host_calls...` test proves them the same calls).
 
 `--cost-model` measures instead what each host call costs in this NGINX: the pass-through
 repeating one call N times per request (`--repeat`, default 20) against the plain pass-through;
@@ -57,6 +60,8 @@ CONTENDERS = [
     ("sluice, 1 rule", "sluice", ONE_RULE),
     ("sluice, 5 rules", "sluice", FIVE_RULES),
     ("sluice, denied", "sluice", DENIED),
+    ("host-call floor of 1 rule", "passthrough", "floor 1"),
+    ("host-call floor of 5 rules", "passthrough", "floor 5"),
 ]
 CALLS = ["get_header_map_pairs", "get_current_time", "get_property", "get_shared_data",
          "set_shared_data", "increment_metric", "add_response_header"]

@@ -48,6 +48,9 @@ fn target(subject: Subject) -> Option<f64> {
 fn verdict(subject: Subject, ratio: f64) -> String {
     match target(subject) {
         None if subject == Subject::PassThrough => "baseline".to_string(),
+        None if Subject::FLOORS.iter().any(|(_, floor)| *floor == subject) => {
+            "(sluice's host calls alone)".to_string()
+        }
         None => "(to attribute the cost)".to_string(),
         Some(bound) if ratio <= bound => format!("met (<= {bound:.1}x)"),
         Some(bound) => format!("NOT met (<= {bound:.1}x)"),
@@ -81,6 +84,7 @@ fn main() {
         .chain(&Subject::CONCURRENCY)
         .chain(&Subject::LEASED)
         .chain(&Subject::DENIED)
+        .chain(Subject::FLOORS.iter().map(|(_, floor)| floor))
         .map(|&subject| (subject, costs(subject, FUEL_WARMUP, FUEL_REQUESTS)))
         .collect();
     let base_fuel = all_costs[0].1.fuel_per_request();

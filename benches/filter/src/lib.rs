@@ -204,6 +204,12 @@ pub enum Subject {
     SluiceConcurrency,
     /// Leases: the one rule, global, decided from a leased slice.
     SluiceLeased,
+    /// The pass-through making the host calls of one local rule and nothing else (`floor 1`:
+    /// a shared-data read and compare-and-swap, two response headers): the floor of
+    /// [`Subject::SluiceOneRule`].
+    FloorOneRule,
+    /// The same floor for five rules, of [`Subject::SluiceFiveRules`].
+    FloorFiveRules,
 }
 
 impl Subject {
@@ -247,6 +253,13 @@ impl Subject {
     /// once the slices are there.
     pub const LEASED: [Subject; 1] = [Subject::SluiceLeased];
 
+    /// Each target subject with the pass-through that makes the same host calls and does
+    /// nothing else: what sluice costs above it is its own work in the VM.
+    pub const FLOORS: [(Subject, Subject); 2] = [
+        (Subject::SluiceOneRule, Subject::FloorOneRule),
+        (Subject::SluiceFiveRules, Subject::FloorFiveRules),
+    ];
+
     pub const CALLERS: [Subject; 4] = [
         Subject::SluiceHeaderKey,
         Subject::SluiceClaimKey,
@@ -271,6 +284,8 @@ impl Subject {
             Subject::SluiceFiveRulesDenied => "sluice, 5 rules, denied",
             Subject::SluiceConcurrency => "sluice, 1 concurrency rule",
             Subject::SluiceLeased => "sluice, 1 leased rule",
+            Subject::FloorOneRule => "host-call floor of 1 rule",
+            Subject::FloorFiveRules => "host-call floor of 5 rules",
         }
     }
 
@@ -278,7 +293,9 @@ impl Subject {
     /// sluice filter instead of the shipped one (e.g. another release profile).
     pub fn wasm_path(&self) -> String {
         match self {
-            Subject::PassThrough => PASSTHROUGH_FILTER_WASM.to_string(),
+            Subject::PassThrough | Subject::FloorOneRule | Subject::FloorFiveRules => {
+                PASSTHROUGH_FILTER_WASM.to_string()
+            }
             _ => std::env::var("SLUICE_BENCH_FILTER_WASM")
                 .unwrap_or_else(|_| SLUICE_FILTER_WASM.to_string()),
         }
@@ -301,6 +318,8 @@ impl Subject {
             Subject::SluiceFiveRulesDenied => FIVE_RULES_DENIED,
             Subject::SluiceConcurrency => ONE_CONCURRENCY_RULE,
             Subject::SluiceLeased => ONE_LEASED_RULE,
+            Subject::FloorOneRule => "floor 1",
+            Subject::FloorFiveRules => "floor 5",
         }
     }
 
@@ -666,7 +685,7 @@ pub fn held_pair(proxy: &Proxy, index: u64) -> (StreamReport, StreamReport) {
 
 /// Allocations in the guest per request, mean of `requests` after `warmup`, counted by the
 /// filter built with `count-allocations` ([`SLUICE_ALLOCATIONS_WASM`]); `None` for the
-/// pass-through.
+/// pass-through and the floors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Allocations {
     /// The filter's own, the policy's and the core's.
@@ -682,7 +701,7 @@ pub fn allocations_per_request(
     warmup: u64,
     requests: u64,
 ) -> Option<Allocations> {
-    if subject == Subject::PassThrough {
+    if subject.wasm_path() == PASSTHROUGH_FILTER_WASM {
         return None;
     }
     let wasm = SLUICE_ALLOCATIONS_WASM;

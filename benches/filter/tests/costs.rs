@@ -29,14 +29,7 @@ fn per_request(costs: &Costs, function: &str) -> f64 {
 /// the two response headers; nothing else.
 #[test]
 fn one_rule_costs_the_floor_and_nothing_more() {
-    let costs = costs(Subject::SluiceOneRule, WARMUP, REQUESTS);
-    let mut calls: Vec<(String, f64)> = costs
-        .host_calls
-        .iter()
-        .map(|(name, _)| (name.to_string(), per_request(&costs, name)))
-        .filter(|(_, per_request)| *per_request > 0.0)
-        .collect();
-    calls.sort_by(|a, b| a.0.cmp(&b.0));
+    let calls = calls_by_function(&costs(Subject::SluiceOneRule, WARMUP, REQUESTS));
     let expected = [
         ("proxy_add_header_map_value", 2.0),
         ("proxy_get_current_time_nanoseconds", 1.0),
@@ -50,6 +43,48 @@ fn one_rule_costs_the_floor_and_nothing_more() {
         .map(|(name, n)| (name.to_string(), *n))
         .collect();
     assert_eq!(calls, expected);
+}
+
+/// Every host function called per request, with its calls per request, by name.
+fn calls_by_function(costs: &Costs) -> Vec<(String, f64)> {
+    let mut calls: Vec<(String, f64)> = costs
+        .host_calls
+        .iter()
+        .map(|(name, _)| (name.to_string(), per_request(costs, name)))
+        .filter(|(_, per_request)| *per_request > 0.0)
+        .collect();
+    calls.sort_by(|a, b| a.0.cmp(&b.0));
+    calls
+}
+
+/// The pass-through's `floor` configurations make exactly the host calls of sluice's one-
+/// and five-rule requests, function by function, and nothing else: what sluice costs above
+/// them is its own work in the VM (BENCHMARKS.md, "Fuel per request").
+#[test]
+fn the_floors_make_sluices_host_calls_and_sluices_own_work_is_the_rest() {
+    let base = costs(Subject::PassThrough, WARMUP, REQUESTS).fuel_per_request();
+    for (subject, floor) in Subject::FLOORS {
+        let sluice = costs(subject, WARMUP, REQUESTS);
+        let floor_costs = costs(floor, WARMUP, REQUESTS);
+        assert_eq!(
+            calls_by_function(&floor_costs),
+            calls_by_function(&sluice),
+            "{} against {}",
+            floor.name(),
+            subject.name()
+        );
+        let (own, floor_fuel) = (sluice.fuel_per_request(), floor_costs.fuel_per_request());
+        eprintln!(
+            "fuel per request: {} {floor_fuel:.0} ({:.2}x the pass-through's {base:.0}), {} \
+             {own:.0} ({:.2}x the floor)",
+            floor.name(),
+            floor_fuel / base,
+            subject.name(),
+            own / floor_fuel
+        );
+        // The floor does more than the pass-through and less than sluice.
+        assert!(base < floor_fuel && floor_fuel < own, "{}", floor.name());
+    }
 }
 
 /// The reads every filter makes: the header map once, the clock once, the peer once.

@@ -13,6 +13,12 @@
 //! compare-and-swap with the cas just read, as sluice writes), `increment_metric`,
 //! `add_response_header`, `get_property`, `get_header_map_pairs`, `get_current_time`. An empty
 //! configuration repeats nothing.
+//!
+//! `floor <rules>` makes, on top of its reads, the host calls sluice cannot do without for that
+//! many local rules and do nothing else: per rule a shared-data read and a compare-and-swap
+//! write of what it read (each rule its own key, as each of sluice's rules reads its own
+//! bucket), then the two response headers of the default `ietf` style. What sluice costs
+//! above this floor is its own work in the VM.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ptr::null_mut;
@@ -70,11 +76,23 @@ enum Repeat {
     GetProperty,
     GetHeaderMapPairs,
     GetCurrentTime,
+    /// `floor <rules>`: per rule a read and a compare-and-swap of its own key; two response
+    /// headers.
+    Floor,
 }
 
 /// The shared-data key the repeated calls use: in ngx_wasm_module's `sluice` zone, where the
 /// benchmark's configuration declares it.
 const KEY: &[u8] = b"sluice/bench/cost";
+
+/// The keys of `floor`'s rules, one per rule (at most as many as sluice's benchmarks have).
+const FLOOR_KEYS: [&[u8]; 5] = [
+    b"sluice/bench/floor-0",
+    b"sluice/bench/floor-1",
+    b"sluice/bench/floor-2",
+    b"sluice/bench/floor-3",
+    b"sluice/bench/floor-4",
+];
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Root {
@@ -108,8 +126,19 @@ impl RootContext for Root {
             "get_property" => Repeat::GetProperty,
             "get_header_map_pairs" => Repeat::GetHeaderMapPairs,
             "get_current_time" => Repeat::GetCurrentTime,
+            "floor" if times as usize <= FLOOR_KEYS.len() => Repeat::Floor,
             _ => return false,
         };
+        if repeat == Repeat::Floor {
+            // Sluice's buckets exist (it creates its tables at start-up), with a value of
+            // about a bucket's size.
+            for key in &FLOOR_KEYS[..times as usize] {
+                // SAFETY: the slices are valid for the call.
+                unsafe {
+                    proxy_set_shared_data(key.as_ptr(), key.len(), [0u8; 64].as_ptr(), 64, 0)
+                };
+            }
+        }
         if repeat == Repeat::SetSharedData || repeat == Repeat::GetSharedData {
             // The key exists, as sluice's buckets do.
             // SAFETY: the slices are valid for the call.
@@ -188,28 +217,31 @@ fn walk(map: &[u8]) -> usize {
     seen
 }
 
+/// Reads `key` and, if `write`, writes back what it read with the cas it read (a
+/// compare-and-swap, as sluice writes its buckets): the value's length.
+fn read_and_swap(key: &[u8], write: bool) -> usize {
+    let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
+    // SAFETY: `key` is valid, the out-pointers writable; the value is ours.
+    let value = unsafe {
+        proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas);
+        owned(data, size)
+    };
+    if write {
+        // SAFETY: the slices are valid for the call.
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    }
+    value.len()
+}
+
 fn repeat(call: Repeat) -> usize {
     match call {
-        Repeat::GetSharedData | Repeat::SetSharedData => {
-            let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
-            // SAFETY: `KEY` is valid, the out-pointers writable; the value is ours.
-            let value = unsafe {
-                proxy_get_shared_data(KEY.as_ptr(), KEY.len(), &mut data, &mut size, &mut cas);
-                owned(data, size)
-            };
-            if call == Repeat::SetSharedData {
-                // SAFETY: the slices are valid for the call.
-                unsafe {
-                    proxy_set_shared_data(KEY.as_ptr(), KEY.len(), value.as_ptr(), value.len(), cas)
-                };
-            }
-            value.len()
-        }
+        Repeat::GetSharedData => read_and_swap(KEY, false),
+        Repeat::SetSharedData => read_and_swap(KEY, true),
         Repeat::IncrementMetric(id) => {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) as usize }
         }
-        Repeat::AddResponseHeader => {
+        Repeat::AddResponseHeader | Repeat::Floor => {
             let (name, value) = ("x-bench", "1");
             // SAFETY: the slices are valid for the call.
             unsafe {
@@ -232,21 +264,31 @@ impl HttpContext for PassThrough {
         if read == usize::MAX {
             return Action::Pause;
         }
-        if let Some((call, times)) = self.repeat
-            && call != Repeat::AddResponseHeader
-        {
-            for _ in 0..times {
-                std::hint::black_box(repeat(call));
+        match self.repeat {
+            Some((Repeat::AddResponseHeader, _)) | None => {}
+            Some((Repeat::Floor, rules)) => {
+                for key in FLOOR_KEYS.iter().take(rules as usize) {
+                    std::hint::black_box(read_and_swap(key, true));
+                }
+            }
+            Some((call, times)) => {
+                for _ in 0..times {
+                    std::hint::black_box(repeat(call));
+                }
             }
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some((Repeat::AddResponseHeader, times)) = self.repeat {
-            for _ in 0..times {
-                std::hint::black_box(repeat(Repeat::AddResponseHeader));
-            }
+        let times = match self.repeat {
+            Some((Repeat::AddResponseHeader, times)) => times,
+            // `RateLimit` and `RateLimit-Policy`.
+            Some((Repeat::Floor, _)) => 2,
+            _ => 0,
+        };
+        for _ in 0..times {
+            std::hint::black_box(repeat(Repeat::AddResponseHeader));
         }
         Action::Continue
     }
