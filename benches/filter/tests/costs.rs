@@ -45,18 +45,6 @@ fn one_rule_costs_the_floor_and_nothing_more() {
     assert_eq!(calls, expected);
 }
 
-/// Every host function called per request, with its calls per request, by name.
-fn calls_by_function(costs: &Costs) -> Vec<(String, f64)> {
-    let mut calls: Vec<(String, f64)> = costs
-        .host_calls
-        .iter()
-        .map(|(name, _)| (name.to_string(), per_request(costs, name)))
-        .filter(|(_, per_request)| *per_request > 0.0)
-        .collect();
-    calls.sort_by(|a, b| a.0.cmp(&b.0));
-    calls
-}
-
 /// The pass-through's `floor` configurations make exactly the host calls of sluice's one-
 /// and five-rule requests, function by function, and nothing else: what sluice costs above
 /// them is its own work in the VM (BENCHMARKS.md, "Fuel per request").
