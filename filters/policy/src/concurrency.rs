@@ -31,28 +31,87 @@ pub const MAX_SLOT_TTL: Nanos = 24 * 60 * 60 * NANOS_PER_SEC;
 pub const MAX_CONCURRENCY: u64 = 1_000_000;
 
 const CONCURRENCY_FIELDS: &[&str] = &["max", "slot_ttl"];
+/// Fields of one tier of a concurrency rule: its cap, and what selects it (its slots live the
+/// rule's `concurrency.slot_ttl`).
+pub(crate) const TIER_FIELDS: &[&str] = &["max", "max_keys", "values", "cidrs"];
+/// Fields of one override of a concurrency rule.
+pub(crate) const OVERRIDE_FIELDS: &[&str] = &["key", "key_sha256", "max"];
 
 /// Rule fields a concurrency rule cannot have, in the order they are checked.
-pub(crate) const NOT_WITH_CONCURRENCY: &[&str] = &[
-    "limit",
-    "algorithm",
-    "tier",
-    "overrides",
-    "cost",
-    "delay",
-    "lease",
-];
+pub(crate) const NOT_WITH_CONCURRENCY: &[&str] = &["limit", "algorithm", "cost", "delay", "lease"];
 
-/// The `concurrency` section: the limit of at most `max` slots, each living `slot_ttl`.
-pub(crate) fn parse(value: &Value, path: &str) -> Result<Limit, ConfigError> {
+/// A rule's `concurrency` section: its cap (`max`; `None` for a tiered rule, whose tiers have
+/// their own, see [`tier_max`]) and its slots' time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Section {
+    pub(crate) limit: Option<Limit>,
+    pub(crate) slot_ttl: Nanos,
+}
+
+/// The `concurrency` section at `path`. With `tiered`, `max` belongs to each tier and is an
+/// error here; otherwise it is required.
+pub(crate) fn parse(value: &Value, path: &str, tiered: bool) -> Result<Section, ConfigError> {
     let fields = Fields::open(value, path, CONCURRENCY_FIELDS)?;
-    let max = json::integer(
+    let slot_ttl = slot_ttl(&fields)?;
+    let limit = match (tiered, fields.get("max")) {
+        (true, Some(_)) => {
+            return Err(ConfigError::new(
+                fields.path("max"),
+                Problem::ConcurrencyMaxWithTier,
+            ));
+        }
+        (true, None) => None,
+        (false, _) => Some(max_limit(
+            fields.require("max", "\"max\": 10")?,
+            &fields.path("max"),
+            slot_ttl,
+        )?),
+    };
+    Ok(Section { limit, slot_ttl })
+}
+
+/// The cap `max` of a tier or an override of a concurrency rule (`value` is the tier's or the
+/// override's object, whose fields are `allowed`), its slots living `slot_ttl`.
+pub(crate) fn tier_max(
+    value: &Value,
+    path: &str,
+    allowed: &'static [&'static str],
+    slot_ttl: Nanos,
+) -> Result<Limit, ConfigError> {
+    let fields = Fields::open(value, path, allowed)?;
+    max_limit(
         fields.require("max", "\"max\": 10")?,
         &fields.path("max"),
+        slot_ttl,
+    )
+}
+
+/// At most `max` slots (`value`, at `path`), each living `slot_ttl`.
+fn max_limit(value: &Value, path: &str, slot_ttl: Nanos) -> Result<Limit, ConfigError> {
+    let max = json::integer(
+        value,
+        path,
         1,
         MAX_CONCURRENCY,
         "the requests a key may have in flight at once",
     )?;
+    // `max ≤ 10⁶` and `slot_ttl ≥ 1 s`: never finer than a nanosecond per slot.
+    let quota = Quota::new(max, slot_ttl, max).map_err(|_| {
+        ConfigError::new(
+            path,
+            Problem::OutOfRange {
+                value: max,
+                min: 1,
+                max: MAX_CONCURRENCY,
+                why: "the requests a key may have in flight at once",
+            },
+        )
+    })?;
+    Ok(Limit::new(Algorithm::Concurrency, quota))
+}
+
+/// `slot_ttl` of a `concurrency` section, or its default.
+fn slot_ttl(fields: &Fields<'_>) -> Result<Nanos, ConfigError> {
     let slot_ttl = match fields.get("slot_ttl") {
         Some(v) => {
             let ttl_path = fields.path("slot_ttl");
@@ -75,23 +134,12 @@ pub(crate) fn parse(value: &Value, path: &str) -> Result<Limit, ConfigError> {
         }
         None => DEFAULT_SLOT_TTL,
     };
-    // `max ≤ 10⁶` and `slot_ttl ≥ 1 s`: never finer than a nanosecond per slot.
-    let quota = Quota::new(max, slot_ttl, max).map_err(|_| {
-        ConfigError::new(
-            fields.path("max"),
-            Problem::OutOfRange {
-                value: max,
-                min: 1,
-                max: MAX_CONCURRENCY,
-                why: "the requests a key may have in flight at once",
-            },
-        )
-    })?;
-    Ok(Limit::new(Algorithm::Concurrency, quota))
+    Ok(slot_ttl)
 }
 
 /// The slots a passed request holds until its stream ends: for each concurrency rule that
-/// admitted it, the rule and the request's key, taken at one instant.
+/// admitted it, the rule, which of its limits applied (its own, the caller's tier or an
+/// override) and the request's key, taken at one instant.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TakenSlots {
     taken_at: Nanos,
@@ -101,6 +149,8 @@ pub struct TakenSlots {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TakenSlot {
     rule: usize,
+    /// An index in the rule's limits: the slot is given back to the table it was taken in.
+    limit: usize,
     key: Vec<u8>,
 }
 
@@ -129,27 +179,29 @@ impl TakenSlots {
 impl TakenSlots {
     /// The concurrency slots among a request's committed local checks, for a request whose
     /// stream ends while it waits for the rate-limit service (no `Handled` yet): each
-    /// `(rule index, key, outcome)` of a local check, in the order decided at `taken_at`.
+    /// `(rule index, limit index, key, outcome)` of a local check, in the order decided at
+    /// `taken_at`.
     /// `None` when no concurrency rule took a slot. Copies the keys: only for that rare end.
     pub fn committed<'k>(
         policy: &Policy,
         taken_at: Nanos,
-        checks: impl IntoIterator<Item = (usize, &'k [u8], &'k RuleOutcome)>,
+        checks: impl IntoIterator<Item = (usize, usize, &'k [u8], &'k RuleOutcome)>,
     ) -> Option<TakenSlots> {
         if !policy.has_concurrency {
             return None;
         }
         let slots: Vec<TakenSlot> = checks
             .into_iter()
-            .filter(|(rule, _, outcome)| {
+            .filter(|(rule, _, _, outcome)| {
                 outcome.status == Status::Allowed
                     && policy
                         .rules
                         .get(*rule)
                         .is_some_and(|r| r.limit.algorithm == Algorithm::Concurrency)
             })
-            .map(|(rule, key, _)| TakenSlot {
+            .map(|(rule, limit, key, _)| TakenSlot {
                 rule,
+                limit,
                 key: key.to_vec(),
             })
             .collect();
@@ -195,11 +247,12 @@ impl Handled<'_> {
             }
             // The key comes back to `buffers` on release.
             let key = core::mem::take(&mut check.key);
+            let limit = self.policy.limit_index(rule, check.rule);
             let slots = taken.get_or_insert_with(|| TakenSlots {
                 taken_at,
                 slots: buffers.slot_list(),
             });
-            slots.slots.push(TakenSlot { rule, key });
+            slots.slots.push(TakenSlot { rule, limit, key });
         }
         taken
     }
@@ -226,11 +279,15 @@ impl Policy {
         mut released: impl FnMut(usize, Released),
     ) {
         for slot in slots.slots.drain(..) {
-            let TakenSlot { rule: index, key } = slot;
+            let TakenSlot {
+                rule: index,
+                limit,
+                key,
+            } = slot;
             let Some((rule, named)) = self
                 .rules
                 .get(index)
-                .and_then(|rule| Some((rule, rule.limits.first()?)))
+                .and_then(|rule| Some((rule, rule.limits.get(limit)?)))
             else {
                 buffers.give_back_key(key);
                 continue;

@@ -21,7 +21,7 @@ use crate::json::{self, Fields};
 use crate::jwt::JwtSource;
 use crate::key::{KeySpec, WhenKeyMissing};
 use crate::matching::Match;
-use crate::overrides::{OVERRIDE_FIELDS, Overrides};
+use crate::overrides::{OVERRIDE_FIELDS, OverrideLimits, Overrides};
 use crate::policy::{Policy, Rule};
 use crate::response::ResponseConfig;
 use crate::shaping::{self, DelayContext, Shaping};
@@ -362,12 +362,14 @@ fn rule_body(
                     Problem::NotWithConcurrency { field },
                 ));
             }
-            Some(concurrency::parse(v, "concurrency")?)
+            let tiered = fields.get("tier").is_some();
+            Some(concurrency::parse(v, "concurrency", tiered)?)
         }
         None => None,
     };
     let algorithm = match fields.get("algorithm") {
         Some(v) => json::variant(v, "algorithm", ALGORITHM_NAMES, ALGORITHMS)?,
+        None if concurrency.is_some() => Algorithm::Concurrency,
         None => Algorithm::Gcra,
     };
     let max_keys = match fields.get("max_keys") {
@@ -382,18 +384,33 @@ fn rule_body(
 
     // Every limit the rule can apply: its own, or its tiers' (and the denial of unknown
     // ones); then its overrides'.
-    let tier_limit = |v: &Value, path: &str| {
-        limit(v, path, algorithm, TIER_LIMIT_FIELDS).map(|(limit, _)| limit)
+    // A concurrency rule's tiers and overrides give a cap (`max`) for its slots' lifetime.
+    let (tier_fields, override_fields) = match concurrency {
+        Some(_) => (concurrency::TIER_FIELDS, concurrency::OVERRIDE_FIELDS),
+        None => (TIER_LIMIT_FIELDS, OVERRIDE_FIELDS),
     };
-    let override_limit =
-        |v: &Value, path: &str| limit(v, path, algorithm, OVERRIDE_FIELDS).map(|(limit, _)| limit);
+    let tier_limit = |v: &Value, path: &str| match concurrency {
+        Some(section) => concurrency::tier_max(v, path, tier_fields, section.slot_ttl),
+        None => limit(v, path, algorithm, tier_fields).map(|(limit, _)| limit),
+    };
+    let override_limit = |v: &Value, path: &str| match concurrency {
+        Some(section) => concurrency::tier_max(v, path, override_fields, section.slot_ttl),
+        None => limit(v, path, algorithm, override_fields).map(|(limit, _)| limit),
+    };
     let mut limits: Vec<NamedLimit> = Vec::new();
     let mut base_capacity_field = "limit.requests";
     let tiers = match (fields.get("tier"), fields.get("limit")) {
-        _ if let Some(slots) = concurrency => {
+        (None, _) if let Some(section) = concurrency => {
             limits.push(NamedLimit {
                 name: String::from(name),
-                limit: slots,
+                limit: section.limit.ok_or_else(|| {
+                    ConfigError::new(
+                        "concurrency.max",
+                        Problem::Missing {
+                            example: "\"max\": 10",
+                        },
+                    )
+                })?,
                 max_keys,
                 kind: LimitKind::Base,
             });
@@ -406,6 +423,7 @@ fn rule_body(
                 rule: name,
                 algorithm,
                 max_keys,
+                limit_fields: tier_fields,
                 limit: &tier_limit,
                 max_keys_of: &self::max_keys,
             };
@@ -439,7 +457,10 @@ fn rule_body(
                 "overrides",
                 name,
                 &key,
-                &override_limit,
+                &OverrideLimits {
+                    fields: override_fields,
+                    parse: &override_limit,
+                },
                 &limits,
                 &mut extra,
             )?;

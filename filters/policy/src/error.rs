@@ -209,6 +209,8 @@ pub enum Problem {
     },
     /// A concurrency rule with `"scope": "global"`.
     ConcurrencyWithGlobalScope,
+    /// `concurrency.max` in a rule with tiers.
+    ConcurrencyMaxWithTier,
     /// `concurrency.slot_ttl` outside 1s to 1d.
     SlotTtlOutOfRange {
         /// The text found.
@@ -533,10 +535,6 @@ impl fmt::Display for Problem {
                          the rate)"
                 }
                 "algorithm" => "a concurrency rule counts slots in flight; remove algorithm",
-                "tier" | "overrides" => {
-                    "a concurrency rule has one cap for every key; remove it (or make one \
-                         concurrency rule per tier, each with a match)"
-                }
                 "cost" => "each request in flight holds one slot; remove cost",
                 "delay" => {
                     "a concurrency slot comes back when another request ends, which no \
@@ -548,6 +546,10 @@ impl fmt::Display for Problem {
                 }
                 _ => "a concurrency rule cannot have this field; remove it",
             }),
+            Problem::ConcurrencyMaxWithTier => f.write_str(
+                "a tiered concurrency rule takes each tier's cap from tier.limits, e.g. \
+                 {\"free\": {\"max\": 2}}; remove max here (slot_ttl stays)",
+            ),
             Problem::ConcurrencyWithGlobalScope => f.write_str(
                 "the rate-limit service decides a request once and never hears that it ended, \
                  so a global slot would only come back when it expires; drop \

@@ -117,15 +117,23 @@ pub struct Overrides {
     hashed: Index,
 }
 
+/// How a rule's overrides give their limits.
+pub(crate) struct OverrideLimits<'a> {
+    /// The fields an override may have: its key's, and its limit's.
+    pub(crate) fields: &'static [&'static str],
+    /// Parses an override's limit fields at a path.
+    pub(crate) parse: &'a dyn Fn(&Value, &str) -> Result<Limit, ConfigError>,
+}
+
 impl Overrides {
     /// Parses `overrides` at `path` for a rule keyed by `key`, appending each override's
-    /// limit to `limits`. `limit` parses an override's limit fields at a path.
+    /// limit (read as `limit` says) to `limits`.
     pub(crate) fn parse(
         value: &Value,
         path: &str,
         rule: &str,
         key: &KeySpec,
-        limit: &dyn Fn(&Value, &str) -> Result<Limit, ConfigError>,
+        limit: &OverrideLimits<'_>,
         taken: &[NamedLimit],
         limits: &mut Vec<NamedLimit>,
     ) -> Result<Overrides, ConfigError> {
@@ -186,7 +194,7 @@ impl Overrides {
                     Problem::InvalidOverrideName { name: name.clone() },
                 ));
             }
-            let fields = Fields::open(entry, &entry_path, OVERRIDE_FIELDS)?;
+            let fields = Fields::open(entry, &entry_path, limit.fields)?;
             let index = taken.len() + limits.len();
             match (fields.get("key"), fields.get("key_sha256")) {
                 (Some(v), None) => {
@@ -227,7 +235,7 @@ impl Overrides {
             }
             limits.push(NamedLimit {
                 name: full_name,
-                limit: limit(entry, &entry_path)?,
+                limit: (limit.parse)(entry, &entry_path)?,
                 max_keys: 1,
                 kind: LimitKind::Override,
             });

@@ -469,6 +469,15 @@ impl Policy {
         self.rule(rule)
     }
 
+    /// Which of rule `rule`'s limits a check named `check` applied (an index in
+    /// [`Rule::limits`]: its own limit, the caller's tier or an override; 0 if none matches).
+    pub(crate) fn limit_index(&self, rule: usize, check: &str) -> usize {
+        self.rules
+            .get(rule)
+            .and_then(|rule| rule.limits.iter().position(|l| l.name == check))
+            .unwrap_or_default()
+    }
+
     /// Whether any rule can mark a request (see [`Rule::marks_requests`]): only then can a
     /// response carry the warning header.
     pub fn marks_requests(&self) -> bool {

@@ -213,7 +213,10 @@ pub(crate) struct TierContext<'a> {
     pub(crate) rule: &'a str,
     pub(crate) algorithm: Algorithm,
     pub(crate) max_keys: u32,
-    /// Parses one tier's limit fields (`requests`, `period`, `burst`) at a path.
+    /// The fields a tier may have: its limit's (`requests`, `period`, `burst`; a concurrency
+    /// rule's `max`), `max_keys`, and what selects it.
+    pub(crate) limit_fields: &'static [&'static str],
+    /// Parses one tier's limit fields (`requests`, `period`, `burst`, or `max`) at a path.
     pub(crate) limit: &'a dyn Fn(&Value, &str) -> Result<Limit, ConfigError>,
     /// Parses a `max_keys` value at a path.
     pub(crate) max_keys_of: &'a dyn Fn(&Value, &str) -> Result<u32, ConfigError>,
@@ -241,9 +244,14 @@ impl Tiers {
             })?),
         };
         let limits_path = fields.path("limits");
+        let concurrency = context.algorithm == Algorithm::Concurrency;
         let Value::Object(map) = fields.require(
             "limits",
-            "\"limits\": {\"free\": {\"requests\": 100, \"period\": \"1m\"}}",
+            if concurrency {
+                "\"limits\": {\"free\": {\"max\": 2}}"
+            } else {
+                "\"limits\": {\"free\": {\"requests\": 100, \"period\": \"1m\"}}"
+            },
         )?
         else {
             return Err(ConfigError::new(
@@ -258,8 +266,12 @@ impl Tiers {
             return Err(ConfigError::new(
                 limits_path,
                 Problem::EmptyList {
-                    hint: "name at least one tier, e.g. {\"free\": {\"requests\": 100, \
-                           \"period\": \"1m\"}}",
+                    hint: if concurrency {
+                        "name at least one tier, e.g. {\"free\": {\"max\": 2}}"
+                    } else {
+                        "name at least one tier, e.g. {\"free\": {\"requests\": 100, \
+                         \"period\": \"1m\"}}"
+                    },
                 },
             ));
         }
@@ -274,7 +286,7 @@ impl Tiers {
                     Problem::InvalidTierName { name: name.clone() },
                 ));
             }
-            let tier_fields = Fields::open(tier_value, &tier_path, TIER_LIMIT_FIELDS)?;
+            let tier_fields = Fields::open(tier_value, &tier_path, context.limit_fields)?;
             let limit = (context.limit)(tier_value, &tier_path)?;
             longest_period = longest_period.max(limit.quota.period());
             let max_keys = match tier_fields.get("max_keys") {

@@ -2,7 +2,8 @@
 //! their defaults; the fields and combinations refused, each naming the rule and field), and
 //! requests through `Policy::handle_into`: the slots a passed request takes, given back once
 //! by `Policy::release`, none taken by a denied, exempt or shadow-denied request, and the
-//! rate-limit headers of a concurrency rule.
+//! rate-limit headers of a concurrency rule; tiers and overrides of the cap, each slot given
+//! back to the table of the limit it was taken under.
 
 use serde_json::{Value, json};
 use sluice_core::time::NANOS_PER_SEC;
@@ -80,8 +81,16 @@ impl Proxy {
         peer: &str,
         now: u64,
     ) -> (u16, Option<String>, Option<TakenSlots>) {
+        self.send_request(&request_to(path, peer), now)
+    }
+
+    fn send_request(
+        &mut self,
+        request: &OwnedRequest,
+        now: u64,
+    ) -> (u16, Option<String>, Option<TakenSlots>) {
         let mut handled = self.policy.handle_into(
-            &request_to(path, peer),
+            request,
             now,
             &mut self.limiter,
             &mut self.store,
@@ -174,7 +183,6 @@ fn fields_for_rates_are_refused_naming_the_field() {
         ("algorithm", json!("gcra"), "remove algorithm"),
         ("cost", json!(2), "each request in flight holds one slot"),
         ("delay", json!({"max": "1s"}), "remove delay"),
-        ("overrides", json!({}), "one concurrency rule per tier"),
         ("lease", json!({"size": 10}), "remove lease"),
     ] {
         let error = rule_error(json!({ field: value }));
@@ -184,11 +192,6 @@ fn fields_for_rates_are_refused_naming_the_field() {
         );
         assert!(error.contains(why), "{field}: {error}");
     }
-    let tiered = rule_error(json!({"tier": {"from": {"header": "x-plan"}, "limits": {}}}));
-    assert!(
-        tiered.starts_with("rule \"in-flight\" (rules[0]): tier: "),
-        "{tiered}"
-    );
 
     let global = compile(json!({
         "global": {"cluster": "rls"},
@@ -308,4 +311,142 @@ fn ratelimit_policy_has_no_window_for_a_concurrency_rule() {
     // Until the one slot held would expire if never released: its bucket (of 7.5 s) ends
     // 67.5 s after the day boundary NOW is on.
     assert_eq!(handled.response.header("x-ratelimit-reset"), Some("68"));
+}
+
+/// In flight per API key: one on the free plan, three on the pro plan, two for one listed key
+/// (an override, which wins over its tier); a request without a known plan is denied.
+fn tiered_rule(concurrency: Value) -> Value {
+    json!({"rules": [{
+        "name": "in-flight",
+        "key": [{"header": "x-api-key"}],
+        "concurrency": concurrency,
+        "tier": {
+            "from": {"header": "x-plan"},
+            "limits": {"free": {"max": 1}, "pro": {"max": 3}},
+            "default": "deny"
+        },
+        "overrides": {"build-farm": {"key": "farm", "max": 2}}
+    }]})
+}
+
+fn keyed(api_key: &str, plan: &str) -> OwnedRequest {
+    let mut request = request("203.0.113.7:41000");
+    request.headers = vec![
+        ("x-api-key".to_owned(), api_key.as_bytes().to_vec()),
+        ("x-plan".to_owned(), plan.as_bytes().to_vec()),
+    ];
+    request
+}
+
+#[test]
+fn tiers_and_overrides_give_a_concurrency_rule_its_cap_per_caller() {
+    let mut proxy = Proxy::new(tiered_rule(json!({"slot_ttl": "30s"})));
+    let caps: Vec<(&str, u64, u64)> = proxy.policy.rules()[0]
+        .limits()
+        .iter()
+        .filter(|l| l.has_table())
+        .map(|l| (l.name(), l.limit().quota.limit(), l.limit().quota.period()))
+        .collect();
+    let ttl = 30 * NANOS_PER_SEC;
+    assert_eq!(
+        caps,
+        [
+            ("in-flight:free", 1, ttl),
+            ("in-flight:pro", 3, ttl),
+            ("in-flight:build-farm", 2, ttl)
+        ]
+    );
+
+    // A free key's one slot.
+    let (status, state, free) = proxy.send_request(&keyed("k1", "free"), NOW);
+    assert_eq!(
+        (status, state.as_deref()),
+        (200, Some("\"in-flight:free\";r=0"))
+    );
+    assert_eq!(proxy.send_request(&keyed("k1", "free"), NOW).0, 429);
+    // A pro key's three.
+    let pro: Vec<_> = (0..3)
+        .map(|i| {
+            proxy
+                .send_request(&keyed("k2", "pro"), NOW + i)
+                .2
+                .expect("a slot")
+        })
+        .collect();
+    assert_eq!(proxy.send_request(&keyed("k2", "pro"), NOW + 3).0, 429);
+    // The override's two, on the free plan.
+    let (_, state, farm) = proxy.send_request(&keyed("farm", "free"), NOW);
+    assert_eq!(state.as_deref(), Some("\"in-flight:build-farm\";r=1"));
+    let farm_second = proxy
+        .send_request(&keyed("farm", "free"), NOW)
+        .2
+        .expect("a slot");
+    assert_eq!(proxy.send_request(&keyed("farm", "free"), NOW).0, 429);
+    // No known plan: the default denies, and takes nothing.
+    let (status, _, none) = proxy.send_request(&keyed("k3", "gold"), NOW);
+    assert_eq!((status, none), (429, None));
+
+    // Each release frees the slot in the table it was taken from, and only there.
+    let released = proxy.release(free.expect("a slot"), NOW + 10);
+    assert_eq!(released, [(0, Released::Given)]);
+    assert_eq!(proxy.send_request(&keyed("farm", "free"), NOW + 11).0, 429);
+    assert_eq!(proxy.send_request(&keyed("k1", "free"), NOW + 11).0, 200);
+    proxy.release(farm.expect("a slot"), NOW + 12);
+    assert_eq!(proxy.send_request(&keyed("k2", "pro"), NOW + 13).0, 429);
+    assert_eq!(proxy.send_request(&keyed("farm", "free"), NOW + 13).0, 200);
+    for slots in pro {
+        assert_eq!(proxy.release(slots, NOW + 14), [(0, Released::Given)]);
+    }
+    proxy.release(farm_second, NOW + 14);
+    for i in 0..3 {
+        assert_eq!(proxy.send_request(&keyed("k2", "pro"), NOW + 15 + i).0, 200);
+    }
+}
+
+#[test]
+fn a_tiered_concurrency_rule_takes_its_caps_from_the_tiers() {
+    let error = compile(tiered_rule(json!({"max": 5}))).unwrap_err();
+    assert_eq!(
+        error,
+        "rule \"in-flight\" (rules[0]): concurrency.max: a tiered concurrency rule takes each \
+         tier's cap from tier.limits, e.g. {\"free\": {\"max\": 2}}; remove max here \
+         (slot_ttl stays)"
+    );
+    let mut config = tiered_rule(json!({}));
+    config["rules"][0]["tier"]["limits"]["free"] = json!({"requests": 1});
+    let error = compile(config).unwrap_err();
+    assert!(
+        error
+            .starts_with("rule \"in-flight\" (rules[0]): tier.limits.free.requests: unknown field"),
+        "{error}"
+    );
+    let mut config = tiered_rule(json!({}));
+    config["rules"][0]["tier"]["limits"]["free"] = json!({});
+    assert_eq!(
+        compile(config).unwrap_err(),
+        "rule \"in-flight\" (rules[0]): tier.limits.free.max: required, e.g. \"max\": 10"
+    );
+    let mut config = tiered_rule(json!({}));
+    config["rules"][0]["overrides"]["build-farm"] = json!({"key": "farm", "requests": 2});
+    let error = compile(config).unwrap_err();
+    assert!(
+        error.starts_with(
+            "rule \"in-flight\" (rules[0]): overrides.build-farm.requests: unknown field"
+        ),
+        "{error}"
+    );
+    // Without tiers, an override raises or lowers the rule's own cap.
+    let policy = compile(json!({"rules": [{
+        "name": "in-flight",
+        "key": [{"header": "x-api-key"}],
+        "concurrency": {"max": 2},
+        "overrides": {"vip": {"key": "vip-key", "max": 5}}
+    }]}))
+    .unwrap();
+    let caps: Vec<u64> = policy.rules()[0]
+        .limits()
+        .iter()
+        .map(|l| l.limit().quota.limit())
+        .collect();
+    assert_eq!(caps, [2, 5]);
 }

@@ -128,16 +128,17 @@ impl Waiting {
         &self.body
     }
 
-    /// Each local check as decided before the call: its rule's index, key and outcome
-    /// (committed where allowed).
-    pub fn local_checks(&self) -> impl Iterator<Item = (usize, &[u8], &RuleOutcome)> {
+    /// Each local check as decided before the call: its rule's index, which of the rule's
+    /// limits applied, its key and its outcome (committed where allowed).
+    pub fn local_checks(&self) -> impl Iterator<Item = (usize, usize, &[u8], &RuleOutcome)> {
         self.local
             .iter()
             .zip(&self.local_outcomes)
             .filter_map(|(&position, outcome)| {
                 let rule = *self.rules.rules.get(position)?;
+                let limit = *self.rules.limits.get(position)?;
                 let key = self.rules.keys.get(position)?;
-                Some((rule, key.as_slice(), outcome))
+                Some((rule, limit, key.as_slice(), outcome))
             })
     }
 

@@ -36,13 +36,7 @@ impl RuleKeys {
                 .rule_indices()
                 .iter()
                 .zip(applied.checks())
-                .map(|(&index, check)| {
-                    policy
-                        .rules
-                        .get(index)
-                        .and_then(|rule| rule.limits.iter().position(|l| l.name == check.rule))
-                        .unwrap_or_default()
-                })
+                .map(|(&index, check)| policy.limit_index(index, check.rule))
                 .collect(),
         }
     }

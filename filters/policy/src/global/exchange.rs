@@ -81,6 +81,8 @@ pub struct GlobalCall {
     /// Every applying rule in rule order: its index in the policy, the name of the limit it
     /// applied (a tier's or an override's, or the rule's own), key and cost.
     rules: Vec<usize>,
+    /// Which of each rule's limits applied (see [`Policy::limit_index`]).
+    limits: Vec<usize>,
     names: Vec<String>,
     keys: Vec<Vec<u8>>,
     costs: Vec<u64>,
@@ -107,16 +109,17 @@ impl GlobalCall {
         self.now
     }
 
-    /// Each local check as decided before the call: its rule's index, key and outcome
-    /// (committed where allowed).
-    pub fn local_checks(&self) -> impl Iterator<Item = (usize, &[u8], &RuleOutcome)> {
+    /// Each local check as decided before the call: its rule's index, which of the rule's
+    /// limits applied, its key and its outcome (committed where allowed).
+    pub fn local_checks(&self) -> impl Iterator<Item = (usize, usize, &[u8], &RuleOutcome)> {
         self.rules
             .iter()
+            .zip(&self.limits)
             .zip(&self.keys)
             .zip(&self.scopes)
             .filter(|(_, scope)| **scope == Scope::Local)
             .zip(&self.local)
-            .map(|(((&rule, key), _), outcome)| (rule, key.as_slice(), outcome))
+            .map(|((((&rule, &limit), key), _), outcome)| (rule, limit, key.as_slice(), outcome))
     }
 }
 
@@ -205,6 +208,12 @@ impl Policy {
         Started::Call(GlobalCall {
             now,
             rules: applied.rule_indices().to_vec(),
+            limits: applied
+                .rule_indices()
+                .iter()
+                .zip(checks)
+                .map(|(&rule, check)| self.limit_index(rule, check.rule))
+                .collect(),
             names: checks.iter().map(|c| String::from(c.rule)).collect(),
             keys: checks.iter().map(|c| c.key.clone()).collect(),
             costs: checks.iter().map(|c| c.cost).collect(),
