@@ -3,6 +3,8 @@
 //! response, an upstream reset or the client going away (each once, counted in
 //! `sluice.<rule>.released`), none taken by a denied request, and a VM trap that loses the
 //! release: the slot comes back only when it expires, after `slot_ttl` (at most 9/8 of it).
+//! A tiered rule's slot, taken under the caller's tier, goes back to that tier's table, also
+//! from a stream that ends while it waits for the rate-limit service.
 
 use serde_json::json;
 use sluice_host::{HttpResponse, Proxy, ProxyOptions, RequestOutcome, ResponseOutcome, Stream};
@@ -216,7 +218,21 @@ fn a_stream_that_ends_while_waiting_for_the_service_gives_its_slot_back() {
     // A service that takes the connection and never answers: the request stays paused.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let addr = silent.local_addr().expect("its address");
-    for lease in [None, Some(json!({"size": 10}))] {
+    let plain = json!({"name": "in-flight", "key": ["client_ip"],
+                       "concurrency": {"max": 1, "slot_ttl": "8s"}});
+    // The request has no plan, so it takes the default tier's slot: the rule's second limit,
+    // which the release must find (not the rule's first).
+    let tiered = json!({"name": "in-flight", "key": ["client_ip"],
+                        "concurrency": {"slot_ttl": "8s"},
+                        "tier": {"from": {"header": "x-plan"},
+                                 "limits": {"free": {"max": 1}, "pro": {"max": 1}},
+                                 "default": "pro"}});
+    for (lease, local) in [
+        (None, &plain),
+        (Some(json!({"size": 10})), &plain),
+        (None, &tiered),
+        (Some(json!({"size": 10})), &tiered),
+    ] {
         let mut global = json!({"name": "fleet", "scope": "global", "key": ["client_ip"],
                                 "limit": {"requests": 100, "period": "1m"}});
         if let Some(lease) = &lease {
@@ -225,17 +241,25 @@ fn a_stream_that_ends_while_waiting_for_the_service_gives_its_slot_back() {
         let config = json!({
             "global": {"cluster": "limits", "timeout": "5s"},
             "store": {"max_keys": 64},
-            "rules": [{"name": "in-flight", "key": ["client_ip"],
-                       "concurrency": {"max": 1, "slot_ttl": "8s"}}, global]
+            "rules": [local, global]
         });
+        let tiers = local.get("tier").is_some();
         for host in HOSTS {
             let proxy =
                 Proxy::start(options(host, &config, 1).cluster("limits", addr)).expect("starts");
             let (stream, outcome) = proxy.begin(0, get("/", CLIENT)).expect("begins");
-            assert_eq!(outcome, RequestOutcome::Paused, "{host:?}, lease {lease:?}");
+            assert_eq!(
+                outcome,
+                RequestOutcome::Paused,
+                "{host:?}, lease {lease:?}, tiers {tiers}"
+            );
             // The client goes away before the service answers: the local slot comes back.
             stream.finish().expect("the stream ends");
-            assert_eq!(released(&proxy), 1, "{host:?}, lease {lease:?}");
+            assert_eq!(
+                released(&proxy),
+                1,
+                "{host:?}, lease {lease:?}, tiers {tiers}"
+            );
         }
     }
 }
