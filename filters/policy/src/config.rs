@@ -400,17 +400,11 @@ fn rule_body(
     let mut limits: Vec<NamedLimit> = Vec::new();
     let mut base_capacity_field = "limit.requests";
     let tiers = match (fields.get("tier"), fields.get("limit")) {
-        (None, _) if let Some(section) = concurrency => {
+        // An untiered concurrency rule's section has its `max` (`concurrency::parse`).
+        (None, _) if let Some(base) = concurrency.and_then(|section| section.limit) => {
             limits.push(NamedLimit {
                 name: String::from(name),
-                limit: section.limit.ok_or_else(|| {
-                    ConfigError::new(
-                        "concurrency.max",
-                        Problem::Missing {
-                            example: "\"max\": 10",
-                        },
-                    )
-                })?,
+                limit: base,
                 max_keys,
                 kind: LimitKind::Base,
             });
